@@ -1,0 +1,401 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Thin ctypes binding to libbpf: pins, map operations, XDP attach, test runs.
+
+Rule edits only need this module, not BCC, so they work from any interpreter
+and never recompile anything.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ctypes
+import ctypes.util
+import errno
+import os
+
+from .errors import NetxfwError
+
+BPF_ANY = 0
+BPF_NOEXIST = 1
+
+BPF_MAP_TYPE_HASH = 1
+BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_LPM_TRIE = 11
+BPF_MAP_TYPE_LRU_HASH = 9
+
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_REPLACE = 1 << 4
+
+XDP_ATTACHED_NONE = 0
+XDP_ATTACHED_DRV = 1
+XDP_ATTACHED_SKB = 2
+
+BATCH_CHUNK = 65536
+
+
+class _MapBatchOpts(ctypes.Structure):
+    _fields_ = [("sz", ctypes.c_size_t), ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+class _TestRunOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
+class _XdpQueryOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("prog_id", ctypes.c_uint32),
+        ("drv_prog_id", ctypes.c_uint32),
+        ("hw_prog_id", ctypes.c_uint32),
+        ("skb_prog_id", ctypes.c_uint32),
+        ("attach_mode", ctypes.c_uint8),
+    ]
+
+
+class _MapInfo(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * 16),
+    ]
+
+
+class _ProgInfo(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * 16),
+    ]
+
+
+_LIB = None
+
+
+def _lib():
+    global _LIB
+    if _LIB is None:
+        name = ctypes.util.find_library("bpf") or "libbpf.so.1"
+        try:
+            lib = ctypes.CDLL(name, use_errno=True)
+        except OSError as exc:
+            raise NetxfwError(
+                "cannot load libbpf (%s): install the distribution's libbpf package "
+                "(Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)" % exc
+            )
+        vp, i, u32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32
+        sigs = {
+            "bpf_obj_get": ([ctypes.c_char_p], i),
+            "bpf_obj_pin": ([i, ctypes.c_char_p], i),
+            "bpf_obj_get_info_by_fd": ([i, vp, ctypes.POINTER(u32)], i),
+            "bpf_map_lookup_elem": ([i, vp, vp], i),
+            "bpf_map_update_elem": ([i, vp, vp, ctypes.c_uint64], i),
+            "bpf_map_delete_elem": ([i, vp], i),
+            "bpf_map_get_next_key": ([i, vp, vp], i),
+            "bpf_map_update_batch": ([i, vp, vp, ctypes.POINTER(u32), vp], i),
+            "bpf_map_delete_batch": ([i, vp, ctypes.POINTER(u32), vp], i),
+            "bpf_map_lookup_batch": ([i, vp, vp, vp, vp, ctypes.POINTER(u32), vp], i),
+            "bpf_prog_test_run_opts": ([i, vp], i),
+            "bpf_prog_get_fd_by_id": ([u32], i),
+            "bpf_xdp_attach": ([i, i, u32, vp], i),
+            "bpf_xdp_detach": ([i, u32, vp], i),
+            "bpf_xdp_query": ([i, i, vp], i),
+            "libbpf_num_possible_cpus": ([], i),
+        }
+        for fname, (argtypes, restype) in sigs.items():
+            fn = getattr(lib, fname)
+            fn.argtypes = argtypes
+            fn.restype = restype
+        _LIB = lib
+    return _LIB
+
+
+def _check(ret, what):
+    """libbpf 1.x returns -errno and also sets errno."""
+    if ret < 0:
+        err = -ret if ret != -1 else (ctypes.get_errno() or errno.EIO)
+        raise BpfCallError(err, what)
+    return ret
+
+
+class BpfCallError(NetxfwError):
+    def __init__(self, err, what):
+        self.errno = err
+        hint = ""
+        if err == errno.EPERM:
+            hint = " (netxfw must run as root: it needs CAP_BPF and CAP_NET_ADMIN)"
+        elif err == errno.E2BIG or err == errno.ENOSPC:
+            hint = " (the map is full: raise its capacity)"
+        super(BpfCallError, self).__init__("%s failed: %s%s" % (what, os.strerror(err), hint))
+
+
+def num_possible_cpus():
+    return _check(_lib().libbpf_num_possible_cpus(), "libbpf_num_possible_cpus")
+
+
+def obj_get(path):
+    """Open a pinned object; None when the pin does not exist."""
+    ret = _lib().bpf_obj_get(path.encode())
+    if ret < 0:
+        err = -ret if ret != -1 else ctypes.get_errno()
+        if err == errno.ENOENT:
+            return None
+        raise BpfCallError(err, "opening pin %s" % path)
+    return ret
+
+
+def obj_pin(fd, path):
+    _check(_lib().bpf_obj_pin(fd, path.encode()), "pinning %s" % path)
+
+
+def _info(fd, struct):
+    info = struct()
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    _check(_lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)), "bpf_obj_get_info_by_fd")
+    return info
+
+
+def map_info(fd):
+    info = _info(fd, _MapInfo)
+    return {
+        "type": info.type,
+        "id": info.id,
+        "key_size": info.key_size,
+        "value_size": info.value_size,
+        "max_entries": info.max_entries,
+        "map_flags": info.map_flags,
+        "name": info.name.decode(errors="replace"),
+    }
+
+
+def prog_info(fd):
+    info = _info(fd, _ProgInfo)
+    return {"type": info.type, "id": info.id, "tag": bytes(info.tag).hex(), "name": info.name.decode(errors="replace")}
+
+
+def prog_fd_by_id(prog_id):
+    return _check(_lib().bpf_prog_get_fd_by_id(prog_id), "bpf_prog_get_fd_by_id(%d)" % prog_id)
+
+
+class Map:
+    """A BPF map by fd. Keys and values are bytes; per-CPU values are the
+    concatenation of one 8-byte-aligned slot per possible CPU."""
+
+    def __init__(self, fd, name=None):
+        self.fd = fd
+        info = map_info(fd)
+        self.name = name or info["name"]
+        self.type = info["type"]
+        self.key_size = info["key_size"]
+        self.max_entries = info["max_entries"]
+        self.value_size = info["value_size"]
+        if self.type == BPF_MAP_TYPE_PERCPU_ARRAY:
+            self.value_size = ((info["value_size"] + 7) // 8 * 8) * num_possible_cpus()
+        self._batch_ok = True
+
+    @classmethod
+    def open_pinned(cls, path):
+        fd = obj_get(path)
+        if fd is None:
+            return None
+        return cls(fd, os.path.basename(path))
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def lookup(self, key):
+        value = ctypes.create_string_buffer(self.value_size)
+        ret = _lib().bpf_map_lookup_elem(self.fd, key, value)
+        if ret < 0:
+            err = -ret if ret != -1 else ctypes.get_errno()
+            if err == errno.ENOENT:
+                return None
+            raise BpfCallError(err, "lookup in map %s" % self.name)
+        return value.raw
+
+    def update(self, key, value, flags=BPF_ANY):
+        _check(_lib().bpf_map_update_elem(self.fd, key, value, flags), "update of map %s" % self.name)
+
+    def delete(self, key):
+        ret = _lib().bpf_map_delete_elem(self.fd, key)
+        if ret < 0:
+            err = -ret if ret != -1 else ctypes.get_errno()
+            if err == errno.ENOENT:
+                return False
+            raise BpfCallError(err, "delete from map %s" % self.name)
+        return True
+
+    def keys(self):
+        lib = _lib()
+        prev = None
+        nxt = ctypes.create_string_buffer(self.key_size)
+        out = []
+        while True:
+            ret = lib.bpf_map_get_next_key(self.fd, prev, nxt)
+            if ret < 0:
+                err = -ret if ret != -1 else ctypes.get_errno()
+                if err == errno.ENOENT:
+                    return out
+                raise BpfCallError(err, "iterating map %s" % self.name)
+            out.append(nxt.raw)
+            prev = ctypes.create_string_buffer(nxt.raw, self.key_size)
+
+    def items(self):
+        """All (key, value) pairs; batched where the map type supports it."""
+        if self.type in (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH):
+            try:
+                return self._lookup_batch()
+            except BpfCallError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+        items = []
+        for key in self.keys():
+            value = self.lookup(key)
+            if value is not None:
+                items.append((key, value))
+        return items
+
+    def _lookup_batch(self):
+        lib = _lib()
+        chunk = max(1, min(BATCH_CHUNK, self.max_entries))
+        keys = ctypes.create_string_buffer(self.key_size * chunk)
+        values = ctypes.create_string_buffer(self.value_size * chunk)
+        in_batch = ctypes.create_string_buffer(max(self.key_size, 8))
+        out_batch = ctypes.create_string_buffer(max(self.key_size, 8))
+        opts = _MapBatchOpts(ctypes.sizeof(_MapBatchOpts), 0, 0)
+        items = []
+        first = True
+        while True:
+            count = ctypes.c_uint32(chunk)
+            ret = lib.bpf_map_lookup_batch(
+                self.fd, None if first else in_batch, out_batch, keys, values, ctypes.byref(count), ctypes.byref(opts)
+            )
+            err = 0
+            if ret < 0:
+                err = -ret if ret != -1 else ctypes.get_errno()
+                if err != errno.ENOENT:
+                    raise BpfCallError(err, "batch lookup in map %s" % self.name)
+            kraw, vraw = keys.raw, values.raw
+            ks, vs = self.key_size, self.value_size
+            for n in range(count.value):
+                items.append((kraw[n * ks:(n + 1) * ks], vraw[n * vs:(n + 1) * vs]))
+            if err == errno.ENOENT:
+                return items
+            ctypes.memmove(in_batch, out_batch, len(out_batch))
+            first = False
+
+    def update_many(self, pairs):
+        """Write (key, value) pairs: batch syscalls where supported, else one by one."""
+        pairs = list(pairs)
+        if self._batch_ok:
+            try:
+                for start in range(0, len(pairs), BATCH_CHUNK):
+                    self._update_batch(pairs[start:start + BATCH_CHUNK])
+                return
+            except BpfCallError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+                self._batch_ok = False
+        update = _lib().bpf_map_update_elem
+        for key, value in pairs:
+            ret = update(self.fd, key, value, BPF_ANY)
+            if ret < 0:
+                _check(ret, "update of map %s" % self.name)
+
+    def _update_batch(self, pairs):
+        if not pairs:
+            return
+        keys = b"".join(k for k, _ in pairs)
+        values = b"".join(v for _, v in pairs)
+        count = ctypes.c_uint32(len(pairs))
+        opts = _MapBatchOpts(ctypes.sizeof(_MapBatchOpts), 0, 0)
+        _check(
+            _lib().bpf_map_update_batch(self.fd, keys, values, ctypes.byref(count), ctypes.byref(opts)),
+            "batch update of map %s" % self.name,
+        )
+
+    def delete_many(self, keys):
+        """Delete keys; missing keys are ignored."""
+        delete = _lib().bpf_map_delete_elem
+        for key in keys:
+            ret = delete(self.fd, key)
+            if ret < 0:
+                err = -ret if ret != -1 else ctypes.get_errno()
+                if err != errno.ENOENT:
+                    raise BpfCallError(err, "delete from map %s" % self.name)
+
+    def clear(self):
+        self.delete_many(self.keys())
+
+
+def test_run(prog_fd, data, repeat=1):
+    """BPF_PROG_TEST_RUN: returns (retval, average ns per run, output packet)."""
+    data_out = ctypes.create_string_buffer(len(data) + 256)
+    opts = _TestRunOpts()
+    opts.sz = ctypes.sizeof(_TestRunOpts)
+    buf = ctypes.create_string_buffer(data, len(data))
+    opts.data_in = ctypes.cast(buf, ctypes.c_void_p)
+    opts.data_size_in = len(data)
+    opts.data_out = ctypes.cast(data_out, ctypes.c_void_p)
+    opts.data_size_out = len(data_out)
+    opts.repeat = repeat
+    _check(_lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), "BPF_PROG_TEST_RUN")
+    return opts.retval, opts.duration, data_out.raw[:opts.data_size_out]
+
+
+def xdp_attach(ifindex, prog_fd, flags):
+    _check(_lib().bpf_xdp_attach(ifindex, prog_fd, flags, None), "attaching XDP to ifindex %d" % ifindex)
+
+
+def xdp_detach(ifindex, flags):
+    _check(_lib().bpf_xdp_detach(ifindex, flags, None), "detaching XDP from ifindex %d" % ifindex)
+
+
+def xdp_query(ifindex):
+    """Returns {'mode': 'native'|'generic'|'offload'|'multi'|None, 'prog_id': int}."""
+    opts = _XdpQueryOpts()
+    opts.sz = ctypes.sizeof(_XdpQueryOpts)
+    _check(_lib().bpf_xdp_query(ifindex, 0, ctypes.byref(opts)), "querying XDP on ifindex %d" % ifindex)
+    modes = {0: None, 1: "native", 2: "generic", 3: "offload", 4: "multi"}
+    return {"mode": modes.get(opts.attach_mode), "prog_id": opts.prog_id}
