@@ -1,0 +1,323 @@
+# Copyright: (c) 2025, netxfw developers
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+"""Parsing, normalisation, diffs and map-key encodings of netxfw rules.
+
+Canonical forms (what normalize() returns and rules.json stores):
+
+- whitelist entry: CIDR string, e.g. "198.51.100.7/32", "2001:db8::/48";
+- blacklist entry: {"cidr": str, "expires": float or None} (wall-clock epoch seconds, None = never);
+- port rule: {"source": CIDR or "any", "proto": "tcp"|"udp", "ports": "22" or "1000-2000",
+  "action": "allow"|"deny"}; its identity is (source, proto, ports).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import ipaddress
+import math
+import re
+import struct
+import time
+
+from .errors import NetxfwError
+
+KINDS = ("whitelist", "blacklist", "port")
+STATES = ("present", "absent")
+ANY_SOURCE = "any"
+PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
+ACTION_VALUES = {"allow": 1, "deny": 2}
+
+# Bits of a rules4/rules6 LPM key before the source address: proto (8) + port (16).
+RULE_KEY_FIXED_BITS = 24
+
+_PORT_RANGE_RE = re.compile(r"^(\d+)(?:\s*-\s*(\d+))?$", re.ASCII)
+_PORT_RULE_FIELDS = ("source", "proto", "port", "ports", "action")
+_BLACKLIST_FIELDS = ("cidr", "expires")
+_ANY_NETWORKS = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
+
+
+def parse_cidr(text):
+    """Return the network of an address or CIDR string; host bits are masked.
+
+    An IPv4-mapped IPv6 prefix (::ffff:a.b.c.d/96 and longer) becomes the IPv4 network,
+    because the data plane only ever sees such sources as IPv4 packets.
+    """
+    if not isinstance(text, str):
+        raise NetxfwError("invalid CIDR %r: expected a string such as '198.51.100.0/24' or '2001:db8::/48'" % (text,))
+    stripped = text.strip()
+    if "%" in stripped:
+        raise NetxfwError("invalid CIDR '%s': IPv6 zone indexes (%%eth0) cannot be matched; remove the zone" % text)
+    try:
+        network = ipaddress.ip_network(stripped, strict=False)
+    except ValueError as e:
+        raise NetxfwError("invalid CIDR '%s': %s; expected an address or address/prefix such as "
+                          "'198.51.100.0/24' or '2001:db8::/48'" % (text, e))
+    if network.version == 6 and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
+def parse_ports(value):
+    """Return (first, last) of a port (int or "22") or range ("1000-2000")."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise NetxfwError("invalid port %r: expected a port such as 22 or a range such as '1000-2000'" % (value,))
+    if isinstance(value, int):
+        first = last = value
+    else:
+        match = _PORT_RANGE_RE.match(value.strip())
+        if not match:
+            raise NetxfwError("invalid port '%s': expected a port such as 22 or a range such as '1000-2000'" % value)
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+    for port in (first, last):
+        if not 1 <= port <= 65535:
+            raise NetxfwError("invalid port '%s': ports must be between 1 and 65535" % (value,))
+    if first > last:
+        raise NetxfwError("invalid port range '%s': the first port must not be greater than the last" % (value,))
+    return first, last
+
+
+def format_ports(first, last):
+    return str(first) if first == last else "%d-%d" % (first, last)
+
+
+def identity(kind, entry):
+    """The part of a canonical entry that names it: CIDR, or (source, proto, ports)."""
+    if kind == "whitelist":
+        return entry
+    if kind == "blacklist":
+        return entry["cidr"]
+    return (entry["source"], entry["proto"], entry["ports"])
+
+
+def describe_port_rule(rule):
+    return "%s %s from %s (%s)" % (rule["proto"], rule["ports"], rule["source"], rule["action"])
+
+
+def normalize(kind, entries, ttl=None, now=None):
+    """Canonical, deduplicated, sorted list of `kind` entries.
+
+    For the blacklist, `ttl` (seconds) sets expires = now + ttl on entries that give no expiry.
+    """
+    _check_kind(kind)
+    if entries is None:
+        entries = []
+    if isinstance(entries, (str, bytes, dict)) or not hasattr(entries, "__iter__"):
+        raise NetxfwError("%s entries must be a list, got %r" % (kind, entries))
+    if ttl is not None and kind != "blacklist":
+        raise NetxfwError("ttl applies to blacklist entries only; remove it from the %s rules" % kind)
+    if kind == "whitelist":
+        canonical = _unique_whitelist(entries)
+    elif kind == "blacklist":
+        default_expires = None
+        if ttl is not None:
+            default_expires = (time.time() if now is None else now) + _positive_seconds(ttl)
+        canonical = _unique_blacklist(entries, default_expires)
+    else:
+        canonical = _unique_port_rules(entries)
+        _check_port_overlaps(canonical)
+    return sort_entries(kind, canonical)
+
+
+def diff(kind, current, wanted, state, exclusive, now=None):
+    """Apply canonical `wanted` entries to canonical `current` ones.
+
+    Returns (new_list, added, removed), each sorted. An entry whose value changes (blacklist
+    expiry, port rule action) appears in `added` with its new value and in `removed` with its
+    old one. Expired blacklist entries of `current` are always dropped and reported as removed.
+    `exclusive` only matters with state present: `wanted` then becomes the whole list.
+    """
+    _check_kind(kind)
+    if state not in STATES:
+        raise NetxfwError("invalid state '%s': expected one of %s" % (state, ", ".join(STATES)))
+    removed = []
+    if kind == "blacklist":
+        now = time.time() if now is None else now
+        live = []
+        for entry in current:
+            expired = entry["expires"] is not None and entry["expires"] <= now
+            (removed if expired else live).append(entry)
+        current = live
+    current_by_id = dict((identity(kind, entry), entry) for entry in current)
+    added = []
+    if state == "absent":
+        result = dict(current_by_id)
+        for entry in wanted:
+            old = result.pop(identity(kind, entry), None)
+            if old is not None:
+                removed.append(old)
+    else:
+        result = {} if exclusive else dict(current_by_id)
+        for entry in wanted:
+            key = identity(kind, entry)
+            old = current_by_id.get(key)
+            if old != entry:
+                added.append(entry)
+                if old is not None:
+                    removed.append(old)
+            result[key] = entry
+        if exclusive:
+            removed.extend(entry for key, entry in current_by_id.items() if key not in result)
+    new_list = sort_entries(kind, result.values())
+    if kind == "port":
+        _check_port_overlaps(new_list)
+    return new_list, sort_entries(kind, added), sort_entries(kind, removed)
+
+
+def sort_entries(kind, entries):
+    """Sort canonical entries by family, network address and prefix length (port rules: by
+    source, then proto, then first port)."""
+    if kind == "whitelist":
+        return sorted(entries, key=_cidr_order)
+    if kind == "blacklist":
+        return sorted(entries, key=lambda entry: _cidr_order(entry["cidr"]))
+    return sorted(entries, key=_port_rule_order)
+
+
+def host_or_lpm(network):
+    """Where a whitelist/blacklist network goes: ("host", address bytes) for a /32 or /128,
+    else ("lpm", key bytes) with key = native u32 prefixlen + address bytes."""
+    if isinstance(network, str):
+        network = parse_cidr(network)
+    address = network.network_address.packed
+    if network.prefixlen == network.max_prefixlen:
+        return "host", address
+    return "lpm", struct.pack("=I", network.prefixlen) + address
+
+
+def rule_keys(rule):
+    """rules4/rules6 entries of a canonical port rule: list of (family, key bytes, action value).
+
+    One key per port of the range; source "any" yields keys for both families.
+    Key = native u32 prefixlen (24 + source prefixlen), proto, port (big endian), address, pad.
+    """
+    first, last = parse_ports(rule["ports"])
+    proto = PROTOCOL_NUMBERS[rule["proto"]]
+    action = ACTION_VALUES[rule["action"]]
+    sources = _ANY_NETWORKS if rule["source"] == ANY_SOURCE else (parse_cidr(rule["source"]),)
+    keys = []
+    for source in sources:
+        head = struct.pack("=IB", RULE_KEY_FIXED_BITS + source.prefixlen, proto)
+        tail = source.network_address.packed + b"\0"
+        keys.extend((source.version, head + struct.pack("!H", port) + tail, action)
+                    for port in range(first, last + 1))
+    return keys
+
+
+def _check_kind(kind):
+    if kind not in KINDS:
+        raise NetxfwError("invalid rule kind '%s': expected one of %s" % (kind, ", ".join(KINDS)))
+
+
+def _check_fields(entry, allowed, what):
+    unknown = sorted(str(field) for field in entry if field not in allowed)
+    if unknown:
+        raise NetxfwError("%s %r has unknown field(s) %s; allowed fields are %s"
+                          % (what, entry, ", ".join(unknown), ", ".join(allowed)))
+
+
+def _positive_seconds(ttl):
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
+        raise NetxfwError("invalid ttl %r: expected a positive number of seconds" % (ttl,))
+    return ttl
+
+
+def _expiry(value, entry):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise NetxfwError("invalid expires %r in blacklist entry %r: expected epoch seconds or null for never"
+                          % (value, entry))
+    return float(value)
+
+
+def _later(first, second):
+    """The later of two expiries; None (never) is the latest."""
+    if first is None or second is None:
+        return None
+    return max(first, second)
+
+
+def _unique_whitelist(entries):
+    return list(set(str(parse_cidr(entry)) for entry in entries))
+
+
+def _unique_blacklist(entries, default_expires):
+    expires_by_cidr = {}
+    for entry in entries:
+        if isinstance(entry, dict):
+            _check_fields(entry, _BLACKLIST_FIELDS, "blacklist entry")
+            if "cidr" not in entry:
+                raise NetxfwError("blacklist entry %r has no 'cidr'" % (entry,))
+            cidr = str(parse_cidr(entry["cidr"]))
+            expires = _expiry(entry["expires"], entry) if "expires" in entry else default_expires
+        else:
+            cidr = str(parse_cidr(entry))
+            expires = default_expires
+        # The same network listed twice keeps the longer-lived block.
+        expires_by_cidr[cidr] = _later(expires_by_cidr[cidr], expires) if cidr in expires_by_cidr else expires
+    return [{"cidr": cidr, "expires": expires} for cidr, expires in expires_by_cidr.items()]
+
+
+def _port_rule(entry):
+    if not isinstance(entry, dict):
+        raise NetxfwError("port rule %r must be a mapping with proto, port or ports, and optional source and action"
+                          % (entry,))
+    _check_fields(entry, _PORT_RULE_FIELDS, "port rule")
+    if ("port" in entry) == ("ports" in entry):
+        raise NetxfwError("port rule %r needs exactly one of 'port' or 'ports'" % (entry,))
+    first, last = parse_ports(entry["port"] if "port" in entry else entry["ports"])
+    proto = entry.get("proto")
+    proto = proto.strip().lower() if isinstance(proto, str) else proto
+    if proto not in PROTOCOL_NUMBERS:
+        raise NetxfwError("port rule %r: proto must be one of %s" % (entry, ", ".join(PROTOCOL_NUMBERS)))
+    action = entry.get("action", "allow")
+    action = action.strip().lower() if isinstance(action, str) else action
+    if action not in ACTION_VALUES:
+        raise NetxfwError("port rule %r: action must be one of %s" % (entry, ", ".join(ACTION_VALUES)))
+    source = entry.get("source", ANY_SOURCE)
+    if isinstance(source, str) and source.strip().lower() == ANY_SOURCE:
+        source = ANY_SOURCE
+    else:
+        source = str(parse_cidr(source))
+    return {"source": source, "proto": proto, "ports": format_ports(first, last), "action": action}
+
+
+def _unique_port_rules(entries):
+    rules_by_id = {}
+    for entry in entries:
+        rule = _port_rule(entry)
+        key = identity("port", rule)
+        other = rules_by_id.setdefault(key, rule)
+        if other["action"] != rule["action"]:
+            raise NetxfwError("port rules conflict: %s and %s; keep one action per source, proto and ports"
+                              % (describe_port_rule(other), describe_port_rule(rule)))
+    return list(rules_by_id.values())
+
+
+def _check_port_overlaps(rules):
+    """Refuse rules of one source and proto whose port ranges overlap without being identical:
+    each port of a source must map to exactly one action."""
+    previous_by_group = {}
+    for rule in sorted(rules, key=_port_rule_order):
+        group = (rule["source"], rule["proto"])
+        previous = previous_by_group.get(group)
+        # Sorted by first port and never overlapping so far: the previous rule reaches furthest.
+        if previous is not None and parse_ports(rule["ports"])[0] <= parse_ports(previous["ports"])[1]:
+            raise NetxfwError("port rules overlap: %s and %s; split them so that no port is in both"
+                              % (describe_port_rule(previous), describe_port_rule(rule)))
+        previous_by_group[group] = rule
+
+
+def _cidr_order(cidr):
+    network = parse_cidr(cidr)
+    return network.version, int(network.network_address), network.prefixlen
+
+
+def _port_rule_order(rule):
+    source = (0, 0, 0) if rule["source"] == ANY_SOURCE else _cidr_order(rule["source"])
+    return source, rule["proto"], parse_ports(rule["ports"])

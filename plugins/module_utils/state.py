@@ -1,0 +1,119 @@
+# Copyright: (c) 2025, netxfw developers
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+"""Desired state of a host in state_dir: config.json, rules.json and the run lock."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+
+from .errors import NetxfwError
+
+RULES_VERSION = 1
+RULE_LISTS = ("whitelist", "blacklist", "port_rules")
+LOCK_POLL_SECONDS = 0.1
+
+
+class StateStore:
+    CONFIG_FILE = "config.json"
+    RULES_FILE = "rules.json"
+    LOCK_FILE = ".lock"
+
+    def __init__(self, state_dir):
+        self.state_dir = state_dir
+
+    def path(self, name):
+        return os.path.join(self.state_dir, name)
+
+    @contextlib.contextmanager
+    def lock(self, timeout=60):
+        """Hold the exclusive run lock; NetxfwError if another run keeps it for `timeout` seconds."""
+        self._make_dir()
+        lock_path = self.path(self.LOCK_FILE)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise NetxfwError("another netxfw run holds %s; wait for it to finish, or stop it "
+                                          "if it hangs, then run again" % lock_path)
+                    time.sleep(min(LOCK_POLL_SECONDS, remaining))
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def read_config(self):
+        return self._read_json(self.CONFIG_FILE, {})
+
+    def write_config(self, config):
+        self._write_json(self.CONFIG_FILE, config)
+
+    def read_rules(self):
+        """{"version": 1, "whitelist": [...], "blacklist": [...], "port_rules": [...]}; no file = empty lists."""
+        stored = self._read_json(self.RULES_FILE, {"version": RULES_VERSION})
+        if stored.get("version") != RULES_VERSION:
+            raise NetxfwError("%s has version %r, this netxfw reads version %d; upgrade netxfw or restore the file"
+                              % (self.path(self.RULES_FILE), stored.get("version"), RULES_VERSION))
+        rules = {"version": RULES_VERSION}
+        for name in RULE_LISTS:
+            entries = stored.get(name, [])
+            if not isinstance(entries, list):
+                raise NetxfwError("%s: '%s' must be a list; fix or remove the file"
+                                  % (self.path(self.RULES_FILE), name))
+            rules[name] = entries
+        return rules
+
+    def write_rules(self, rules):
+        stored = {"version": RULES_VERSION}
+        for name in RULE_LISTS:
+            stored[name] = list(rules.get(name, []))
+        self._write_json(self.RULES_FILE, stored)
+
+    def _make_dir(self):
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+
+    def _read_json(self, name, missing):
+        file_path = self.path(name)
+        try:
+            with open(file_path, encoding="utf-8") as stream:
+                data = json.load(stream)
+        except FileNotFoundError:
+            return missing
+        except ValueError as e:  # includes UnicodeDecodeError
+            raise NetxfwError("%s is not valid JSON (%s); fix it or restore it from a backup" % (file_path, e))
+        if not isinstance(data, dict):
+            raise NetxfwError("%s must hold a JSON object; fix it or restore it from a backup" % file_path)
+        return data
+
+    def _write_json(self, name, data):
+        """Replace `name` atomically: a crash leaves either the old or the new file, never a mix."""
+        self._make_dir()
+        fd, temp_path = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=self.state_dir)  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as stream:
+                json.dump(data, stream, indent=2, sort_keys=True)
+                stream.write("\n")
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temp_path, self.path(name))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_path)
+            raise
+        dir_fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
