@@ -11,4 +11,3 @@ class NetxfwError(Exception):
 
     The message is shown as is: it says what is wrong and how to fix it.
     """
-
