@@ -48,6 +48,10 @@ MAX_HOSTS = 20
 DEFAULT_STATE_DIR = "/var/lib/netxfw-lab"
 HOST_STATE_MOUNT = "/var/lib/netxfw"
 LOCK_FILE = "/run/netxfw-lab.lock"
+# marks that the lab (not someone else) created the empty /var/lib/netxfw
+# mount point in the root ns; kept outside the state dir so a half-removed
+# lab still cleans it up
+CREATED_MARK = "/run/netxfw-lab.created-var-lib-netxfw"
 SSHD = "/usr/sbin/sshd"
 EXTRA = {
     # name: (ipv4, ipv6)
@@ -359,6 +363,7 @@ def _up(n, state):
     if not os.path.isdir(HOST_STATE_MOUNT):
         os.makedirs(HOST_STATE_MOUNT, mode=0o700)
         meta["created_var_lib_netxfw"] = True
+        write(CREATED_MARK, HOST_STATE_MOUNT + "\n")
 
     # controller key
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
@@ -542,9 +547,11 @@ def _down(state, quiet=False):
             run(["umount", "-l", mp], check=False)
 
     # 4. files
-    if meta.get("created_var_lib_netxfw"):
+    if meta.get("created_var_lib_netxfw") or os.path.exists(CREATED_MARK):
         with contextlib.suppress(OSError):
             os.rmdir(HOST_STATE_MOUNT)          # only if still empty
+        with contextlib.suppress(OSError):
+            os.unlink(CREATED_MARK)
     if os.path.isdir(state):
         shutil.rmtree(state, ignore_errors=True)
 
@@ -613,7 +620,8 @@ def nsenter_argv(state, name):
             if not pid_alive(pid):
                 raise LabError("sshd of %s (pid %d) is not running" % (name, pid))
             return ["nsenter", "--net=/run/netns/%s" % name,
-                    "--mount=/proc/%d/ns/mnt" % pid, "--"]
+                    "--mount=/proc/%d/ns/mnt" % pid,
+                    "--uts=/proc/%d/ns/uts" % pid, "--"]
     raise LabError("no such lab host: %s" % name)
 
 
@@ -654,6 +662,11 @@ def main(argv=None):
     except LabError as e:
         log("netxfw_lab: error: %s" % e)
         return 1
+    except BrokenPipeError:
+        # `up | head`: the lab is built; only the summary was cut short
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
