@@ -31,6 +31,9 @@ XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_REPLACE = 1 << 4
 
+BPF_TC_EGRESS = 1 << 1
+BPF_TC_F_REPLACE = 1 << 0
+
 XDP_ATTACHED_NONE = 0
 XDP_ATTACHED_DRV = 1
 XDP_ATTACHED_SKB = 2
@@ -71,6 +74,16 @@ class _XdpQueryOpts(ctypes.Structure):
         ("skb_prog_id", ctypes.c_uint32),
         ("attach_mode", ctypes.c_uint8),
     ]
+
+
+class _TcHook(ctypes.Structure):
+    _fields_ = [("sz", ctypes.c_size_t), ("ifindex", ctypes.c_int), ("attach_point", ctypes.c_int),
+                ("parent", ctypes.c_uint32)]
+
+
+class _TcOpts(ctypes.Structure):
+    _fields_ = [("sz", ctypes.c_size_t), ("prog_fd", ctypes.c_int), ("flags", ctypes.c_uint32),
+                ("prog_id", ctypes.c_uint32), ("handle", ctypes.c_uint32), ("priority", ctypes.c_uint32)]
 
 
 class _MapInfo(ctypes.Structure):
@@ -134,11 +147,18 @@ def _lib():
             "bpf_xdp_detach": ([i, u32, vp], i),
             "bpf_xdp_query": ([i, i, vp], i),
             "libbpf_num_possible_cpus": ([], i),
+            "bpf_tc_hook_create": ([vp], i),
+            "bpf_tc_attach": ([vp, vp], i),
+            "bpf_tc_detach": ([vp, vp], i),
+            "bpf_tc_query": ([vp, vp], i),
         }
         for fname, (argtypes, restype) in sigs.items():
             fn = getattr(lib, fname)
             fn.argtypes = argtypes
             fn.restype = restype
+        # Errors reach the caller as exceptions; libbpf's own stderr chatter would only repeat them.
+        lib.libbpf_set_print.argtypes = [vp]
+        lib.libbpf_set_print(None)
         _LIB = lib
     return _LIB
 
@@ -399,3 +419,38 @@ def xdp_query(ifindex):
     _check(_lib().bpf_xdp_query(ifindex, 0, ctypes.byref(opts)), "querying XDP on ifindex %d" % ifindex)
     modes = {0: None, 1: "native", 2: "generic", 3: "offload", 4: "multi"}
     return {"mode": modes.get(opts.attach_mode), "prog_id": opts.prog_id}
+
+
+def _tc_hook(ifindex):
+    return _TcHook(ctypes.sizeof(_TcHook), ifindex, BPF_TC_EGRESS, 0)
+
+
+def _tc_opts(handle, priority, prog_fd=0, flags=0):
+    return _TcOpts(ctypes.sizeof(_TcOpts), prog_fd, flags, 0, handle, priority)
+
+
+def tc_egress_attach(ifindex, prog_fd, handle, priority):
+    """Add the clsact qdisc if missing, then put prog_fd at (handle, priority) on egress, replacing in place."""
+    hook = _tc_hook(ifindex)
+    ret = _lib().bpf_tc_hook_create(ctypes.byref(hook))
+    if ret < 0 and -ret != errno.EEXIST:
+        _check(ret, "creating the clsact qdisc on ifindex %d" % ifindex)
+    opts = _tc_opts(handle, priority, prog_fd, BPF_TC_F_REPLACE)
+    _check(_lib().bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)), "attaching TC egress to ifindex %d" % ifindex)
+
+
+def tc_egress_query(ifindex, handle, priority):
+    """Program id at (handle, priority) on egress, or None."""
+    opts = _tc_opts(handle, priority)
+    ret = _lib().bpf_tc_query(ctypes.byref(_tc_hook(ifindex)), ctypes.byref(opts))
+    if ret < 0:
+        if -ret in (errno.ENOENT, errno.EINVAL):
+            return None
+        _check(ret, "querying TC egress on ifindex %d" % ifindex)
+    return opts.prog_id
+
+
+def tc_egress_detach(ifindex, handle, priority):
+    ret = _lib().bpf_tc_detach(ctypes.byref(_tc_hook(ifindex)), ctypes.byref(_tc_opts(handle, priority)))
+    if ret < 0 and -ret not in (errno.ENOENT, errno.EINVAL):
+        _check(ret, "detaching TC egress from ifindex %d" % ifindex)

@@ -139,8 +139,7 @@ def diff(kind, current, wanted, state, exclusive, now=None):
         now = time.time() if now is None else now
         live = []
         for entry in current:
-            expired = entry["expires"] is not None and entry["expires"] <= now
-            (removed if expired else live).append(entry)
+            (removed if is_expired(entry, now) else live).append(entry)
         current = live
     current_by_id = dict((identity(kind, entry), entry) for entry in current)
     added = []
@@ -166,6 +165,11 @@ def diff(kind, current, wanted, state, exclusive, now=None):
     if kind == "port":
         _check_port_overlaps(new_list)
     return new_list, sort_entries(kind, added), sort_entries(kind, removed)
+
+
+def is_expired(blacklist_entry, now=None):
+    expires = blacklist_entry["expires"]
+    return expires is not None and expires <= (time.time() if now is None else now)
 
 
 def sort_entries(kind, entries):

@@ -60,13 +60,22 @@ class StateStore:
     def write_config(self, config):
         self._write_json(self.CONFIG_FILE, config)
 
+    def remove_config(self):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(self.CONFIG_FILE))
+
+    @property
+    def rules_path(self):
+        return self.path(self.RULES_FILE)
+
     def read_rules(self):
-        """{"version": 1, "whitelist": [...], "blacklist": [...], "port_rules": [...]}; no file = empty lists."""
+        """{"version": 1, "generation": N, "whitelist": [...], "blacklist": [...], "port_rules": [...]};
+        no file = empty lists. `generation` counts writes; the maps record which one they hold."""
         stored = self._read_json(self.RULES_FILE, {"version": RULES_VERSION})
         if stored.get("version") != RULES_VERSION:
             raise NetxfwError("%s has version %r, this netxfw reads version %d; upgrade netxfw or restore the file"
                               % (self.path(self.RULES_FILE), stored.get("version"), RULES_VERSION))
-        rules = {"version": RULES_VERSION}
+        rules = {"version": RULES_VERSION, "generation": stored.get("generation", 0)}
         for name in RULE_LISTS:
             entries = stored.get(name, [])
             if not isinstance(entries, list):
@@ -76,7 +85,7 @@ class StateStore:
         return rules
 
     def write_rules(self, rules):
-        stored = {"version": RULES_VERSION}
+        stored = {"version": RULES_VERSION, "generation": rules.get("generation", 0)}
         for name in RULE_LISTS:
             stored[name] = list(rules.get(name, []))
         self._write_json(self.RULES_FILE, stored)

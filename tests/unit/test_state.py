@@ -19,6 +19,7 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.errors import Netx
 
 RULES = {
     "version": 1,
+    "generation": 3,
     "whitelist": ["198.51.100.0/24"],
     "blacklist": [{"cidr": "203.0.113.1/32", "expires": None}],
     "port_rules": [{"source": "any", "proto": "tcp", "ports": "22", "action": "allow"}],
@@ -70,7 +71,7 @@ class Child:
 
 def test_missing_files_read_as_empty(store):
     assert store.read_config() == {}
-    assert store.read_rules() == {"version": 1, "whitelist": [], "blacklist": [], "port_rules": []}
+    assert store.read_rules() == {"version": 1, "generation": 0, "whitelist": [], "blacklist": [], "port_rules": []}
     assert not os.path.exists(store.state_dir)  # reading creates nothing
 
 
@@ -81,14 +82,14 @@ def test_rules_round_trip(store):
 
 def test_write_rules_fills_version_and_missing_lists(store):
     store.write_rules({"whitelist": ["198.51.100.0/24"]})
-    assert store.read_rules() == {"version": 1, "whitelist": ["198.51.100.0/24"], "blacklist": [], "port_rules": []}
+    assert store.read_rules() == {"version": 1, "generation": 0, "whitelist": ["198.51.100.0/24"], "blacklist": [], "port_rules": []}
 
 
 def test_read_rules_tolerates_missing_lists(store):
     os.makedirs(store.state_dir)
     with open(store.path("rules.json"), "w") as stream:
         stream.write('{"version": 1, "whitelist": ["198.51.100.0/24"]}')
-    assert store.read_rules() == {"version": 1, "whitelist": ["198.51.100.0/24"], "blacklist": [], "port_rules": []}
+    assert store.read_rules() == {"version": 1, "generation": 0, "whitelist": ["198.51.100.0/24"], "blacklist": [], "port_rules": []}
 
 
 def test_config_round_trip_and_format(store):

@@ -1,0 +1,577 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The netxfw engine: the one implementation behind the modules, the CLI and the agent.
+
+Desired state is the JSON in state_dir; runtime state is the pinned maps under
+pin_path. Every entry point takes the state lock, compares the two, acts once
+and persists. Imports nothing from ansible.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import hashlib
+import os
+import socket
+import subprocess
+import time
+
+from . import bpfsys, layout, rules
+from .bpf_source import SOURCE
+from .errors import NetxfwError
+from .state import StateStore
+
+DEFAULT_PIN_PATH = "/sys/fs/bpf/netxfw"
+DEFAULT_STATE_DIR = "/var/lib/netxfw"
+BPF_FS_MAGIC = 0xCAFE4A11
+TC_HANDLE = 1
+TC_PRIO = 0x4E58
+
+RULE_KINDS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}
+
+PROGRAM_DEFAULTS = {
+    "interfaces": [],
+    "xdp_mode": "auto",
+    "policy": "allow",
+    "conntrack": True,
+    "conntrack_timeout": 300,
+    "icmp_rate": 0,
+    "icmp_burst": 0,
+    "capacity": dict((name, spec[1]) for name, spec in layout.CAPACITIES.items()),
+}
+XDP_MODES = ("auto", "native", "generic")
+MAX_CAPACITY = 1 << 26
+
+
+def normalize_program(settings):
+    """Program settings with defaults filled in and every value checked."""
+    merged = dict(PROGRAM_DEFAULTS)
+    merged["capacity"] = dict(PROGRAM_DEFAULTS["capacity"])
+    for key, value in (settings or {}).items():
+        if value is None:
+            continue
+        if key == "capacity":
+            for cap, size in value.items():
+                if size is None:
+                    continue
+                if cap not in layout.CAPACITIES:
+                    raise NetxfwError("unknown capacity '%s' (known: %s)" % (cap, ", ".join(sorted(layout.CAPACITIES))))
+                merged["capacity"][cap] = _int_in_range("capacity.%s" % cap, size, 1, MAX_CAPACITY)
+        elif key in PROGRAM_DEFAULTS:
+            merged[key] = value
+        else:
+            raise NetxfwError("unknown program setting '%s'" % key)
+    if merged["policy"] not in layout.POLICY_CODES:
+        raise NetxfwError("policy must be allow or deny, not '%s'" % merged["policy"])
+    if merged["xdp_mode"] not in XDP_MODES:
+        raise NetxfwError("xdp_mode must be one of %s, not '%s'" % (", ".join(XDP_MODES), merged["xdp_mode"]))
+    merged["conntrack"] = bool(merged["conntrack"])
+    merged["conntrack_timeout"] = _int_in_range("conntrack_timeout", merged["conntrack_timeout"], 1, 86400 * 7)
+    merged["icmp_rate"] = _int_in_range("icmp_rate", merged["icmp_rate"], 0, 10 ** 9)
+    merged["icmp_burst"] = _int_in_range("icmp_burst", merged["icmp_burst"], 0, 10 ** 9)
+    if merged["icmp_rate"] and not merged["icmp_burst"]:
+        merged["icmp_burst"] = merged["icmp_rate"]
+    merged["interfaces"] = sorted(set(merged["interfaces"]))
+    return merged
+
+
+def _int_in_range(name, value, low, high):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise NetxfwError("%s must be an integer, not '%s'" % (name, value))
+    if not low <= number <= high:
+        raise NetxfwError("%s must be between %d and %d, not %d" % (name, low, high, number))
+    return number
+
+
+def program_identity(capacities):
+    """Hash of the source plus compile-time options: equal identities never recompile."""
+    digest = hashlib.sha256(SOURCE.encode())
+    digest.update(b"\0" + " ".join(layout.cflags(capacities)).encode())
+    return digest.hexdigest()
+
+
+def runtime_config(settings):
+    """config map index -> value for the runtime settings."""
+    return {
+        layout.CFG_POLICY: layout.POLICY_CODES[settings["policy"]],
+        layout.CFG_ICMP_RATE: settings["icmp_rate"],
+        layout.CFG_ICMP_BURST: settings["icmp_burst"],
+        layout.CFG_CT_ENABLED: int(settings["conntrack"]),
+        layout.CFG_CT_TIMEOUT_NS: settings["conntrack_timeout"] * 10 ** 9,
+    }
+
+
+def wall_to_monotonic_ns(expires, now_wall=None, now_mono_ns=None):
+    """Wall-clock expiry (JSON) -> CLOCK_MONOTONIC ns (maps); 0 means never."""
+    if expires is None:
+        return 0
+    now_wall = time.time() if now_wall is None else now_wall
+    now_mono_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
+    return max(1, now_mono_ns + int((expires - now_wall) * 10 ** 9))
+
+
+def expected_entries(kind, entries):
+    """Rule entries of one kind -> {map name: {key: value}}."""
+    out = {}
+    if kind == "port":
+        for rule in entries:
+            for family, key, action in rules.rule_keys(rule):
+                out.setdefault(layout.rules_map(family), {})[key] = layout.encode_u32(action)
+        return out
+    now_wall, now_mono = time.time(), time.monotonic_ns()
+    for entry in entries:
+        cidr = entry if kind == "whitelist" else entry["cidr"]
+        network = rules.parse_cidr(cidr)
+        where, key = rules.host_or_lpm(network)
+        value = 0 if kind == "whitelist" else wall_to_monotonic_ns(entry["expires"], now_wall, now_mono)
+        out.setdefault(layout.list_map(kind, network.version, where), {})[key] = layout.encode_u64(value)
+    return out
+
+
+def kind_maps(kind):
+    if kind == "port":
+        return [layout.rules_map(4), layout.rules_map(6)]
+    return [layout.list_map(kind, fam, where) for fam in (4, 6) for where in ("host", "lpm")]
+
+
+def require_root():
+    if os.geteuid() != 0:
+        raise NetxfwError("netxfw must run as root: loading XDP programs and editing BPF maps needs CAP_BPF and CAP_NET_ADMIN")
+
+
+def kernel_headers_dir():
+    release = os.uname().release
+    build = "/lib/modules/%s/build" % release
+    if not os.path.isdir(build):
+        raise NetxfwError(
+            "kernel headers for %s are missing (%s does not exist). BCC needs them to compile the data plane: "
+            "install linux-headers-%s (Debian/Ubuntu) or kernel-devel-%s (RHEL/Fedora); on a custom or cloud kernel "
+            "without a matching package, install the nearest linux-headers-* and link %s and /lib/modules/%s/source "
+            "to it (the netxfw.firewall.netxfw role does this)." % (release, build, release, release, build, release)
+        )
+    return build
+
+
+def ifindex(name):
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        raise NetxfwError("unknown interface '%s': it does not exist on this host" % name)
+
+
+class Firewall:
+    def __init__(self, pin_path=DEFAULT_PIN_PATH, state_dir=DEFAULT_STATE_DIR):
+        self.pin_path = pin_path
+        self.store = StateStore(state_dir)
+
+    # ---------------------------------------------------------------- runtime
+    def _pin(self, name):
+        return os.path.join(self.pin_path, name)
+
+    def open_maps(self, capacities=None):
+        """Pinned maps as {name: bpfsys.Map}, or None when the program is not loaded
+        or its pins do not match the layout (a partial or foreign pin set)."""
+        maps = {}
+        try:
+            for name in layout.MAPS:
+                m = bpfsys.Map.open_pinned(self._pin(name))
+                if m is None:
+                    return None
+                maps[name] = m
+                mtype, key_size, value_size, size = layout.MAPS[name]
+                if (m.type, m.key_size) != (mtype, key_size) or bpfsys.map_info(m.fd)["value_size"] != value_size:
+                    return None
+                if capacities is not None and m.max_entries != layout.expected_map(name, capacities)[3]:
+                    return None
+            version, _ = layout.decode_meta(maps["meta"].lookup(layout.encode_u32(0)))
+            if version != layout.LAYOUT_VERSION:
+                return None
+            result, maps = maps, {}
+            return result
+        finally:
+            for m in maps.values():
+                m.close()
+
+    @staticmethod
+    def close_maps(maps):
+        for m in (maps or {}).values():
+            m.close()
+
+    def loaded_identity(self, maps):
+        return layout.decode_meta(maps["meta"].lookup(layout.encode_u32(0)))[1]
+
+    def _pinned_prog_ids(self):
+        ids = {}
+        for pin in layout.PROGRAMS:
+            fd = bpfsys.obj_get(self._pin(pin))
+            if fd is not None:
+                ids[pin] = bpfsys.prog_info(fd)["id"]
+                os.close(fd)
+        return ids
+
+    def attachments(self, names):
+        """{ifname: {"xdp_mode": mode or None, "xdp": ours?, "tc": ours?}} for existing interfaces."""
+        prog_ids = self._pinned_prog_ids()
+        out = {}
+        for name in names:
+            try:
+                idx = socket.if_nametoindex(name)
+            except OSError:
+                continue
+            xdp = bpfsys.xdp_query(idx)
+            tc_id = bpfsys.tc_egress_query(idx, TC_HANDLE, TC_PRIO)
+            out[name] = {
+                "xdp_mode": xdp["mode"],
+                "xdp": bool(xdp["prog_id"]) and xdp["prog_id"] == prog_ids.get("prog_xdp"),
+                "tc": bool(tc_id) and tc_id == prog_ids.get("prog_tc"),
+            }
+        return out
+
+    def _attached_interfaces(self):
+        """Interfaces where our pinned programs are attached, from the kernel."""
+        names = [name for _, name in socket.if_nameindex()]
+        return sorted(n for n, a in self.attachments(names).items() if a["xdp"] or a["tc"])
+
+    # ---------------------------------------------------------------- program
+    def apply_program(self, settings, check_mode=False):
+        require_root()
+        wanted = normalize_program(settings)
+        for name in wanted["interfaces"]:
+            ifindex(name)
+        with self.store.lock():
+            previous = self.store.read_config() or None
+            maps = self.open_maps(wanted["capacity"])
+            try:
+                identity = program_identity(wanted["capacity"])
+                reload_needed = maps is None or self.loaded_identity(maps) != identity
+                actions = []
+                if reload_needed:
+                    actions.append("compile and load the data plane")
+                else:
+                    if self._config_differs(maps, wanted):
+                        actions.append("update runtime settings")
+                    if self._rules_generation_stale(maps):
+                        actions.append("resynchronise rule maps from %s" % self.store.rules_path)
+                attached = self.attachments(wanted["interfaces"]) if not reload_needed else {}
+                for name in wanted["interfaces"]:
+                    state = attached.get(name, {})
+                    if reload_needed or not (state.get("xdp") and state.get("tc")) or not self._mode_ok(state, wanted):
+                        actions.append("attach to %s" % name)
+                stale = [] if maps is None else [n for n in self._attached_interfaces() if n not in wanted["interfaces"]]
+                actions.extend("detach from %s" % n for n in stale)
+                config_changed = previous != wanted
+                changed = bool(actions) or config_changed
+                result = {
+                    "changed": changed,
+                    "actions": actions,
+                    "compiled": False,
+                    "identity": identity,
+                    "diff": {"before": previous or {}, "after": wanted},
+                }
+                if check_mode or not changed:
+                    return result
+                if reload_needed:
+                    self._load(wanted, identity, stale)
+                    result["compiled"] = True
+                else:
+                    self._write_config(maps, wanted)
+                    self._sync_rules_if_stale(maps)
+                    for name in wanted["interfaces"]:
+                        if "attach to %s" % name in actions:
+                            self._attach(name, wanted["xdp_mode"])
+                    for name in stale:
+                        self._detach(name)
+                self.store.write_config(wanted)
+                return result
+            finally:
+                self.close_maps(maps)
+
+    @staticmethod
+    def _mode_ok(state, wanted):
+        return wanted["xdp_mode"] == "auto" or state.get("xdp_mode") == wanted["xdp_mode"]
+
+    def _config_differs(self, maps, settings):
+        for index, value in runtime_config(settings).items():
+            if layout.decode_u64(maps["config"].lookup(layout.encode_u32(index))) != value:
+                return True
+        return False
+
+    def _write_config(self, maps, settings):
+        maps["config"].update_many(
+            (layout.encode_u32(i), layout.encode_u64(v)) for i, v in runtime_config(settings).items()
+        )
+
+    def _load(self, settings, identity, stale):
+        """Compile, fill from the JSON, attach atomically over any older program, re-pin."""
+        kernel_headers_dir()
+        self._ensure_bpffs()
+        try:
+            from bcc import BPF
+        except ImportError:
+            raise NetxfwError(
+                "the BCC Python bindings are missing for this interpreter: install python3-bpfcc (Debian/Ubuntu) "
+                "or python3-bcc (RHEL/Fedora), and run netxfw with the system python3"
+            )
+        try:
+            bpf = BPF(text=SOURCE, cflags=layout.cflags(settings["capacity"]) + ["-w"])
+            xdp_fn = bpf.load_func("xdp_ingress", BPF.XDP)
+            tc_fn = bpf.load_func("tc_egress", BPF.SCHED_CLS)
+        except Exception as exc:
+            raise NetxfwError("compiling or loading the data plane failed: %s" % exc)
+        try:
+            maps = dict((name, bpfsys.Map(bpf[name].map_fd, name)) for name in layout.MAPS)
+            self._write_config(maps, settings)
+            self._sync_all_rules(maps, self.store.read_rules())
+            maps["meta"].update(layout.encode_u32(0), layout.encode_meta(identity))
+            for name in settings["interfaces"]:
+                self._attach(name, settings["xdp_mode"], xdp_fn.fd, tc_fn.fd)
+            self._replace_pins(dict((n, m.fd) for n, m in maps.items()), {"prog_xdp": xdp_fn.fd, "prog_tc": tc_fn.fd})
+            for name in stale:
+                self._detach(name)
+        finally:
+            bpf.cleanup()
+
+    def _ensure_bpffs(self):
+        mount_point = os.path.dirname(self.pin_path.rstrip("/"))
+        if not os.path.isdir(mount_point):
+            raise NetxfwError("pin_path parent %s does not exist" % mount_point)
+        if not self._is_bpffs(mount_point):
+            subprocess.run(["mount", "-t", "bpf", "bpf", mount_point], check=True)
+        os.makedirs(self.pin_path, mode=0o700, exist_ok=True)
+
+    @staticmethod
+    def _is_bpffs(path):
+        with open("/proc/self/mounts") as mounts:
+            return any(line.split()[1] == path and line.split()[2] == "bpf" for line in mounts)
+
+    def _replace_pins(self, map_fds, prog_fds):
+        for name, fd in list(map_fds.items()) + list(prog_fds.items()):
+            path = self._pin(name)
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+            bpfsys.obj_pin(fd, path)
+
+    def _prog_fd(self, pin):
+        fd = bpfsys.obj_get(self._pin(pin))
+        if fd is None:
+            raise NetxfwError("the data plane is not loaded (no pin at %s)" % self._pin(pin))
+        return fd
+
+    def _attach(self, name, mode, xdp_fd=None, tc_fd=None):
+        """Attach over whatever is there: the kernel swaps XDP programs atomically."""
+        idx = ifindex(name)
+        own = []
+        if xdp_fd is None:
+            xdp_fd = self._prog_fd("prog_xdp")
+            own.append(xdp_fd)
+        if tc_fd is None:
+            tc_fd = self._prog_fd("prog_tc")
+            own.append(tc_fd)
+        try:
+            current = bpfsys.xdp_query(idx)["mode"]
+            tries = {"native": [bpfsys.XDP_FLAGS_DRV_MODE], "generic": [bpfsys.XDP_FLAGS_SKB_MODE],
+                     "auto": [bpfsys.XDP_FLAGS_DRV_MODE, bpfsys.XDP_FLAGS_SKB_MODE]}[mode]
+            error = None
+            for flags in tries:
+                wanted_mode = "native" if flags == bpfsys.XDP_FLAGS_DRV_MODE else "generic"
+                if current and current != wanted_mode:
+                    # A program in the other mode would block this one: the kernel allows one mode at a time.
+                    bpfsys.xdp_detach(idx, bpfsys.XDP_FLAGS_DRV_MODE if current == "native" else bpfsys.XDP_FLAGS_SKB_MODE)
+                    current = None
+                try:
+                    bpfsys.xdp_attach(idx, xdp_fd, flags)
+                    error = None
+                    break
+                except NetxfwError as exc:
+                    error = exc
+            if error is not None:
+                raise NetxfwError("cannot attach XDP to %s in %s mode: %s" % (name, mode, error))
+            bpfsys.tc_egress_attach(idx, tc_fd, TC_HANDLE, TC_PRIO)
+        finally:
+            for fd in own:
+                os.close(fd)
+
+    def _detach(self, name):
+        try:
+            idx = socket.if_nametoindex(name)
+        except OSError:
+            return
+        mode = bpfsys.xdp_query(idx)["mode"]
+        if mode:
+            bpfsys.xdp_detach(idx, bpfsys.XDP_FLAGS_DRV_MODE if mode == "native" else bpfsys.XDP_FLAGS_SKB_MODE)
+        bpfsys.tc_egress_detach(idx, TC_HANDLE, TC_PRIO)
+
+    def remove_program(self, check_mode=False):
+        require_root()
+        with self.store.lock():
+            pins = [n for n in list(layout.MAPS) + list(layout.PROGRAMS) if os.path.exists(self._pin(n))]
+            attached = self._attached_interfaces()
+            previous = self.store.read_config() or None
+            changed = bool(pins or attached or previous)
+            result = {"changed": changed, "actions": ["detach from %s" % n for n in attached],
+                      "diff": {"before": previous or {}, "after": {}}}
+            if pins:
+                result["actions"].append("remove pins under %s" % self.pin_path)
+            if check_mode or not changed:
+                return result
+            for name in attached:
+                self._detach(name)
+            for name in pins:
+                os.unlink(self._pin(name))
+            try:
+                os.rmdir(self.pin_path)
+            except OSError:
+                pass
+            self.store.remove_config()
+            return result
+
+    # ---------------------------------------------------------------- rules
+    def _rules_generation_stale(self, maps, data=None):
+        """True unless the maps hold exactly generation N of rules.json (they store N + 1; 0 = write under way)."""
+        data = self.store.read_rules() if data is None else data
+        applied = layout.decode_u64(maps["config"].lookup(layout.encode_u32(layout.CFG_RULES_GENERATION)))
+        return applied != data.get("generation", 0) + 1
+
+    @staticmethod
+    def _mark_generation(maps, data):
+        """data=None marks the rule maps dirty while they are being written."""
+        value = 0 if data is None else data.get("generation", 0) + 1
+        maps["config"].update(layout.encode_u32(layout.CFG_RULES_GENERATION), layout.encode_u64(value))
+
+    def _sync_rules_if_stale(self, maps):
+        data = self.store.read_rules()
+        if self._rules_generation_stale(maps, data):
+            self._sync_all_rules(maps, data)
+
+    def _sync_all_rules(self, maps, data):
+        """Make every rule map hold exactly what rules.json says; capacity is checked before any write."""
+        expected = {}
+        for kind, key in RULE_KINDS.items():
+            entries = [e for e in data.get(key, []) if kind != "blacklist" or not rules.is_expired(e)]
+            expected[kind] = expected_entries(kind, entries)
+            self._check_capacity(maps, kind, expected[kind])
+        self._mark_generation(maps, None)
+        for kind in RULE_KINDS:
+            for name in kind_maps(kind):
+                want = expected[kind].get(name, {})
+                maps[name].delete_many([k for k in maps[name].keys() if k not in want])
+                maps[name].update_many(want.items())
+        self._mark_generation(maps, data)
+
+    @staticmethod
+    def _check_capacity(maps, kind, expected):
+        for name in kind_maps(kind):
+            count = len(expected.get(name, {}))
+            if count > maps[name].max_entries:
+                raise NetxfwError(
+                    "%s needs %d entries in map %s but its capacity is %d: raise capacity.%s with "
+                    "netxfw.firewall.netxfw_program (a hot reload) and try again"
+                    % (kind, count, name, maps[name].max_entries, _capacity_name(kind))
+                )
+
+    def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False):
+        if kind not in RULE_KINDS:
+            raise NetxfwError("kind must be one of %s, not '%s'" % (", ".join(sorted(RULE_KINDS)), kind))
+        if state not in ("present", "absent"):
+            raise NetxfwError("state must be present or absent, not '%s'" % state)
+        wanted = rules.normalize(kind, entries, ttl=ttl)
+        require_root()
+        with self.store.lock():
+            data = self.store.read_rules()
+            current = data.get(RULE_KINDS[kind], [])
+            new_list, added, removed = rules.diff(kind, current, wanted, state, exclusive)
+            maps = self.open_maps()
+            try:
+                stale = maps is not None and self._rules_generation_stale(maps, data)
+                result = {
+                    "changed": bool(added or removed) or stale,
+                    "added": added,
+                    "removed": removed,
+                    "loaded": maps is not None,
+                    "diff": {"before": current, "after": new_list},
+                }
+                if maps is not None:
+                    new_expected = expected_entries(kind, new_list)
+                    self._check_capacity(maps, kind, new_expected)
+                if check_mode or not result["changed"]:
+                    return result
+                data[RULE_KINDS[kind]] = new_list
+                data["generation"] = data.get("generation", 0) + 1
+                if maps is not None:
+                    if stale:
+                        self._sync_all_rules(maps, data)
+                    else:
+                        self._mark_generation(maps, None)
+                        self._apply_changes(maps, kind, added, removed, new_expected)
+                self.store.write_rules(data)
+                if maps is not None:
+                    self._mark_generation(maps, data)
+                return result
+            finally:
+                self.close_maps(maps)
+
+    def _apply_changes(self, maps, kind, added, removed, new_expected):
+        gone = expected_entries(kind, removed)
+        for name, keys in gone.items():
+            keep = new_expected.get(name, {})
+            maps[name].delete_many(k for k in keys if k not in keep)
+        for name, pairs in expected_entries(kind, added).items():
+            maps[name].update_many((k, new_expected[name][k]) for k in pairs if k in new_expected.get(name, {}))
+        if kind == "blacklist" and added:
+            purge_conntrack(maps["ct"], [rules.parse_cidr(e["cidr"]) for e in added])
+
+    # ---------------------------------------------------------------- info
+    def info(self):
+        config = self.store.read_config()
+        maps = self.open_maps()
+        try:
+            out = {"loaded": maps is not None, "pin_path": self.pin_path, "state_dir": self.store.state_dir,
+                   "config": config}
+            if maps is None:
+                return out
+            ncpus = bpfsys.num_possible_cpus()
+            counters = {}
+            for index, reason in enumerate(layout.REASONS):
+                packets, octets = layout.sum_counters(maps["counters"].lookup(layout.encode_u32(index)), ncpus)
+                counters[reason] = {"packets": packets, "bytes": octets}
+            out["identity"] = self.loaded_identity(maps)
+            out["counters"] = counters
+            out["maps"] = dict(
+                (name, {"entries": len(m.keys()), "capacity": m.max_entries})
+                for name, m in maps.items() if name not in ("config", "counters", "meta", "icmp_bucket")
+            )
+            names = sorted(set((config or {}).get("interfaces", [])) | set(self._attached_interfaces()))
+            out["interfaces"] = self.attachments(names)
+            return out
+        finally:
+            self.close_maps(maps)
+
+
+def _capacity_name(kind):
+    return {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}[kind]
+
+
+def purge_conntrack(ct_map, networks):
+    """Delete tracked flows whose remote address lies in any of the networks: a block cuts them at once."""
+    by_len = {}
+    for net in networks:
+        by_len.setdefault((net.version, net.prefixlen), set()).add(int(net.network_address))
+    doomed = []
+    for key, _ in ct_map.items():
+        flow = layout.decode_ct_key(key)
+        addr = int.from_bytes(flow["saddr"], "big")
+        bits = 32 if flow["family"] == 4 else 128
+        for (family, plen), nets in by_len.items():
+            if family == flow["family"] and (addr >> (bits - plen) << (bits - plen) if plen else 0) in nets:
+                doomed.append(key)
+                break
+    ct_map.delete_many(doomed)
+    return len(doomed)
+

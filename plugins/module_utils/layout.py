@@ -1,0 +1,147 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The pinned layout of bpf/netxfw.c, seen from Python (docs/internals.md)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import struct
+
+from .bpfsys import (
+    BPF_MAP_TYPE_ARRAY,
+    BPF_MAP_TYPE_HASH,
+    BPF_MAP_TYPE_LPM_TRIE,
+    BPF_MAP_TYPE_LRU_HASH,
+    BPF_MAP_TYPE_PERCPU_ARRAY,
+)
+
+LAYOUT_VERSION = 1
+
+REASONS = (
+    "pass_conntrack",
+    "pass_whitelist",
+    "drop_blacklist",
+    "pass_rule",
+    "drop_rule",
+    "pass_icmp",
+    "drop_icmp_rate",
+    "pass_policy",
+    "drop_policy",
+    "pass_neighbor",
+    "pass_non_ip",
+    "drop_malformed",
+    "egress_tracked",
+)
+
+CFG_POLICY = 0
+CFG_ICMP_RATE = 1
+CFG_ICMP_BURST = 2
+CFG_CT_ENABLED = 3
+CFG_CT_TIMEOUT_NS = 4
+# Read by the engine only: the rules.json generation the maps hold (0 while a write is under way).
+CFG_RULES_GENERATION = 15
+
+POLICY_CODES = {"allow": 0, "deny": 1}
+RULE_ACTIONS = {"allow": 1, "deny": 2}
+
+# User-facing capacity -> (compile-time macros, default entries).
+CAPACITIES = {
+    "whitelist": (("NETXFW_WL_LPM_SIZE", "NETXFW_WL_HOST_SIZE"), 65536),
+    "blacklist": (("NETXFW_BL_LPM_SIZE", "NETXFW_BL_HOST_SIZE"), 1048576),
+    "port_rules": (("NETXFW_RULE_SIZE",), 65536),
+    "conntrack": (("NETXFW_CT_SIZE",), 262144),
+}
+
+LIST_PREFIX = {"whitelist": "wl", "blacklist": "bl"}
+
+# name -> (type, key_size, value_size, capacity name or fixed size)
+MAPS = {
+    "config": (BPF_MAP_TYPE_ARRAY, 4, 8, 16),
+    "counters": (BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16, 16),
+    "meta": (BPF_MAP_TYPE_ARRAY, 4, 40, 1),
+    "wl4_host": (BPF_MAP_TYPE_HASH, 4, 8, "whitelist"),
+    "wl6_host": (BPF_MAP_TYPE_HASH, 16, 8, "whitelist"),
+    "wl4_lpm": (BPF_MAP_TYPE_LPM_TRIE, 8, 8, "whitelist"),
+    "wl6_lpm": (BPF_MAP_TYPE_LPM_TRIE, 20, 8, "whitelist"),
+    "bl4_host": (BPF_MAP_TYPE_HASH, 4, 8, "blacklist"),
+    "bl6_host": (BPF_MAP_TYPE_HASH, 16, 8, "blacklist"),
+    "bl4_lpm": (BPF_MAP_TYPE_LPM_TRIE, 8, 8, "blacklist"),
+    "bl6_lpm": (BPF_MAP_TYPE_LPM_TRIE, 20, 8, "blacklist"),
+    "rules4": (BPF_MAP_TYPE_LPM_TRIE, 12, 4, "port_rules"),
+    "rules6": (BPF_MAP_TYPE_LPM_TRIE, 24, 4, "port_rules"),
+    "ct": (BPF_MAP_TYPE_LRU_HASH, 40, 16, "conntrack"),
+    "icmp_bucket": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
+}
+
+PROGRAMS = {"prog_xdp": "xdp_ingress", "prog_tc": "tc_egress"}
+
+
+def expected_map(name, capacities):
+    """(type, key_size, value_size, max_entries) the layout wants for a map."""
+    mtype, key_size, value_size, size = MAPS[name]
+    if not isinstance(size, int):
+        size = capacities[size]
+    return mtype, key_size, value_size, size
+
+
+def cflags(capacities):
+    flags = []
+    for cap_name in sorted(CAPACITIES):
+        for macro in CAPACITIES[cap_name][0]:
+            flags.append("-D%s=%d" % (macro, capacities[cap_name]))
+    return flags
+
+
+def list_map(kind, family, where):
+    """Map holding a whitelist/blacklist entry: list_map('blacklist', 4, 'host') -> 'bl4_host'."""
+    return "%s%d_%s" % (LIST_PREFIX[kind], family, where)
+
+
+def rules_map(family):
+    return "rules%d" % family
+
+
+def encode_u64(value):
+    return struct.pack("=Q", value)
+
+
+def decode_u64(raw):
+    return struct.unpack("=Q", raw[:8])[0]
+
+
+def encode_u32(value):
+    return struct.pack("=I", value)
+
+
+def encode_meta(identity_hex):
+    return struct.pack("=Q", LAYOUT_VERSION) + bytes.fromhex(identity_hex)
+
+
+def decode_meta(raw):
+    version = struct.unpack("=Q", raw[:8])[0]
+    return version, raw[8:40].hex()
+
+
+def sum_counters(raw, ncpus):
+    """Per-CPU `struct counter {u64 packets; u64 bytes;}` -> (packets, bytes)."""
+    packets = octets = 0
+    for cpu in range(ncpus):
+        p, b = struct.unpack_from("=QQ", raw, cpu * 16)
+        packets += p
+        octets += b
+    return packets, octets
+
+
+def decode_ct_key(raw):
+    """ct key -> dict (addresses as packed bytes of the family's length)."""
+    saddr, daddr, sport, dport, proto, family = struct.unpack("=16s16sHHBB2x", raw)
+    alen = 4 if family == 4 else 16
+    return {
+        "family": family,
+        "proto": proto,
+        "saddr": saddr[:alen],
+        "daddr": daddr[:alen],
+        "sport": int.from_bytes(struct.pack("=H", sport), "big"),
+        "dport": int.from_bytes(struct.pack("=H", dport), "big"),
+    }
