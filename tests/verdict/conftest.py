@@ -54,8 +54,8 @@ def packed(addr):
 class Dataplane:
     def __init__(self, bpf):
         self.b = bpf
-        self.xdp_fd = bpf.load_func("xdp_ingress", bcc.BPF.XDP).fd
-        self.tc_fd = bpf.load_func("tc_egress", bcc.BPF.SCHED_CLS).fd
+        self.xdp_fd = bpf.load_func(b"xdp_ingress", bcc.BPF.XDP).fd
+        self.tc_fd = bpf.load_func(b"tc_egress", bcc.BPF.SCHED_CLS).fd
 
     # ---- map state ----
 
