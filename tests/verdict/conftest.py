@@ -54,6 +54,7 @@ def packed(addr):
 class Dataplane:
     def __init__(self, bpf):
         self.b = bpf
+        self.src, self.cflags = SRC, CFLAGS
         self.xdp_fd = bpf.load_func(b"xdp_ingress", bcc.BPF.XDP).fd
         self.tc_fd = bpf.load_func(b"tc_egress", bcc.BPF.SCHED_CLS).fd
 
