@@ -381,24 +381,26 @@ static __always_inline int active(u64 *expires_ns, u64 now)
 	return expires_ns && (*expires_ns == 0 || *expires_ns > now);
 }
 
-static __always_inline int stage_blacklist(struct pkt *p, u64 now)
+static __always_inline int blacklisted(u8 family, u8 *addr, u64 now)
 {
-	if (p->t.family == 4) {
+	if (family == 4) {
 		struct lpm4_key k = {.prefixlen = 32};
 
-		__builtin_memcpy(k.addr, p->t.saddr, 4);
-		if (active(bl4_host.lookup((struct addr4 *)k.addr), now) ||
-		    active(bl4_lpm.lookup(&k), now))
-			return R_DROP_BLACKLIST;
+		__builtin_memcpy(k.addr, addr, 4);
+		return active(bl4_host.lookup((struct addr4 *)k.addr), now) ||
+		       active(bl4_lpm.lookup(&k), now);
 	} else {
 		struct lpm6_key k = {.prefixlen = 128};
 
-		__builtin_memcpy(k.addr, p->t.saddr, 16);
-		if (active(bl6_host.lookup((struct addr6 *)k.addr), now) ||
-		    active(bl6_lpm.lookup(&k), now))
-			return R_DROP_BLACKLIST;
+		__builtin_memcpy(k.addr, addr, 16);
+		return active(bl6_host.lookup((struct addr6 *)k.addr), now) ||
+		       active(bl6_lpm.lookup(&k), now);
 	}
-	return NEXT;
+}
+
+static __always_inline int stage_blacklist(struct pkt *p, u64 now)
+{
+	return blacklisted(p->t.family, p->t.saddr, now) ? R_DROP_BLACKLIST : NEXT;
 }
 
 static __always_inline int stage_rules(struct pkt *p)
@@ -529,7 +531,9 @@ int tc_egress(struct __sk_buff *skb)
 	old = ct.lookup(&k);
 	if (old)
 		old->last_seen_ns = v.last_seen_ns;
-	else
+	/* Blocking a peer purges its flows; a retransmission to it must not
+	 * re-open the fast path that the blacklist stage sits behind. */
+	else if (!blacklisted(k.family, k.saddr, v.last_seen_ns))
 		ct.update(&k, &v);
 	count(R_EGRESS_TRACKED, skb->len);
 	return TC_ACT_OK;

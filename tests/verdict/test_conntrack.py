@@ -168,3 +168,14 @@ def test_conntrack_fills_lru_without_failing(fw):
     for port in range(30000, 30200):
         egress(fw, tcp(4, sport=port, dport=443, src=ADDR[4]["local"], dst=ADDR[4]["src"]))
     assert 0 < len(fw.ct_entries()) <= 64 + 8
+
+
+@fams
+@protos
+def test_egress_to_a_blacklisted_peer_opens_no_flow(fw, fam, proto):
+    """After a block purges a flow, the host's retransmissions must not re-open the fast path."""
+    fw.config(policy=1, ct_enabled=1, ct_timeout_ns=TIMEOUT)
+    fw.blacklist(host(fam, "src"))
+    egress(fw, outbound(fam, proto))
+    assert fw.ct_entries() == {}
+    fw.expect(reply(fam, proto), "drop_blacklist")
