@@ -114,6 +114,39 @@ def wall_to_monotonic_ns(expires, now_wall=None, now_mono_ns=None):
     return max(1, now_mono_ns + int((expires - now_wall) * 10 ** 9))
 
 
+def entry_keys(kind, entry):
+    """[(map name, key)] an entry occupies."""
+    if kind == "port":
+        return [(layout.rules_map(family), key) for family, key, _ in rules.rule_keys(entry)]
+    network = rules.parse_cidr(entry if kind == "whitelist" else entry["cidr"])
+    where, key = rules.host_or_lpm(network)
+    return [(layout.list_map(kind, network.version, where), key)]
+
+
+def effective_expiry(blacklist):
+    """cidr -> the expiry its map value must carry.
+
+    An LPM lookup returns only the longest matching prefix, so an expiring
+    prefix carries the latest expiry of every blacklist prefix covering it:
+    an expired /28 then never hides a live /24 around it. None = never.
+    """
+    expires = dict((e["cidr"], e["expires"]) for e in blacklist)
+    effective = dict(expires)
+    for cidr, own in expires.items():
+        if own is None:
+            continue
+        network = rules.parse_cidr(cidr)
+        for plen in range(network.prefixlen - 1, -1, -1):
+            cover = str(network.supernet(new_prefix=plen))
+            if cover in expires:
+                outer = expires[cover]
+                if outer is None or outer > effective[cidr]:
+                    effective[cidr] = outer
+                if outer is None:
+                    break
+    return effective
+
+
 def expected_entries(kind, entries):
     """Rule entries of one kind -> {map name: {key: value}}."""
     out = {}
@@ -122,13 +155,13 @@ def expected_entries(kind, entries):
             for family, key, action in rules.rule_keys(rule):
                 out.setdefault(layout.rules_map(family), {})[key] = layout.encode_u32(action)
         return out
+    if kind == "blacklist":
+        expiry = effective_expiry(entries)
     now_wall, now_mono = time.time(), time.monotonic_ns()
     for entry in entries:
-        cidr = entry if kind == "whitelist" else entry["cidr"]
-        network = rules.parse_cidr(cidr)
-        where, key = rules.host_or_lpm(network)
-        value = 0 if kind == "whitelist" else wall_to_monotonic_ns(entry["expires"], now_wall, now_mono)
-        out.setdefault(layout.list_map(kind, network.version, where), {})[key] = layout.encode_u64(value)
+        [(name, key)] = entry_keys(kind, entry)
+        value = 0 if kind == "whitelist" else wall_to_monotonic_ns(expiry[entry["cidr"]], now_wall, now_mono)
+        out.setdefault(name, {})[key] = layout.encode_u64(value)
     return out
 
 
@@ -509,7 +542,7 @@ class Firewall:
                         self._sync_all_rules(maps, data)
                     else:
                         self._mark_generation(maps, None)
-                        self._apply_changes(maps, kind, added, removed, new_expected)
+                        self._apply_changes(maps, kind, added, removed, new_expected, new_list)
                 self.store.write_rules(data)
                 if maps is not None:
                     self._mark_generation(maps, data)
@@ -517,13 +550,19 @@ class Firewall:
             finally:
                 self.close_maps(maps)
 
-    def _apply_changes(self, maps, kind, added, removed, new_expected):
-        gone = expected_entries(kind, removed)
-        for name, keys in gone.items():
-            keep = new_expected.get(name, {})
-            maps[name].delete_many(k for k in keys if k not in keep)
-        for name, pairs in expected_entries(kind, added).items():
-            maps[name].update_many((k, new_expected[name][k]) for k in pairs if k in new_expected.get(name, {}))
+    def _apply_changes(self, maps, kind, added, removed, new_expected, new_list):
+        for name, key in (nk for entry in removed for nk in entry_keys(kind, entry)):
+            if key not in new_expected.get(name, {}):
+                maps[name].delete(key)
+        touched = list(added)
+        if kind == "blacklist":
+            # Expiring entries take their covering prefixes' expiry: any change may move it.
+            touched.extend(e for e in new_list if e["expires"] is not None)
+        writes = {}
+        for name, key in (nk for entry in touched for nk in entry_keys(kind, entry)):
+            writes.setdefault(name, {})[key] = new_expected[name][key]
+        for name, pairs in writes.items():
+            maps[name].update_many(pairs.items())
         if kind == "blacklist" and added:
             purge_conntrack(maps["ct"], [rules.parse_cidr(e["cidr"]) for e in added])
 

@@ -1,0 +1,57 @@
+"""Engine logic that needs no kernel: settings, identity, expiry arithmetic."""
+
+import pytest
+
+from ansible_collections.netxfw.firewall.plugins.module_utils import engine
+from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
+
+
+def bl(cidr, expires=None):
+    return {"cidr": cidr, "expires": expires}
+
+
+def test_expiring_prefix_takes_the_expiry_of_a_permanent_cover():
+    eff = engine.effective_expiry([bl("203.0.113.0/24"), bl("203.0.113.16/28", 100.0)])
+    assert eff == {"203.0.113.0/24": None, "203.0.113.16/28": None}
+
+
+def test_expiring_prefix_takes_the_latest_covering_expiry():
+    eff = engine.effective_expiry([bl("203.0.113.0/24", 500.0), bl("203.0.113.0/16", 300.0),
+                                   bl("203.0.113.16/28", 100.0), bl("198.51.100.0/24", 50.0)])
+    assert eff["203.0.113.16/28"] == 500.0
+    assert eff["203.0.113.0/24"] == 500.0
+    assert eff["198.51.100.0/24"] == 50.0
+
+
+def test_ipv6_cover():
+    eff = engine.effective_expiry([bl("2001:db8::/32"), bl("2001:db8:1::/48", 10.0)])
+    assert eff["2001:db8:1::/48"] is None
+
+
+def test_wall_to_monotonic():
+    assert engine.wall_to_monotonic_ns(None) == 0
+    assert engine.wall_to_monotonic_ns(110.0, now_wall=100.0, now_mono_ns=5) == 5 + 10 * 10**9
+    assert engine.wall_to_monotonic_ns(10.0, now_wall=100.0, now_mono_ns=5) == 1  # already expired, never 0
+
+
+def test_program_defaults_and_identity():
+    settings = engine.normalize_program({"interfaces": ["b", "a", "a"], "icmp_rate": 7})
+    assert settings["interfaces"] == ["a", "b"]
+    assert settings["icmp_burst"] == 7
+    assert settings["policy"] == "allow"
+    small = dict(settings["capacity"], blacklist=1024)
+    assert engine.program_identity(settings["capacity"]) != engine.program_identity(small)
+    assert engine.program_identity(small) == engine.program_identity(dict(small))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"policy": "drop"}, "policy must be allow or deny"),
+    ({"xdp_mode": "offload"}, "xdp_mode must be one of"),
+    ({"capacity": {"blacklist": 0}}, "capacity.blacklist must be between"),
+    ({"capacity": {"nope": 1}}, "unknown capacity 'nope'"),
+    ({"conntrack_timeout": "x"}, "conntrack_timeout must be an integer"),
+    ({"colour": "red"}, "unknown program setting 'colour'"),
+])
+def test_program_settings_are_checked(settings, message):
+    with pytest.raises(NetxfwError, match=message):
+        engine.normalize_program(settings)
