@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, netxfw developers
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+"""Ansible-side support shared by the netxfw modules.
+
+The engine imports nothing from ansible; this file is the one place where the
+modules meet it. It holds the argument spec pieces every module shares and
+`load_engine()`, which makes sure the interpreter running the module can use
+the engine: when it cannot (no BCC bindings, no ctypes), the module respawns
+under the system interpreter, where the distributions install them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import sys
+import traceback
+
+from ansible.module_utils.common.respawn import has_respawned, probe_interpreters_for_module, respawn_module
+
+try:
+    from ansible_collections.netxfw.firewall.plugins.module_utils import engine as _engine
+except ImportError:
+    _engine = None
+    ENGINE_IMPORT_ERROR = traceback.format_exc()
+else:
+    ENGINE_IMPORT_ERROR = None
+
+from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
+
+DEFAULT_PIN_PATH = "/sys/fs/bpf/netxfw"
+DEFAULT_STATE_DIR = "/var/lib/netxfw"
+
+# Where the distributions install python3-bpfcc / python3-bcc: the "system python".
+SYSTEM_INTERPRETERS = ["/usr/bin/python3", "/usr/libexec/platform-python", "/usr/bin/python"]
+
+BCC_HINT = (
+    "the BCC Python bindings (module 'bcc') are not importable by %s nor by any system interpreter (%s). "
+    "Install the distribution package: python3-bpfcc on Debian/Ubuntu, python3-bcc on RHEL/Fedora/CentOS "
+    "(never the unrelated PyPI package named 'bcc'). They exist only for the system python3, "
+    "so pointing ansible_python_interpreter at it also works."
+)
+
+CTYPES_HINT = (
+    "the Python interpreter %s has no working ctypes module and no system interpreter (%s) has one; "
+    "netxfw reaches libbpf through ctypes. Use a complete CPython build, e.g. the distribution's python3."
+)
+
+
+def common_argument_spec():
+    """The options every netxfw module takes: where the pins and the JSON state live."""
+    return dict(
+        pin_path=dict(type="path", default=DEFAULT_PIN_PATH),
+        state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+    )
+
+
+def _importable(name, attribute=None):
+    """True if this interpreter can import `name` (and it has `attribute`: the PyPI package
+    named bcc is an unrelated library without bcc.BPF)."""
+    try:
+        imported = __import__(name)
+    except Exception:  # pylint: disable=broad-except
+        return False
+    return attribute is None or hasattr(imported, attribute)
+
+
+def _respawn_or_fail(module, python_module, hint):
+    """Respawn under a system interpreter that can import `python_module`; never returns."""
+    if not has_respawned():
+        interpreter = probe_interpreters_for_module(SYSTEM_INTERPRETERS, python_module)
+        if interpreter:
+            respawn_module(interpreter)  # exits with the respawned module's return code
+    module.fail_json(msg=hint % (sys.executable, ", ".join(SYSTEM_INTERPRETERS)))
+
+
+def load_engine(module, need_bcc=False):
+    """The netxfw engine module, usable by this interpreter.
+
+    need_bcc: the task may compile the data plane (netxfw_program, state=present), which needs
+    the BCC bindings; every other operation only needs libbpf through ctypes.
+    Respawns the module under the system interpreter when this one lacks what is needed, and
+    fails with a message naming the package to install when no interpreter has it.
+    """
+    if not _importable("ctypes"):
+        _respawn_or_fail(module, "ctypes", CTYPES_HINT)
+    if need_bcc and not _importable("bcc", "BPF"):
+        _respawn_or_fail(module, "bcc", BCC_HINT)
+    if _engine is None:
+        module.fail_json(msg="cannot import the netxfw engine (plugins/module_utils/engine.py)",
+                         exception=ENGINE_IMPORT_ERROR)
+    return _engine
+
+
+def run_engine(module, call, what):
+    """Run call() and turn failures into fail_json: NetxfwError messages as they are (they say
+    what to do), anything else as an unexpected error with its traceback."""
+    try:
+        return call()
+    except NetxfwError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg="%s failed unexpectedly: %s: %s" % (what, type(exc).__name__, exc),
+                         exception=traceback.format_exc())

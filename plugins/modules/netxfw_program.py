@@ -1,0 +1,257 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, netxfw developers
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: netxfw_program
+short_description: Load, configure, attach or remove the netxfw XDP/eBPF firewall data plane
+version_added: "0.1.0"
+description:
+  - Compiles the netxfw data plane with BCC, loads it, pins its programs and maps under O(pin_path),
+    and attaches it to O(interfaces) (XDP ingress and TC egress).
+  - Runtime settings (O(policy), O(conntrack), O(conntrack_timeout), O(icmp_rate), O(icmp_burst)) are
+    written into the loaded program's config map and apply from the next packet, without a reload.
+  - Only a change of O(capacity) (the map sizes) or of the data-plane source recompiles. A reload
+    fills the new maps from the rules in O(state_dir)/rules.json and swaps the programs atomically
+    on every interface.
+  - The program's identity is a hash of its source and compile-time options; a run whose identity,
+    settings and attachments already match changes nothing and compiles nothing.
+  - Interfaces that carry the netxfw program but are no longer listed in O(interfaces) are detached.
+  - The settings are persisted in O(state_dir)/config.json, which a restore at boot rebuilds from.
+  - With O(state=present) the BCC Python bindings are needed. When the interpreter running the module
+    lacks them, the module respawns under the system interpreter (C(/usr/bin/python3),
+    C(/usr/libexec/platform-python)) that the distribution package installs them for.
+author:
+  - netxfw developers
+options:
+  state:
+    description:
+      - V(present) loads (or reloads) the data plane and attaches it to O(interfaces).
+      - V(absent) detaches the program from every interface, removes its pins and
+        O(state_dir)/config.json. The rules in O(state_dir)/rules.json are kept.
+    type: str
+    choices: [present, absent]
+    default: present
+  interfaces:
+    description:
+      - Network interfaces to attach the firewall to. Required with O(state=present);
+        an empty list loads the data plane without attaching it anywhere.
+      - Each interface must exist on the host.
+    type: list
+    elements: str
+  xdp_mode:
+    description:
+      - How the XDP program is attached.
+      - V(native) runs in the driver, V(generic) in the kernel's generic path (slower, works everywhere),
+        V(auto) tries native first and falls back to generic.
+    type: str
+    choices: [auto, native, generic]
+    default: auto
+  policy:
+    description:
+      - Verdict for packets that no stage (conntrack, whitelist, blacklist, port rules, ICMP) decided.
+    type: str
+    choices: [allow, deny]
+    default: allow
+  conntrack:
+    description:
+      - Track outbound TCP and UDP flows on egress so their replies pass ingress even under O(policy=deny).
+    type: bool
+    default: true
+  conntrack_timeout:
+    description:
+      - Seconds a tracked flow stays valid after its last outbound packet.
+    type: int
+    default: 300
+  icmp_rate:
+    description:
+      - Inbound ICMP and ICMPv6 packets allowed per second (token bucket).
+      - V(0) makes ICMP not special; it then falls through to O(policy).
+    type: int
+    default: 0
+  icmp_burst:
+    description:
+      - Depth of the ICMP token bucket, in packets. V(0) means the same as O(icmp_rate).
+    type: int
+    default: 0
+  capacity:
+    description:
+      - Map sizes, in entries. They are compile-time options; changing one recompiles and reloads
+        the data plane, and the new maps are filled from O(state_dir)/rules.json.
+      - Options left out keep their defaults.
+    type: dict
+    suboptions:
+      whitelist:
+        description: Whitelist entries per family and kind (host addresses and prefixes each).
+        type: int
+        default: 65536
+      blacklist:
+        description: Blacklist entries per family and kind (host addresses and prefixes each).
+        type: int
+        default: 1048576
+      port_rules:
+        description: Port rule keys per family; a port range takes one key per port.
+        type: int
+        default: 65536
+      conntrack:
+        description: Tracked flows (LRU).
+        type: int
+        default: 262144
+  pin_path:
+    description:
+      - Directory on a BPF filesystem where the programs and maps are pinned.
+    type: path
+    default: /sys/fs/bpf/netxfw
+  state_dir:
+    description:
+      - Directory holding the desired state (config.json, rules.json) and the run lock.
+    type: path
+    default: /var/lib/netxfw
+attributes:
+  check_mode:
+    description: Reports what would be done (see RV(actions)) without compiling, loading or attaching.
+    support: full
+  diff_mode:
+    description: Shows the program settings before and after.
+    support: full
+requirements:
+  - Linux with XDP and BPF support, root (CAP_BPF and CAP_NET_ADMIN).
+  - libbpf 1.x (Debian/Ubuntu C(libbpf1), RHEL/Fedora C(libbpf)).
+  - With O(state=present), the BCC Python bindings for the system interpreter
+    (Debian/Ubuntu C(python3-bpfcc), RHEL/Fedora C(python3-bcc)) and the kernel headers of the running kernel.
+notes:
+  - Never install the PyPI package named C(bcc); it is an unrelated library.
+seealso:
+  - module: netxfw.firewall.netxfw_rule
+  - module: netxfw.firewall.netxfw_info
+"""
+
+EXAMPLES = r"""
+- name: Load the firewall on the uplink, default allow
+  netxfw.firewall.netxfw_program:
+    interfaces:
+      - eth1
+
+- name: Default deny with replies to outbound flows, rate-limited ping
+  netxfw.firewall.netxfw_program:
+    interfaces: [eth1, eth2]
+    policy: deny
+    conntrack: true
+    conntrack_timeout: 600
+    icmp_rate: 50
+    icmp_burst: 100
+
+- name: Room for two million blacklist entries (hot reload, rules are migrated)
+  netxfw.firewall.netxfw_program:
+    interfaces: [eth1]
+    capacity:
+      blacklist: 2097152
+
+- name: Remove the firewall from every interface
+  netxfw.firewall.netxfw_program:
+    state: absent
+"""
+
+RETURN = r"""
+actions:
+  description: What was done, or would be done in check mode; empty when nothing had to change.
+  returned: always
+  type: list
+  elements: str
+  sample: ["compile and load the data plane", "attach to eth1"]
+compiled:
+  description: Whether the data plane was compiled and loaded by this run.
+  returned: always
+  type: bool
+  sample: false
+identity:
+  description: Hash of the data-plane source and its compile-time options, the same for equal programs.
+  returned: when O(state=present)
+  type: str
+  sample: 3f2b9c0d8e1a4b5c6d7e8f9012345678abcdef0123456789abcdef0123456789
+diff:
+  description: Program settings before and after (with every default filled in).
+  returned: in diff mode
+  type: dict
+  contains:
+    before:
+      description: Settings before the run; empty when there were none.
+      type: dict
+    after:
+      description: Settings after the run; empty after O(state=absent).
+      type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netxfw.firewall.plugins.module_utils.module_support import (
+    common_argument_spec,
+    load_engine,
+    run_engine,
+)
+
+SETTINGS = ("interfaces", "xdp_mode", "policy", "conntrack", "conntrack_timeout", "icmp_rate", "icmp_burst", "capacity")
+
+
+def argument_spec():
+    spec = dict(
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        interfaces=dict(type="list", elements="str"),
+        xdp_mode=dict(type="str", choices=["auto", "native", "generic"], default="auto"),
+        policy=dict(type="str", choices=["allow", "deny"], default="allow"),
+        conntrack=dict(type="bool", default=True),
+        conntrack_timeout=dict(type="int", default=300),
+        icmp_rate=dict(type="int", default=0),
+        icmp_burst=dict(type="int", default=0),
+        capacity=dict(
+            type="dict",
+            options=dict(
+                whitelist=dict(type="int", default=65536),
+                blacklist=dict(type="int", default=1048576),
+                port_rules=dict(type="int", default=65536),
+                conntrack=dict(type="int", default=262144),
+            ),
+        ),
+    )
+    spec.update(common_argument_spec())
+    return spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        required_if=[("state", "present", ("interfaces",))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    present = params["state"] == "present"
+    engine = load_engine(module, need_bcc=present)
+    firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_program")
+    if present:
+        settings = dict((name, params[name]) for name in SETTINGS)
+        result = run_engine(module, lambda: firewall.apply_program(settings, check_mode=module.check_mode),
+                            "netxfw_program")
+    else:
+        result = run_engine(module, lambda: firewall.remove_program(check_mode=module.check_mode), "netxfw_program")
+
+    output = dict(
+        changed=bool(result["changed"]),
+        actions=list(result.get("actions", [])),
+        compiled=bool(result.get("compiled", False)),
+    )
+    if present:
+        output["identity"] = result.get("identity")
+    if module._diff:
+        output["diff"] = result.get("diff", {"before": {}, "after": {}})
+    module.exit_json(**output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, netxfw developers
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: netxfw_rule
+short_description: Manage netxfw whitelist, blacklist and port rules
+version_added: "0.1.0"
+description:
+  - Adds or removes entries of one kind of netxfw rule, in the live maps of the loaded data plane
+    (batch map operations, no reload) and in O(state_dir)/rules.json.
+  - Only the difference between the wanted and the current entries is written, so pushing a list of
+    100k entries again changes nothing.
+  - Adding a blacklist entry also cuts the tracked flows from the blocked addresses.
+  - When the data plane is not loaded, the rules are only persisted; they apply when
+    M(netxfw.firewall.netxfw_program) loads it (the module then warns).
+  - Needs only libbpf (through ctypes), not BCC, and never recompiles anything.
+author:
+  - netxfw developers
+options:
+  kind:
+    description:
+      - Which rules O(entries) are.
+      - V(whitelist) entries pass before any other check; V(blacklist) entries are dropped;
+        V(port) rules allow or deny TCP/UDP destination ports by source.
+    type: str
+    choices: [whitelist, blacklist, port]
+    required: true
+  entries:
+    description:
+      - The entries, a list.
+      - For V(whitelist) and V(blacklist), IPv4 or IPv6 addresses or CIDRs such as V(203.0.113.9)
+        or V(2001:db8::/48); host bits are masked.
+      - For V(blacklist), an entry may also be a mapping C({cidr, expires}) where C(expires) is
+        epoch seconds (wall clock) or V(null) for never.
+      - For V(port), each entry is a mapping with C(proto) (V(tcp) or V(udp)), exactly one of C(port)
+        (a port) or C(ports) (a port such as V(22) or a range such as V(8000-8100)), optional C(source)
+        (a CIDR or V(any), the default) and optional C(action) (V(allow), the default, or V(deny)).
+      - A comma-separated string is read as a list, which is handy ad hoc
+        (C(entries=203.0.113.9,203.0.113.0/28)).
+      - With O(exclusive=true) and O(state=present), an empty list empties the list of O(kind).
+    type: list
+    elements: raw
+    required: true
+  state:
+    description:
+      - V(present) adds the entries, or updates them (a new blacklist expiry, a new port rule action).
+      - V(absent) removes them; only the address (or, for port rules, source, proto and ports) must match.
+    type: str
+    choices: [present, absent]
+    default: present
+  exclusive:
+    description:
+      - With O(state=present), O(entries) become the whole list of O(kind); every other entry of
+        that kind is removed.
+    type: bool
+    default: false
+  ttl:
+    description:
+      - Seconds until blacklist entries given without their own C(expires) stop blocking.
+      - Only for O(kind=blacklist).
+    type: int
+  pin_path:
+    description:
+      - Directory on a BPF filesystem where the netxfw programs and maps are pinned.
+    type: path
+    default: /sys/fs/bpf/netxfw
+  state_dir:
+    description:
+      - Directory holding the desired state (config.json, rules.json) and the run lock.
+    type: path
+    default: /var/lib/netxfw
+attributes:
+  check_mode:
+    description: Reports the entries that would be added and removed without writing anything.
+    support: full
+  diff_mode:
+    description: Shows only the entries removed (before) and added (after), one per line, never the whole lists.
+    support: full
+requirements:
+  - Linux with BPF support, root.
+  - libbpf 1.x (Debian/Ubuntu C(libbpf1), RHEL/Fedora C(libbpf)).
+seealso:
+  - module: netxfw.firewall.netxfw_program
+  - module: netxfw.firewall.netxfw_info
+"""
+
+EXAMPLES = r"""
+- name: Block two sources for an hour
+  netxfw.firewall.netxfw_rule:
+    kind: blacklist
+    entries:
+      - 203.0.113.9
+      - 2001:db8:bad::/48
+    ttl: 3600
+
+- name: Block a network until a given time (epoch seconds), and another one for good
+  netxfw.firewall.netxfw_rule:
+    kind: blacklist
+    entries:
+      - cidr: 203.0.113.0/28
+        expires: 1767225600
+      - cidr: 198.51.100.77/32
+        expires: null
+
+- name: The management networks are the whole whitelist
+  netxfw.firewall.netxfw_rule:
+    kind: whitelist
+    entries:
+      - 198.51.100.0/24
+      - 2001:db8:1::/48
+    exclusive: true
+
+- name: SSH from the management network only, web from anywhere
+  netxfw.firewall.netxfw_rule:
+    kind: port
+    entries:
+      - {source: 198.51.100.0/24, proto: tcp, port: 22, action: allow}
+      - {source: any, proto: tcp, port: 22, action: deny}
+      - {proto: tcp, ports: "80"}
+      - {proto: tcp, ports: 8000-8100}
+
+- name: Unblock an address
+  netxfw.firewall.netxfw_rule:
+    kind: blacklist
+    entries: [203.0.113.9]
+    state: absent
+
+# Ad hoc, across the fleet:
+#   ansible all -m netxfw.firewall.netxfw_rule -a 'kind=blacklist entries=203.0.113.9,203.0.113.0/28'
+"""
+
+RETURN = r"""
+added:
+  description:
+    - Entries added or updated (in canonical form), or that would be in check mode.
+    - Whitelist entries are CIDR strings; blacklist entries are C({cidr, expires}) with C(expires) in
+      epoch seconds or V(null); port rules are C({source, proto, ports, action}).
+  returned: always
+  type: list
+  elements: raw
+  sample: [{"cidr": "203.0.113.9/32", "expires": null}]
+removed:
+  description:
+    - Entries removed (in canonical form), including the old version of an updated entry and
+      expired blacklist entries that were dropped.
+  returned: always
+  type: list
+  elements: raw
+  sample: []
+loaded:
+  description:
+    - Whether the data plane was loaded, so the maps were updated too. When false the rules were
+      only persisted and apply at the next program load.
+  returned: always
+  type: bool
+  sample: true
+diff:
+  description:
+    - Only what changed, one entry per line; never the whole lists.
+  returned: in diff mode
+  type: dict
+  contains:
+    before:
+      description: Removed entries, one per line.
+      type: str
+      sample: "203.0.113.7/32\n"
+    after:
+      description: Added entries, one per line.
+      type: str
+      sample: "203.0.113.9/32 expires 2026-01-01T00:00:00Z\n"
+    before_header:
+      description: What RV(diff.before) holds.
+      type: str
+      sample: "netxfw blacklist: 1 removed"
+    after_header:
+      description: What RV(diff.after) holds.
+      type: str
+      sample: "netxfw blacklist: 1 added"
+"""
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netxfw.firewall.plugins.module_utils.module_support import (
+    common_argument_spec,
+    load_engine,
+    run_engine,
+)
+
+
+def argument_spec():
+    spec = dict(
+        kind=dict(type="str", choices=["whitelist", "blacklist", "port"], required=True),
+        entries=dict(type="list", elements="raw", required=True),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        exclusive=dict(type="bool", default=False),
+        ttl=dict(type="int"),
+    )
+    spec.update(common_argument_spec())
+    return spec
+
+
+def clean_entries(entries):
+    """Strip string entries and drop empty ones ('a, b,' from the command line)."""
+    out = []
+    for entry in entries or []:
+        if isinstance(entry, str):
+            entry = entry.strip()
+            if not entry:
+                continue
+        out.append(entry)
+    return out
+
+
+def describe(kind, entry):
+    """One line per entry for the diff."""
+    if kind == "whitelist":
+        return entry
+    if kind == "blacklist":
+        if entry.get("expires") is None:
+            return entry["cidr"]
+        when = datetime.datetime.fromtimestamp(entry["expires"], datetime.timezone.utc)
+        return "%s expires %s" % (entry["cidr"], when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return "%s %s from %s %s" % (entry["proto"], entry["ports"], entry["source"], entry["action"])
+
+
+def compact_diff(kind, added, removed, changed):
+    header = "netxfw %s" % kind
+    if changed and not added and not removed:
+        # Only the live maps lagged behind rules.json and were brought back in step.
+        header += " (maps resynchronised from rules.json)"
+    return {
+        "before": "".join(describe(kind, e) + "\n" for e in removed),
+        "after": "".join(describe(kind, e) + "\n" for e in added),
+        "before_header": "%s: %d removed" % (header, len(removed)),
+        "after_header": "%s: %d added" % (header, len(added)),
+    }
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+    engine = load_engine(module)
+    firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_rule")
+    entries = clean_entries(params["entries"])
+    result = run_engine(
+        module,
+        lambda: firewall.apply_rules(params["kind"], entries, state=params["state"], exclusive=params["exclusive"],
+                                     ttl=params["ttl"], check_mode=module.check_mode),
+        "netxfw_rule",
+    )
+    added, removed = list(result["added"]), list(result["removed"])
+    output = dict(changed=bool(result["changed"]), added=added, removed=removed, loaded=bool(result["loaded"]))
+    if not output["loaded"]:
+        module.warn("the netxfw data plane is not loaded (no valid pins under %s): the rules are only saved in %s "
+                    "and apply when netxfw.firewall.netxfw_program loads it"
+                    % (params["pin_path"], firewall.store.rules_path))
+    if module._diff:
+        output["diff"] = compact_diff(params["kind"], added, removed, output["changed"])
+    module.exit_json(**output)
+
+
+if __name__ == "__main__":
+    main()
