@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Read-only queries over a Firewall's desired state (rules.json) and runtime state
+(pinned maps): rule listings with search and paging, conntrack listing, counters.
+
+Used by the host agent (CLI, API, metrics) and open to the modules. Nothing here
+writes: every change goes through engine.Firewall. Imports nothing from ansible.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import time
+
+from . import bpfsys, layout, rules
+from .errors import NetxfwError
+
+RULE_LISTS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}
+PROTO_NAMES = {6: "tcp", 17: "udp"}
+
+
+def rule_record(kind, entry):
+    """A canonical rules.json entry as a flat record carrying its kind."""
+    if kind == "whitelist":
+        return {"kind": "whitelist", "cidr": entry}
+    if kind == "blacklist":
+        return {"kind": "blacklist", "cidr": entry["cidr"], "expires": entry["expires"]}
+    record = {"kind": "port"}
+    record.update(entry)
+    return record
+
+
+def record_entry(record):
+    """Inverse of rule_record for input: (kind, entry in a form engine.apply_rules accepts)."""
+    if not isinstance(record, dict):
+        raise NetxfwError("a rule must be an object with a 'kind', not %r" % (record,))
+    kind = record.get("kind")
+    if kind not in RULE_LISTS:
+        raise NetxfwError("rule kind must be one of %s, not %r" % (", ".join(sorted(RULE_LISTS)), kind))
+    fields = dict((k, v) for k, v in record.items() if k != "kind")
+    if kind == "whitelist":
+        unknown = sorted(set(fields) - {"cidr"})
+        if unknown or "cidr" not in fields:
+            raise NetxfwError("a whitelist rule has exactly one field, 'cidr' (got %s)" % ", ".join(sorted(fields)))
+        return kind, fields["cidr"]
+    if kind == "blacklist" and "cidr" not in fields:
+        raise NetxfwError("a blacklist rule needs a 'cidr'")
+    return kind, fields
+
+
+def _matcher(search):
+    """search text -> predicate over records: an address matches the rules whose network holds
+    it, anything else is a case-insensitive substring of the record's values."""
+    if search is None or not str(search).strip():
+        return lambda record: True
+    text = str(search).strip().lower()
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+
+    def match(record):
+        for field in ("cidr", "source"):
+            value = record.get(field)
+            if address is not None and value and value != rules.ANY_SOURCE:
+                network = rules.parse_cidr(value)
+                if network.version == address.version and address in network:
+                    return True
+        return any(text in str(value).lower() for key, value in record.items() if key != "kind")
+    return match
+
+
+def page(items, offset=0, limit=None):
+    """{"total", "offset", "limit", "items"} for one page of a list."""
+    offset = max(0, int(offset or 0))
+    chosen = items[offset:] if limit is None else items[offset:offset + int(limit)]
+    return {"total": len(items), "offset": offset, "limit": limit, "items": chosen}
+
+
+def list_rules(firewall, kind=None, search=None, offset=0, limit=None, include_expired=False):
+    """Rules from rules.json (the desired state the maps hold) as records, in the engine's
+    sort order, filtered by kind and search, one page of them."""
+    if kind is not None and kind not in RULE_LISTS:
+        raise NetxfwError("rule kind must be one of %s, not %r" % (", ".join(sorted(RULE_LISTS)), kind))
+    data = firewall.store.read_rules()
+    now = time.time()
+    match = _matcher(search)
+    records = []
+    for name in ([kind] if kind else ("whitelist", "blacklist", "port")):
+        for entry in data.get(RULE_LISTS[name], []):
+            if name == "blacklist" and not include_expired and rules.is_expired(entry, now):
+                continue
+            record = rule_record(name, entry)
+            if match(record):
+                records.append(record)
+    out = page(records, offset, limit)
+    out["generation"] = data.get("generation", 0)
+    return out
+
+
+def rule_counts(firewall):
+    """{kind: number of live rules} from rules.json."""
+    data = firewall.store.read_rules()
+    now = time.time()
+    return {
+        "whitelist": len(data.get("whitelist", [])),
+        "blacklist": sum(1 for e in data.get("blacklist", []) if not rules.is_expired(e, now)),
+        "port": len(data.get("port_rules", [])),
+    }
+
+
+def read_counters(maps):
+    """{reason: {"packets", "bytes"}} summed over CPUs, from open maps."""
+    ncpus = bpfsys.num_possible_cpus()
+    out = {}
+    for index, reason in enumerate(layout.REASONS):
+        packets, octets = layout.sum_counters(maps["counters"].lookup(layout.encode_u32(index)), ncpus)
+        out[reason] = {"packets": packets, "bytes": octets}
+    return out
+
+
+def counters(firewall):
+    """Counters by reason, or None when the program is not loaded. Cheap: one map."""
+    maps = firewall.open_maps()
+    if maps is None:
+        return None
+    try:
+        return read_counters(maps)
+    finally:
+        firewall.close_maps(maps)
+
+
+def rates(before, after, seconds):
+    """Per-second packet and byte rates by reason between two counters() snapshots."""
+    seconds = max(seconds, 1e-9)
+    out = {}
+    for reason, now in after.items():
+        then = before.get(reason, {"packets": 0, "bytes": 0})
+        out[reason] = {
+            "packets": max(0, now["packets"] - then["packets"]) / seconds,
+            "bytes": max(0, now["bytes"] - then["bytes"]) / seconds,
+        }
+    return out
+
+
+def runtime_settings(maps):
+    """The runtime settings the data plane applies now, read from the config map."""
+    def cfg(index):
+        return layout.decode_u64(maps["config"].lookup(layout.encode_u32(index)))
+    policy = dict((code, name) for name, code in layout.POLICY_CODES.items()).get(cfg(layout.CFG_POLICY), "unknown")
+    return {
+        "policy": policy,
+        "icmp_rate": cfg(layout.CFG_ICMP_RATE),
+        "icmp_burst": cfg(layout.CFG_ICMP_BURST),
+        "conntrack": bool(cfg(layout.CFG_CT_ENABLED)),
+        "conntrack_timeout": cfg(layout.CFG_CT_TIMEOUT_NS) // 10 ** 9,
+    }
+
+
+def _flow_record(key, value, now_ns, timeout_ns):
+    flow = layout.decode_ct_key(key)
+    last_seen = layout.decode_u64(value)
+    age_ns = max(0, now_ns - last_seen)
+    make = ipaddress.IPv4Address if flow["family"] == 4 else ipaddress.IPv6Address
+    return {
+        "family": flow["family"],
+        "proto": PROTO_NAMES.get(flow["proto"], str(flow["proto"])),
+        # The map holds the reply tuple (what the next inbound packet carries): source = the remote end.
+        "remote": str(make(flow["saddr"])),
+        "remote_port": flow["sport"],
+        "local": str(make(flow["daddr"])),
+        "local_port": flow["dport"],
+        "age": round(age_ns / 1e9, 3),
+        "live": age_ns < timeout_ns,
+    }
+
+
+def conntrack(firewall, search=None, offset=0, limit=None, live_only=False):
+    """Tracked flows, newest first, as records; loaded False when there is no program."""
+    maps = firewall.open_maps()
+    if maps is None:
+        out = page([], offset, limit)
+        out.update(loaded=False, capacity=0)
+        return out
+    try:
+        timeout_ns = layout.decode_u64(maps["config"].lookup(layout.encode_u32(layout.CFG_CT_TIMEOUT_NS)))
+        capacity = maps["ct"].max_entries
+        items = maps["ct"].items()
+    finally:
+        firewall.close_maps(maps)
+    now_ns = time.monotonic_ns()
+    flows = [_flow_record(k, v, now_ns, timeout_ns) for k, v in items]
+    if live_only:
+        flows = [f for f in flows if f["live"]]
+    if search is not None and str(search).strip():
+        text = str(search).strip().lower()
+        flows = [f for f in flows if any(text == str(f[k]).lower() or text in str(f[k]).lower()
+                                         for k in ("remote", "local", "proto", "remote_port", "local_port"))]
+    flows.sort(key=lambda f: f["age"])
+    out = page(flows, offset, limit)
+    out.update(loaded=True, capacity=capacity)
+    return out
