@@ -1,0 +1,342 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""`netxfw`: the host CLI. Exit codes: 0 ok, 1 error (message on stderr), 2 usage."""
+
+import argparse
+import json
+import os
+import sys
+
+from netxfw_engine import exchange, queries
+from netxfw_engine.errors import NetxfwError
+
+from . import auth, ops
+from .ops import DEFAULT_PIN_PATH, DEFAULT_STATE_DIR, Firewall
+
+PROG = "netxfw"
+
+
+class UsageError(Exception):
+    pass
+
+
+def _globals_parser(suppress):
+    parent = argparse.ArgumentParser(add_help=False)
+    default = argparse.SUPPRESS if suppress else None
+    parent.add_argument("--pin-path", default=default if suppress else DEFAULT_PIN_PATH,
+                        help="bpffs directory of the pinned program and maps (default %s)" % DEFAULT_PIN_PATH)
+    parent.add_argument("--state-dir", default=default if suppress else DEFAULT_STATE_DIR,
+                        help="directory of config.json and rules.json (default %s)" % DEFAULT_STATE_DIR)
+    parent.add_argument("--json", action="store_true", default=default if suppress else False,
+                        help="print machine-readable JSON")
+    return parent
+
+
+def build_parser():
+    sub_globals = _globals_parser(True)
+    parser = argparse.ArgumentParser(
+        prog=PROG, parents=[_globals_parser(False)],
+        description="netxfw host agent: inspect and change the XDP firewall on this host.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    def command(name, help_text, **kw):
+        return commands.add_parser(name, help=help_text, description=help_text, parents=[sub_globals], **kw)
+
+    p = command("status", "counters and rates by reason, map usage, interfaces and modes")
+    p.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
+                   help="measure rates over this many seconds (0: no rates; default 1)")
+
+    rule = command("rule", "add, remove or list whitelist, blacklist and port rules")
+    rule_cmds = rule.add_subparsers(dest="rule_command", metavar="ACTION")
+    rule_cmds.required = True
+    for action in ("add", "remove"):
+        rp = rule_cmds.add_parser(
+            action, parents=[sub_globals],
+            help="%s rules (persisted to rules.json at once)" % action,
+            description="%s rules. whitelist/blacklist: ITEM is an address or CIDR. port: ITEM is PROTO:PORTS, "
+                        "e.g. tcp:22 or udp:1000-2000." % action.capitalize())
+        rp.add_argument("kind", choices=ops.KINDS)
+        rp.add_argument("items", nargs="+", metavar="ITEM")
+        rp.add_argument("--source", help="port rules: source CIDR (default any)")
+        if action == "add":
+            rp.add_argument("--ttl", type=float, help="blacklist: expire after SECONDS")
+            rp.add_argument("--action", dest="rule_action", choices=("allow", "deny"), default="allow",
+                            help="port rules: allow (default) or deny")
+    lp = rule_cmds.add_parser("list", parents=[sub_globals], help="list rules from rules.json")
+    lp.add_argument("kind", nargs="?", choices=ops.KINDS)
+    lp.add_argument("--search", help="an address (rules covering it) or text")
+    lp.add_argument("--offset", type=int, default=0)
+    lp.add_argument("--limit", type=int, default=None)
+    lp.add_argument("--expired", action="store_true", help="include expired blacklist entries")
+
+    ip = command("import", "import rules from JSON, CSV or a plain list of CIDRs")
+    ip.add_argument("file", help="file to read, - for stdin")
+    ip.add_argument("--format", choices=exchange.FORMATS, help="default: from the file name, else json")
+    ip.add_argument("--kind", choices=ops.KINDS, help="rule kind (required for a plain list)")
+    ip.add_argument("--replace", action="store_true",
+                    help="make each imported kind exactly the file's list (default: add to it)")
+
+    ep = command("export", "export rules as JSON, CSV or a plain list of CIDRs")
+    ep.add_argument("--format", choices=exchange.FORMATS, help="default: from --output's name, else json")
+    ep.add_argument("--kind", choices=ops.KINDS, action="append", help="only this kind (repeatable)")
+    ep.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    cp = command("conntrack", "list tracked flows (newest first)")
+    cp.add_argument("--search", help="address, port or protocol")
+    cp.add_argument("--limit", type=int, default=None)
+    cp.add_argument("--offset", type=int, default=0)
+    cp.add_argument("--live", action="store_true", help="only flows younger than the conntrack timeout")
+
+    rp = command("reload", "re-apply the program from config.json (recompiles only when needed)")
+    rp.add_argument("--check", action="store_true", help="only say what would change")
+    command("restore", "boot restore: load the program from config.json and refill the maps from rules.json")
+
+    sp = command("serve", "run the API, Web UI and metrics server")
+    sp.add_argument("--listen", default="127.0.0.1:11811", help="HOST:PORT (default 127.0.0.1:11811)")
+    sp.add_argument("--token-file", default=auth.DEFAULT_TOKEN_FILE)
+    sp.add_argument("--access-log", action="store_true", help="log every request to stderr")
+
+    tp = command("token", "manage the API token")
+    token_cmds = tp.add_subparsers(dest="token_command", metavar="ACTION")
+    token_cmds.required = True
+    tg = token_cmds.add_parser("generate", parents=[sub_globals], help="create a random token file (mode 0600)")
+    tg.add_argument("--token-file", default=auth.DEFAULT_TOKEN_FILE)
+    tg.add_argument("--force", action="store_true", help="replace an existing token")
+    tg.add_argument("--print", dest="show", action="store_true", help="print the new token")
+    return parser
+
+
+# ---------------------------------------------------------------- output
+def emit(args, data, text):
+    if args.json:
+        json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+
+
+def _fmt_num(value):
+    for unit in ("", "k", "M", "G", "T"):
+        if abs(value) < 1000:
+            return ("%.0f%s" if unit == "" and float(value).is_integer() else "%.1f%s") % (value, unit)
+        value /= 1000.0
+    return "%.1fP" % value
+
+
+def _table(rows, header):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in [header] + rows]
+    return "\n".join(lines)
+
+
+def status_text(info):
+    if not info.get("loaded"):
+        cfg = "config.json present" if info.get("config") else "no config.json"
+        return ("netxfw: data plane NOT loaded (no valid pins under %s; %s in %s)\nrules in rules.json: %s"
+                % (info["pin_path"], cfg, info["state_dir"],
+                   ", ".join("%s %d" % kv for kv in sorted(info.get("rules", {}).items()))))
+    cfg = info.get("config") or {}
+    out = ["netxfw: loaded, program %s, pins %s, state %s" % (info["identity"][:12], info["pin_path"], info["state_dir"]),
+           "policy %s, conntrack %s (timeout %ss), icmp %s" % (
+               cfg.get("policy", "?"), "on" if cfg.get("conntrack") else "off", cfg.get("conntrack_timeout", "?"),
+               "%s/s burst %s" % (cfg["icmp_rate"], cfg.get("icmp_burst")) if cfg.get("icmp_rate") else "not limited"),
+           "", "interfaces:"]
+    if not info.get("interfaces"):
+        out.append("  (none)")
+    for name, state in sorted(info.get("interfaces", {}).items()):
+        out.append("  %-16s xdp %s%s  tc egress %s" % (
+            name, "attached" if state["xdp"] else "NOT attached",
+            " (%s)" % state["xdp_mode"] if state.get("xdp_mode") else "", "attached" if state["tc"] else "NOT attached"))
+    rates = info.get("rates")
+    rows = []
+    for reason, c in info["counters"].items():
+        row = [reason, c["packets"], _fmt_num(c["bytes"]) + "B"]
+        if rates:
+            row += [_fmt_num(rates[reason]["packets"]), _fmt_num(rates[reason]["bytes"] * 8) + "b/s"]
+        rows.append(row)
+    header = ["reason", "packets", "bytes"] + (["pkt/s", "rate"] if rates else [])
+    out += ["", "counters%s:" % (" (rates over %.1fs)" % info["rate_interval"] if rates else ""),
+            _table(rows, header), "", "maps:"]
+    rows = [[name, m["entries"], m["capacity"], "%.1f%%" % (100.0 * m["entries"] / m["capacity"])]
+            for name, m in sorted(info["maps"].items())]
+    out.append(_table(rows, ["map", "entries", "capacity", "used"]))
+    out += ["", "rules in rules.json: %s" % ", ".join("%s %d" % kv for kv in sorted(info.get("rules", {}).items()))]
+    return "\n".join(out)
+
+
+def rule_text(record):
+    if record["kind"] == "whitelist":
+        return "whitelist  %s" % record["cidr"]
+    if record["kind"] == "blacklist":
+        if record["expires"] is None:
+            return "blacklist  %s" % record["cidr"]
+        import time
+        return "blacklist  %s  (expires in %ds)" % (record["cidr"], max(0, record["expires"] - time.time()))
+    return "port       %s %s from %s: %s" % (record["proto"], record["ports"], record["source"], record["action"])
+
+
+def change_text(kind, result):
+    if not result["changed"]:
+        return "%s: no change" % kind
+    parts = []
+    if result["added"]:
+        parts.append("added %d" % len(result["added"]))
+    if result["removed"]:
+        parts.append("removed %d" % len(result["removed"]))
+    where = "rules.json and maps" if result.get("loaded") else "rules.json (data plane not loaded)"
+    return "%s: %s (%s)" % (kind, ", ".join(parts) or "resynchronised", where)
+
+
+# ---------------------------------------------------------------- commands
+def port_items(items, source, action):
+    entries = []
+    for item in items:
+        proto, sep, ports = item.partition(":")
+        if not sep or not proto or not ports:
+            raise UsageError("port rule %r: expected PROTO:PORTS such as tcp:22 or udp:1000-2000" % item)
+        entry = {"proto": proto, "ports": ports, "action": action}
+        if source:
+            entry["source"] = source
+        entries.append(entry)
+    return entries
+
+
+def cmd_rule(args, fw):
+    if args.rule_command == "list":
+        listing = queries.list_rules(fw, args.kind, args.search, args.offset, args.limit, args.expired)
+        text = "\n".join(rule_text(r) for r in listing["items"]) or "(no rules)"
+        if listing["total"] > len(listing["items"]):
+            text += "\n(%d of %d shown)" % (len(listing["items"]), listing["total"])
+        return emit(args, listing, text)
+    kind = args.kind
+    if kind == "port":
+        entries = port_items(args.items, args.source, getattr(args, "rule_action", "allow"))
+    else:
+        if args.source:
+            raise UsageError("--source applies to port rules only")
+        entries = list(args.items)
+    ttl = getattr(args, "ttl", None)
+    if ttl is not None and kind != "blacklist":
+        raise UsageError("--ttl applies to blacklist rules only")
+    state = "present" if args.rule_command == "add" else "absent"
+    result = ops.change_rules(fw, kind, entries, state=state, ttl=ttl)
+    out = {"changed": result["changed"], "added": result["added"], "removed": result["removed"],
+           "loaded": result["loaded"]}
+    emit(args, out, change_text(kind, result))
+
+
+def cmd_import(args, fw):
+    name = args.file
+    fmt = args.format or exchange.guess_format(name if name != "-" else "", "json")
+    try:
+        text = sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
+    except OSError as exc:
+        raise NetxfwError("cannot read %s: %s" % (name, exc.strerror))
+    except UnicodeDecodeError:
+        raise NetxfwError("%s is not UTF-8 text" % name)
+    parsed = exchange.parse_rules(text, fmt, args.kind)
+    if not parsed:
+        raise NetxfwError("%s holds no rules%s" % (name, " of kind %s" % args.kind if args.kind else ""))
+    results = ops.import_rules(fw, parsed, replace=args.replace)
+    lines = ["%s: %s" % (k, "added %(added)d, removed %(removed)d" % r if r["changed"] else "no change")
+             for k, r in results.items()]
+    emit(args, results, "\n".join(lines))
+
+
+def cmd_export(args, fw):
+    fmt = args.format or exchange.guess_format(args.output or "", "json")
+    text = exchange.export_rules(fw.store.read_rules(), fmt, args.kind)
+    if args.output:
+        temp = args.output + ".tmp"
+        with open(temp, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temp, args.output)
+        if not args.json:
+            sys.stderr.write("exported to %s (%s)\n" % (args.output, fmt))
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_conntrack(args, fw):
+    listing = queries.conntrack(fw, args.search, args.offset, args.limit, args.live)
+    if not listing["loaded"]:
+        return emit(args, listing, "data plane not loaded: no conntrack table")
+    rows = [[f["proto"], "%s:%d" % (f["remote"], f["remote_port"]) if f["family"] == 4 else
+             "[%s]:%d" % (f["remote"], f["remote_port"]),
+             "%s:%d" % (f["local"], f["local_port"]) if f["family"] == 4 else "[%s]:%d" % (f["local"], f["local_port"]),
+             "%.1fs" % f["age"], "live" if f["live"] else "stale"] for f in listing["items"]]
+    text = _table(rows, ["proto", "remote", "local", "idle", "state"]) if rows else "(no tracked flows)"
+    text += "\n%d flows (capacity %d)" % (listing["total"], listing["capacity"])
+    emit(args, listing, text)
+
+
+def cmd_reload(args, fw, restore=False):
+    if restore and not fw.store.read_config():
+        return emit(args, {"changed": False, "restored": False},
+                    "nothing to restore: no config.json in %s" % fw.store.state_dir)
+    result = ops.reapply(fw, check_mode=getattr(args, "check", False))
+    out = {"changed": result["changed"], "actions": result["actions"], "compiled": result["compiled"],
+           "identity": result["identity"]}
+    if restore:
+        out["restored"] = True
+    text = "; ".join(result["actions"]) if result["actions"] else "up to date: nothing to do"
+    if getattr(args, "check", False) and result["actions"]:
+        text = "would: " + text
+    emit(args, out, text)
+
+
+def cmd_serve(args, fw):
+    from . import api
+    api.serve(fw, args.listen, args.token_file, access_log=args.access_log)
+
+
+def cmd_token(args, fw):
+    token = auth.generate(args.token_file, force=args.force)
+    emit(args, {"token_file": args.token_file, "token": token if args.show else None},
+         token if args.show else "new token written to %s (mode 0600)" % args.token_file)
+
+
+def main(argv=None):
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    for name, default in (("pin_path", DEFAULT_PIN_PATH), ("state_dir", DEFAULT_STATE_DIR), ("json", False)):
+        if getattr(args, name, None) is None:
+            setattr(args, name, default)
+    fw = Firewall(pin_path=args.pin_path, state_dir=args.state_dir)
+    handlers = {
+        "status": lambda: emit(args, ops.status(fw, max(0.0, args.sample)), None) if args.json
+        else print(status_text(ops.status(fw, max(0.0, args.sample)))),
+        "rule": lambda: cmd_rule(args, fw),
+        "import": lambda: cmd_import(args, fw),
+        "export": lambda: cmd_export(args, fw),
+        "conntrack": lambda: cmd_conntrack(args, fw),
+        "reload": lambda: cmd_reload(args, fw),
+        "restore": lambda: cmd_reload(args, fw, restore=True),
+        "serve": lambda: cmd_serve(args, fw),
+        "token": lambda: cmd_token(args, fw),
+    }
+    try:
+        handlers[args.command]()
+        return 0
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("%s: error: %s\n" % (PROG, exc))
+        return 2
+    except (NetxfwError, auth.TokenError) as exc:
+        sys.stderr.write("%s: error: %s\n" % (PROG, exc))
+        return 1
+    except OSError as exc:
+        sys.stderr.write("%s: error: %s\n" % (PROG, exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
