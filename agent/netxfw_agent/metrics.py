@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Prometheus exposition (/metrics): a custom collector that reads the engine on every scrape."""
+
+import time
+
+from netxfw_engine import queries
+
+try:
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+except ImportError:  # the API still runs; /metrics says what to install
+    CollectorRegistry = None
+    CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
+
+MISSING = ("prometheus_client is not installed for this interpreter: install python3-prometheus-client "
+           "(Debian/Ubuntu) or python3-prometheus_client (RHEL/Fedora)")
+
+
+class EngineCollector:
+    """Reads counters, map usage, conntrack size, attachments and rule counts through the engine."""
+
+    def __init__(self, fw):
+        self.fw = fw
+
+    def describe(self):
+        return []  # collected on demand only; nothing at registration time
+
+    def collect(self):
+        started = time.monotonic()
+        info = self.fw.info()
+        loaded = GaugeMetricFamily("netxfw_loaded", "1 when the data plane is loaded and its pins match the layout")
+        loaded.add_metric([], 1 if info.get("loaded") else 0)
+        yield loaded
+
+        counts = queries.rule_counts(self.fw)
+        rules = GaugeMetricFamily("netxfw_rules", "Rules in rules.json by kind (live blacklist entries only)",
+                                  labels=["kind"])
+        for kind, number in sorted(counts.items()):
+            rules.add_metric([kind], number)
+        yield rules
+
+        if not info.get("loaded"):
+            yield self._duration(started)
+            return
+        packets = CounterMetricFamily("netxfw_packets", "Packets by verdict reason (XDP ingress; "
+                                      "egress_tracked counts TC egress)", labels=["reason"])
+        octets = CounterMetricFamily("netxfw_bytes", "Bytes by verdict reason", labels=["reason"])
+        for reason, c in info["counters"].items():
+            packets.add_metric([reason], c["packets"])
+            octets.add_metric([reason], c["bytes"])
+        yield packets
+        yield octets
+
+        entries = GaugeMetricFamily("netxfw_map_entries", "Entries in a pinned map", labels=["map"])
+        capacity = GaugeMetricFamily("netxfw_map_capacity", "max_entries of a pinned map", labels=["map"])
+        for name, m in sorted(info["maps"].items()):
+            entries.add_metric([name], m["entries"])
+            capacity.add_metric([name], m["capacity"])
+        yield entries
+        yield capacity
+
+        ct = info["maps"].get("ct", {"entries": 0, "capacity": 0})
+        size = GaugeMetricFamily("netxfw_conntrack_entries", "Tracked flows in the conntrack map (live or stale)")
+        size.add_metric([], ct["entries"])
+        yield size
+        ct_cap = GaugeMetricFamily("netxfw_conntrack_capacity", "Capacity of the conntrack map")
+        ct_cap.add_metric([], ct["capacity"])
+        yield ct_cap
+
+        attached = GaugeMetricFamily("netxfw_interface_attached", "1 when our program is attached to the hook",
+                                     labels=["interface", "hook", "mode"])
+        for name, state in sorted(info.get("interfaces", {}).items()):
+            attached.add_metric([name, "xdp", state.get("xdp_mode") or "none"], 1 if state["xdp"] else 0)
+            attached.add_metric([name, "tc_egress", "clsact"], 1 if state["tc"] else 0)
+        yield attached
+        yield self._duration(started)
+
+    @staticmethod
+    def _duration(started):
+        g = GaugeMetricFamily("netxfw_scrape_duration_seconds", "Time the agent took to read the engine")
+        g.add_metric([], time.monotonic() - started)
+        return g
+
+
+class Metrics:
+    def __init__(self, fw):
+        self.available = CollectorRegistry is not None
+        if self.available:
+            self.registry = CollectorRegistry(auto_describe=False)
+            self.registry.register(EngineCollector(fw))
+
+    def render(self):
+        """(body bytes, content type)"""
+        if not self.available:
+            raise RuntimeError(MISSING)
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
