@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Engine agent for the traffic tests: runs inside the firewalled namespace.
+
+    nsenter --net=/run/netns/nxt-fw /usr/bin/python3 -u fw_agent.py COLLECTIONS_ROOT PIN_PATH STATE_DIR
+
+Reads one JSON request per line on stdin ({"op": ..., "args": {...}}) and writes
+one JSON line back: {"ok": result} or {"error": message, "type": exception class}.
+Exits at end of input. Imports the engine exactly as the modules do.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import json
+import os
+import socket
+import sys
+import traceback
+
+sys.path.insert(0, sys.argv[1])
+
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout  # noqa: E402
+
+RULE_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host",
+             "bl4_lpm", "bl6_lpm", "rules4", "rules6")
+
+
+def dump(fw):
+    """Every rule map's contents (hex, sorted) plus the rules generation marker."""
+    maps = fw.open_maps()
+    if maps is None:
+        return None
+    try:
+        out = dict((name, sorted([k.hex(), v.hex()] for k, v in maps[name].items())) for name in RULE_MAPS)
+        out["generation"] = layout.decode_u64(maps["config"].lookup(layout.encode_u32(layout.CFG_RULES_GENERATION)))
+        return out
+    finally:
+        fw.close_maps(maps)
+
+
+def conntrack(fw):
+    maps = fw.open_maps()
+    try:
+        flows = []
+        for key, _ in maps["ct"].items():
+            flow = layout.decode_ct_key(key)
+            flow["saddr"] = str(ipaddress.ip_address(flow["saddr"]))
+            flow["daddr"] = str(ipaddress.ip_address(flow["daddr"]))
+            flows.append(flow)
+        return flows
+    finally:
+        fw.close_maps(maps)
+
+
+def reboot(fw):
+    """What a reboot does to the runtime state: programs detached, pins gone; state_dir survives."""
+    for name in fw._attached_interfaces():
+        fw._detach(name)
+    for name in list(layout.MAPS) + list(layout.PROGRAMS):
+        path = os.path.join(fw.pin_path, name)
+        if os.path.exists(path):
+            os.unlink(path)
+    return {"attached": fw._attached_interfaces(), "pins": sorted(os.listdir(fw.pin_path))}
+
+
+def xdp_state(fw, ifname):
+    idx = socket.if_nametoindex(ifname)
+    return {"xdp": bpfsys.xdp_query(idx), "tc": bpfsys.tc_egress_query(idx, engine.TC_HANDLE, engine.TC_PRIO)}
+
+
+def main():
+    fw = engine.Firewall(pin_path=sys.argv[2], state_dir=sys.argv[3])
+    ops = {
+        "apply_program": fw.apply_program,
+        "remove_program": fw.remove_program,
+        "apply_rules": fw.apply_rules,
+        "info": fw.info,
+        "dump": lambda: dump(fw),
+        "conntrack": lambda: conntrack(fw),
+        "reboot": lambda: reboot(fw),
+        "xdp_state": lambda ifname: xdp_state(fw, ifname),
+    }
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            reply = {"ok": ops[request["op"]](**request.get("args", {}))}
+        except Exception as exc:  # reported to the test, which decides
+            reply = {"error": str(exc), "type": type(exc).__name__, "trace": traceback.format_exc()}
+        sys.stdout.write(json.dumps(reply, default=str) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
