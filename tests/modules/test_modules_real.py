@@ -1,0 +1,284 @@
+# Copyright: (c) 2025, netxfw developers
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+"""netxfw_program, netxfw_rule and netxfw_info against the real kernel (see conftest.py)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
+
+FW_ADDR = "198.51.100.1"  # conftest.py: vm0, where the firewall attaches
+PEER_ADDR = "198.51.100.2"  # conftest.py: vm1, in the peer namespace
+
+PYENV_PYTHON = "/root/.pyenv/versions/3.11.7/bin/python3"
+
+
+def _python_without_bcc():
+    """An interpreter that lacks bcc, to exercise the respawn to the system python."""
+    candidates = [os.environ.get("NETXFW_TEST_NO_BCC_PYTHON"), PYENV_PYTHON, shutil.which("python3")]
+    for path in candidates:
+        if path and os.path.exists(path) and os.path.realpath(path) != "/usr/bin/python3.11" \
+                and os.system("%s -c 'import bcc' 2>/dev/null" % path) != 0:
+            return path
+    return None
+
+
+# ---------------------------------------------------------------- netxfw_program
+
+def test_program_check_mode_changes_nothing(env):
+    result = env.run("netxfw_program", {"interfaces": ["vm0"]}, check=True, diff=True)
+    assert result["rc"] == 0, result
+    assert result["changed"] is True and result["compiled"] is False
+    assert result["actions"] == ["compile and load the data plane", "attach to vm0"]
+    assert result["diff"]["before"] == {} and result["diff"]["after"]["interfaces"] == ["vm0"]
+    assert env.pins() == []
+    assert env.read_state("config.json") is None
+    assert not env.xdp_attached("vm0")
+
+
+def test_program_apply_reapply_and_check_again(loaded):
+    env = loaded
+    assert env.xdp_attached("vm0") and not env.xdp_attached("vm2")
+    assert set(layout.MAPS) | set(layout.PROGRAMS) <= set(env.pins())
+    again = env.run("netxfw_program", {"interfaces": ["vm0"]}, diff=True)
+    assert again["rc"] == 0, again
+    assert again["changed"] is False and again["compiled"] is False and again["actions"] == []
+    assert again["diff"]["before"] == again["diff"]["after"]
+    check = env.run("netxfw_program", {"interfaces": ["vm0"]}, check=True)
+    assert check["changed"] is False and check["actions"] == []
+    assert env.ping_from_peer()
+
+
+def test_program_runtime_change_updates_in_place(loaded):
+    env = loaded
+    first = env.run("netxfw_program", {"interfaces": ["vm0"]})
+    assert env.ping_from_peer()
+    result = env.run("netxfw_program", {"interfaces": ["vm0"], "policy": "deny", "icmp_rate": 0}, diff=True)
+    assert result["rc"] == 0, result
+    assert result["changed"] is True and result["compiled"] is False
+    assert result["actions"] == ["update runtime settings"]
+    assert result["identity"] == first["identity"]
+    assert result["diff"]["before"]["policy"] == "allow" and result["diff"]["after"]["policy"] == "deny"
+    assert not env.ping_from_peer()  # default deny applies from the next packet
+    info = env.run("netxfw_info")
+    assert info["config"]["policy"] == "deny"
+    assert info["counters"]["drop_policy"]["packets"] >= 1
+
+
+def test_program_interface_change_attaches_and_detaches_without_recompiling(loaded):
+    env = loaded
+    result = env.run("netxfw_program", {"interfaces": ["vm2"], "xdp_mode": "generic"})
+    assert result["rc"] == 0, result
+    assert result["compiled"] is False
+    assert "attach to vm2" in result["actions"] and "detach from vm0" in result["actions"]
+    assert env.xdp_attached("vm2") and not env.xdp_attached("vm0")
+
+
+def test_program_capacity_change_recompiles_and_keeps_rules(loaded):
+    env = loaded
+    assert env.run("netxfw_rule", {"kind": "whitelist", "entries": ["198.51.100.0/28"]})["changed"]
+    result = env.run("netxfw_program", {"interfaces": ["vm0"], "capacity": {"whitelist": 1024}})
+    assert result["rc"] == 0, result
+    assert result["changed"] is True and result["compiled"] is True
+    info = env.run("netxfw_info")
+    assert info["maps"]["wl4_lpm"] == {"entries": 1, "capacity": 1024}
+    assert info["config"]["capacity"]["whitelist"] == 1024
+    assert info["interfaces"]["vm0"]["xdp"] is True
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"interfaces": ["nxm-nonexistent0"]}, "unknown interface 'nxm-nonexistent0'"),
+    ({"interfaces": ["vm0"], "conntrack_timeout": 0}, "conntrack_timeout must be between"),
+    ({"interfaces": ["vm0"], "capacity": {"blacklist": 0}}, "capacity.blacklist must be between"),
+])
+def test_program_invalid_settings_fail_and_change_nothing(loaded, args, message):
+    env = loaded
+    config, rules = env.read_state("config.json"), env.read_state("rules.json")
+    result = env.run("netxfw_program", args)
+    assert result["rc"] != 0 and result["failed"] is True
+    assert message in result["msg"], result["msg"]
+    assert "exception" not in result  # an expected error, not a crash
+    assert env.read_state("config.json") == config and env.read_state("rules.json") == rules
+    assert env.xdp_attached("vm0")
+
+
+def test_program_requires_interfaces_when_present(env):
+    result = env.run("netxfw_program", {})
+    assert result["failed"] is True and "interfaces" in result["msg"]
+
+
+def test_program_absent_removes_pins_and_detaches(loaded):
+    env = loaded
+    assert env.run("netxfw_rule", {"kind": "blacklist", "entries": ["203.0.113.0/24"]})["changed"]
+    check = env.run("netxfw_program", {"state": "absent"}, check=True)
+    assert check["changed"] is True and "detach from vm0" in check["actions"]
+    assert env.xdp_attached("vm0") and env.pins()
+    result = env.run("netxfw_program", {"state": "absent"}, diff=True)
+    assert result["rc"] == 0, result
+    assert result["changed"] is True and result["diff"]["after"] == {}
+    assert env.pins() == [] and not os.path.exists(env.pin_path)
+    assert not env.xdp_attached("vm0")
+    assert "tc_egress" not in env.in_fw("tc", "filter", "show", "dev", "vm0", "egress", check=False).stdout
+    assert env.read_state("config.json") is None
+    assert env.rules()["blacklist"] == [{"cidr": "203.0.113.0/24", "expires": None}]  # rules are kept
+    again = env.run("netxfw_program", {"state": "absent"})
+    assert again["changed"] is False and again["actions"] == []
+
+
+# ---------------------------------------------------------------- netxfw_rule
+
+def test_rule_blacklist_diff_check_apply_and_idempotence(loaded):
+    env = loaded
+    assert env.ping_from_peer()
+    check = env.run("netxfw_rule", {"kind": "blacklist", "entries": [PEER_ADDR, "203.0.113.0/28"]},
+                    check=True, diff=True)
+    assert check["changed"] is True and check["loaded"] is True
+    assert check["diff"]["after"] == "%s/32\n203.0.113.0/28\n" % PEER_ADDR or \
+        check["diff"]["after"] == "203.0.113.0/28\n%s/32\n" % PEER_ADDR
+    assert check["diff"]["before"] == ""
+    assert env.rules().get("blacklist", []) == []
+    assert env.ping_from_peer()
+
+    result = env.run("netxfw_rule", {"kind": "blacklist", "entries": [PEER_ADDR, "203.0.113.0/28"]}, diff=True)
+    assert result["rc"] == 0 and result["changed"] is True, result
+    assert result["diff"] == check["diff"]
+    assert result["diff"]["after_header"] == "netxfw blacklist: 2 added"
+    assert sorted(e["cidr"] for e in result["added"]) == sorted([PEER_ADDR + "/32", "203.0.113.0/28"])
+    assert result["removed"] == [] and "warnings" not in result
+    assert not env.ping_from_peer()
+
+    again = env.run("netxfw_rule", {"kind": "blacklist", "entries": [PEER_ADDR, "203.0.113.0/28"]}, diff=True)
+    assert again["changed"] is False and again["added"] == [] and again["removed"] == []
+    assert again["diff"]["before"] == "" and again["diff"]["after"] == ""
+
+    gone = env.run("netxfw_rule", {"kind": "blacklist", "entries": [PEER_ADDR], "state": "absent"}, diff=True)
+    assert gone["changed"] is True
+    assert gone["diff"]["before"] == PEER_ADDR + "/32\n" and gone["diff"]["after"] == ""
+    assert gone["diff"]["before_header"] == "netxfw blacklist: 1 removed"
+    assert env.ping_from_peer()
+    info = env.run("netxfw_info")
+    assert info["counters"]["drop_blacklist"]["packets"] >= 1
+    assert info["maps"]["bl4_lpm"]["entries"] == 1 and info["maps"]["bl4_host"]["entries"] == 0
+
+
+def test_rule_ttl_shows_expiry_in_diff(loaded):
+    env = loaded
+    result = env.run("netxfw_rule", {"kind": "blacklist", "entries": ["203.0.113.77"], "ttl": 3600}, diff=True)
+    assert result["changed"] is True
+    assert result["added"][0]["expires"] is not None
+    assert result["diff"]["after"].startswith("203.0.113.77/32 expires 20")
+
+
+def test_rule_exclusive_replaces_the_whole_list(loaded):
+    env = loaded
+    first = env.run("netxfw_rule", {"kind": "whitelist", "entries": ["198.51.100.0/28", "203.0.113.5", "2001:db8:1::/48"]})
+    assert first["changed"] is True
+    result = env.run("netxfw_rule", {"kind": "whitelist", "entries": ["203.0.113.5", "2001:db8:2::/48"],
+                                     "exclusive": True}, diff=True)
+    assert result["changed"] is True
+    assert result["added"] == ["2001:db8:2::/48"]
+    assert result["removed"] == ["198.51.100.0/28", "2001:db8:1::/48"]
+    assert result["diff"]["before"] == "198.51.100.0/28\n2001:db8:1::/48\n"
+    assert result["diff"]["after"] == "2001:db8:2::/48\n"
+    assert env.rules()["whitelist"] == ["203.0.113.5/32", "2001:db8:2::/48"]
+    info = env.run("netxfw_info")
+    assert info["maps"]["wl4_host"]["entries"] == 1 and info["maps"]["wl4_lpm"]["entries"] == 0
+    assert info["maps"]["wl6_lpm"]["entries"] == 1
+    empty = env.run("netxfw_rule", {"kind": "whitelist", "entries": [], "exclusive": True})
+    assert empty["changed"] is True and env.rules()["whitelist"] == []
+
+
+def test_rule_port_rules(loaded):
+    env = loaded
+    entries = [{"source": "198.51.100.0/24", "proto": "tcp", "port": 22, "action": "allow"},
+               {"proto": "udp", "ports": "5000-5003", "action": "deny"}]
+    result = env.run("netxfw_rule", {"kind": "port", "entries": entries}, diff=True)
+    assert result["rc"] == 0 and result["changed"] is True, result
+    assert result["diff"]["after"] == "udp 5000-5003 from any deny\ntcp 22 from 198.51.100.0/24 allow\n"
+    info = env.run("netxfw_info")
+    assert info["maps"]["rules4"]["entries"] == 5 and info["maps"]["rules6"]["entries"] == 4
+    assert env.run("netxfw_rule", {"kind": "port", "entries": entries})["changed"] is False
+
+
+@pytest.mark.parametrize("kind, entries, message", [
+    ("blacklist", ["203.0.113.9", "not-a-cidr"], "invalid CIDR 'not-a-cidr'"),
+    ("whitelist", ["198.51.100.300/32"], "invalid CIDR '198.51.100.300/32'"),
+    ("port", [{"proto": "tcp", "port": 0}], "ports must be between 1 and 65535"),
+    ("port", [{"proto": "tcp", "port": 65536}], "ports must be between 1 and 65535"),
+    ("port", [{"proto": "icmp", "port": 22}], "proto must be one of"),
+    ("whitelist", ["198.51.100.1"], None),  # ttl with a whitelist, below
+])
+def test_rule_invalid_entries_fail_and_leave_rules_json_unchanged(loaded, kind, entries, message):
+    env = loaded
+    assert env.run("netxfw_rule", {"kind": "blacklist", "entries": ["203.0.113.200"]})["changed"]
+    before = env.read_state("rules.json")
+    args = {"kind": kind, "entries": entries}
+    if message is None:
+        args["ttl"], message = 60, "ttl applies to blacklist entries only"
+    result = env.run("netxfw_rule", args)
+    assert result["rc"] != 0 and result["failed"] is True
+    assert message in result["msg"], result["msg"]
+    assert "exception" not in result
+    assert env.read_state("rules.json") == before
+    assert env.run("netxfw_info")["maps"]["bl4_host"]["entries"] == 1
+
+
+def test_rule_without_loaded_program_persists_and_warns(env):
+    result = env.run("netxfw_rule", {"kind": "blacklist", "entries": [PEER_ADDR]})
+    assert result["rc"] == 0 and result["changed"] is True and result["loaded"] is False
+    assert "not loaded" in str(result["warnings"]), result["warnings"]
+    assert env.pins() == []
+    load = env.run("netxfw_program", {"interfaces": ["vm0"]})
+    assert load["compiled"] is True
+    assert env.run("netxfw_info")["maps"]["bl4_host"]["entries"] == 1
+    assert not env.ping_from_peer()
+
+
+# ---------------------------------------------------------------- netxfw_info
+
+def test_info_not_loaded(env):
+    result = env.run("netxfw_info", check=True)
+    assert result["rc"] == 0 and result["changed"] is False
+    assert result["loaded"] is False and result["config"] == {} and result["identity"] is None
+    assert result["counters"] == {} and result["maps"] == {} and result["interfaces"] == {}
+
+
+def test_info_counters_maps_and_query(loaded):
+    env = loaded
+    assert env.ping_from_peer(count=2)
+    result = env.run("netxfw_info")
+    assert result["rc"] == 0 and result["changed"] is False and result["loaded"] is True
+    assert sorted(result["counters"]) == sorted(layout.REASONS)
+    assert result["counters"]["pass_policy"]["packets"] >= 2
+    assert result["counters"]["pass_policy"]["bytes"] > 0
+    assert result["maps"]["ct"]["capacity"] == layout.CAPACITIES["conntrack"][1]
+    assert set(result["maps"]) == set(layout.MAPS) - {"config", "counters", "meta", "icmp_bucket"}
+    assert result["interfaces"] == {"vm0": {"xdp_mode": result["interfaces"]["vm0"]["xdp_mode"], "xdp": True, "tc": True}}
+    assert len(result["identity"]) == 64
+    query = env.run("netxfw_info", {"query": "{passed: counters.pass_policy.packets, vm0: interfaces.vm0.xdp}"})
+    assert query["query_result"]["passed"] >= 2 and query["query_result"]["vm0"] is True
+    bad = env.run("netxfw_info", {"query": "counters.["})
+    assert bad["failed"] is True and "invalid query" in bad["msg"]
+
+
+# ---------------------------------------------------------------- through ansible, with respawn
+
+def test_adhoc_respawns_without_bcc_and_comma_separated_entries(env):
+    python = _python_without_bcc()
+    if python is None:
+        pytest.skip("no interpreter without bcc to exercise the respawn")
+    first = env.ansible("netxfw_program", "interfaces=vm0", python)
+    assert first["rc"] == 0 and first["changed"] is True and first["compiled"] is True, first
+    again = env.ansible("netxfw_program", "interfaces=vm0", python, check=True)
+    assert again["rc"] == 0 and again["changed"] is False, again
+    rule = env.ansible("netxfw_rule", "kind=blacklist entries=%s,203.0.113.0/28" % PEER_ADDR, python, diff=True)
+    assert rule["rc"] == 0 and rule["changed"] is True, rule
+    assert sorted(e["cidr"] for e in rule["added"]) == sorted([PEER_ADDR + "/32", "203.0.113.0/28"])
+    assert not env.ping_from_peer(FW_ADDR)
