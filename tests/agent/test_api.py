@@ -1,0 +1,235 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""API: auth on every protected route, 400 on bad input, rules/settings round trips, metrics."""
+
+import json
+import time
+
+import pytest
+
+from conftest import PEER4
+
+
+def _operations(lab):
+    status, doc, _ = lab.request("GET", "/openapi.json")
+    assert status == 200
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            yield path, method.upper(), op
+
+
+def test_health_is_public(lab):
+    status, body, _ = lab.request("GET", "/health", token=None)
+    assert status == 200 and body["status"] == "ok"
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token-0123456789", ""])
+def test_every_protected_route_needs_the_token(lab, token):
+    checked = 0
+    for path, method, op in _operations(lab):
+        if op.get("security") == []:
+            continue
+        body = {"kind": "blacklist", "cidr": PEER4} if method in ("POST", "PUT") else None
+        query = "?kind=blacklist&cidr=" + PEER4 if method == "DELETE" else ""
+        status, answer, headers = lab.request(method, path + query, body=body, token=token)
+        assert status == 401, (method, path, status, answer)
+        assert "token" in answer["error"] and headers.get("WWW-Authenticate", "").startswith("Bearer")
+        checked += 1
+    assert checked >= 9
+    # a rejected write changed nothing
+    assert PEER4 + "/32" not in json.dumps(lab.fw.store.read_rules())
+
+
+def test_other_auth_schemes_are_refused(lab):
+    for header in ("Basic " + lab.token, lab.token, "Bearer", "bearer " + lab.token, "Bearer  " + lab.token + "x"):
+        status, _, _ = lab.request("GET", "/api/v1/status", token=None, headers={"Authorization": header})
+        assert status == 401, header
+
+
+def test_unknown_route_and_method(lab):
+    assert lab.request("GET", "/api/v1/nope")[0] == 404
+    assert lab.request("GET", "/nope", token=None)[0] == 404
+    status, body, headers = lab.request("PATCH", "/api/v1/rules")
+    assert status == 405 and "GET" in headers["Allow"]
+    assert lab.request("BREW", "/api/v1/rules")[0] == 405
+
+
+BAD = [
+    ("POST", "/api/v1/rules", {"kind": "whitelist", "cidr": "not-an-address"}, "invalid CIDR"),
+    ("POST", "/api/v1/rules", {"kind": "nope", "cidr": "198.51.100.9"}, "kind"),
+    ("POST", "/api/v1/rules", {"cidr": "198.51.100.9"}, "kind"),
+    ("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "198.51.100.9", "ttl": -5}, "ttl"),
+    ("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "198.51.100.9", "ttl": 1e300}, "ttl"),
+    ("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "198.51.100.9", "expires": 1e300}, "expires"),
+    ("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "198.51.100.9", "ttl": True}, "ttl"),
+    ("POST", "/api/v1/rules", {"kind": "whitelist", "cidr": "198.51.100.9", "ttl": 5}, "ttl"),
+    ("POST", "/api/v1/rules", {"kind": "whitelist", "cidr": ["198.51.100.9"]}, "CIDR"),
+    ("POST", "/api/v1/rules", {"kind": "whitelist", "cidr": "2001:db8::1%eth0"}, "zone"),
+    ("POST", "/api/v1/rules", {"kind": "port", "proto": "icmp", "ports": "22"}, "proto"),
+    ("POST", "/api/v1/rules", {"kind": "port", "proto": {"a": 1}, "ports": "22"}, "proto"),
+    ("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp", "ports": "70000"}, "port"),
+    ("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp", "ports": "30-20"}, "port"),
+    ("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp", "ports": 22.5}, "port"),
+    ("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp", "ports": "22", "action": "maybe"}, "action"),
+    ("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp"}, "port"),
+    ("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp", "ports": "22", "colour": "red"}, "colour"),
+    ("POST", "/api/v1/rules", {"kind": "whitelist", "entries": "198.51.100.9"}, "list"),
+    ("POST", "/api/v1/rules", {"kind": "whitelist", "entries": [5]}, "whitelist"),
+    ("POST", "/api/v1/rules", [1, 2], "object"),
+    ("POST", "/api/v1/rules", None, "body"),
+    ("DELETE", "/api/v1/rules?cidr=198.51.100.9", None, "kind"),
+    ("DELETE", "/api/v1/rules?kind=port&proto=tcp", None, "ports"),
+    ("DELETE", "/api/v1/rules?kind=whitelist&cidr=1.2.3.4&proto=tcp", None, "proto"),
+    ("DELETE", "/api/v1/rules?kind=whitelist&cidr=x", None, "CIDR"),
+    ("GET", "/api/v1/rules?limit=0", None, "limit"),
+    ("GET", "/api/v1/rules?limit=abc", None, "limit"),
+    ("GET", "/api/v1/rules?offset=-1", None, "offset"),
+    ("GET", "/api/v1/rules?kind=all", None, "kind"),
+    ("GET", "/api/v1/rules?limit=1&limit=2", None, "once"),
+    ("GET", "/api/v1/conntrack?live=perhaps", None, "live"),
+    ("PUT", "/api/v1/settings", {"policy": "sometimes"}, "policy"),
+    ("PUT", "/api/v1/settings", {"icmp_rate": "10"}, "integer"),
+    ("PUT", "/api/v1/settings", {"icmp_rate": -1}, "icmp_rate"),
+    ("PUT", "/api/v1/settings", {"conntrack": 1}, "true or false"),
+    ("PUT", "/api/v1/settings", {"conntrack_timeout": 0}, "conntrack_timeout"),
+    ("PUT", "/api/v1/settings", {"interfaces": ["eth0"]}, "unknown setting"),
+    ("PUT", "/api/v1/settings", {}, "object"),
+]
+
+
+@pytest.mark.parametrize("method,path,body,needle", BAD, ids=["%s %s %s" % (m, p, json.dumps(b)) for m, p, b, _ in BAD])
+def test_bad_input_is_400_with_a_message(clean, method, path, body, needle):
+    lab = clean
+    before = lab.rules_json()
+    settings_before = lab.request("GET", "/api/v1/settings")[1]["active"]
+    status, answer, _ = lab.request(method, path, body=body)
+    assert status == 400, (status, answer)
+    assert needle.lower() in answer["error"].lower(), answer["error"]
+    assert lab.rules_json() == before
+    assert lab.request("GET", "/api/v1/settings")[1]["active"] == settings_before
+
+
+@pytest.mark.parametrize("raw", [b"{", b"\xff\xfe", b'{"kind": NaN}', b"[" * 100000, b'"just a string"'])
+def test_malformed_bodies(clean, raw):
+    status, answer, _ = clean.request("POST", "/api/v1/rules", raw=raw, headers={"Content-Type": "application/json"})
+    assert status == 400, answer
+
+
+def test_oversized_body_is_413(lab):
+    status, answer, _ = lab.request("POST", "/api/v1/rules", raw=b"x" * ((1 << 20) + 1))
+    assert status == 413
+
+
+def test_rules_create_list_search_page_delete(clean):
+    lab = clean
+    status, answer, _ = lab.request("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "203.0.113.0/28", "ttl": 600})
+    assert status == 201 and answer["added"][0]["cidr"] == "203.0.113.0/28" and answer["loaded"]
+    assert lab.request("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "203.0.113.0/28"})[0] in (200, 201)
+    status, answer, _ = lab.request("POST", "/api/v1/rules", {"kind": "whitelist", "entries": [
+        "198.51.100.%d" % i for i in range(10, 40)]})
+    assert status == 201 and len(answer["added"]) == 30
+    assert lab.request("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp", "ports": 8080,
+                                                 "action": "deny"})[0] == 201
+    # again: no change
+    status, answer, _ = lab.request("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp", "ports": "8080",
+                                                              "action": "deny"})
+    assert status == 200 and answer["changed"] is False
+
+    status, page, _ = lab.request("GET", "/api/v1/rules?kind=whitelist&limit=7&offset=28")
+    assert page["total"] == 30 and len(page["items"]) == 2 and page["items"][-1]["cidr"] == "198.51.100.39/32"
+    status, page, _ = lab.request("GET", "/api/v1/rules?search=203.0.113.5")
+    assert [r["cidr"] for r in page["items"]] == ["203.0.113.0/28"]
+    status, page, _ = lab.request("GET", "/api/v1/rules?search=8080")
+    assert [r["kind"] for r in page["items"]] == ["port"]
+    lab.assert_in_step()
+
+    status, answer, _ = lab.request("DELETE", "/api/v1/rules?kind=blacklist&cidr=203.0.113.0/28")
+    assert status == 200 and answer["changed"] and answer["removed"][0]["cidr"] == "203.0.113.0/28"
+    status, answer, _ = lab.request("DELETE", "/api/v1/rules?kind=port&proto=tcp&ports=8080")
+    assert status == 200 and answer["changed"]
+    status, answer, _ = lab.request("DELETE", "/api/v1/rules?kind=port&proto=tcp&ports=8080")
+    assert status == 200 and not answer["changed"]
+    data = lab.assert_in_step()
+    assert data["blacklist"] == [] and data["port_rules"] == [] and len(data["whitelist"]) == 30
+
+
+def test_blacklist_through_the_api_drops_packets(clean):
+    lab = clean
+    assert lab.ping("198.51.100.1")
+    assert lab.request("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": PEER4})[0] == 201
+    assert lab.map_keys("bl4_host") == {bytes([198, 51, 100, 2])}
+    assert not lab.ping("198.51.100.1")
+    assert lab.request("DELETE", "/api/v1/rules?kind=blacklist&cidr=" + PEER4)[0] == 200
+    assert lab.map_keys("bl4_host") == set()
+    assert lab.ping("198.51.100.1")
+
+
+def test_settings_get_put(clean):
+    lab = clean
+    status, view, _ = lab.request("GET", "/api/v1/settings")
+    assert status == 200 and view["active"]["policy"] == "allow" and view["deployed"]
+    status, view, _ = lab.request("PUT", "/api/v1/settings", {"policy": "deny", "icmp_rate": 0})
+    assert status == 200 and view["active"]["policy"] == "deny" and view["stored"]["policy"] == "deny"
+    assert view["actions"] == ["update runtime settings"]  # a map update, no recompile
+    assert not lab.ping("2001:db8:a9::1")
+    status, view, _ = lab.request("PUT", "/api/v1/settings", {"icmp_rate": 50, "icmp_burst": 10,
+                                                              "conntrack_timeout": 120})
+    assert view["active"]["icmp_rate"] == 50 and view["active"]["conntrack_timeout"] == 120
+    assert lab.ping("198.51.100.1")  # ICMP now passes through the token bucket under deny
+    status, view, _ = lab.request("PUT", "/api/v1/settings", {"policy": "allow", "icmp_rate": 0})
+    assert view["active"]["policy"] == "allow"
+    assert lab.fw.store.read_config()["policy"] == "allow"
+
+
+def test_status_counters_conntrack(clean):
+    lab = clean
+    lab.request("GET", "/api/v1/counters")
+    assert lab.ping("198.51.100.1", count=3)
+    status, info, _ = lab.request("GET", "/api/v1/status")
+    assert status == 200 and info["loaded"] and info["interfaces"]["nxah0"]["xdp"]
+    assert info["counters"]["pass_policy"]["packets"] >= 3
+    assert info["maps"]["bl4_host"]["capacity"] == 4096
+    time.sleep(0.3)  # rates need two samples at least 0.2 s apart
+    status, counters, _ = lab.request("GET", "/api/v1/counters")
+    assert counters["rates"] is not None and counters["rates"]["pass_policy"]["packets"] >= 0
+    # an outbound TCP attempt from the host namespace creates a conntrack entry (TC egress)
+    import socket
+    s = socket.socket()
+    s.settimeout(0.5)
+    try:
+        s.connect(("198.51.100.2", 9))
+    except OSError:
+        pass
+    finally:
+        s.close()
+    status, flows, _ = lab.request("GET", "/api/v1/conntrack?search=198.51.100.2")
+    assert status == 200 and flows["loaded"] and flows["total"] >= 1
+    flow = flows["items"][0]
+    assert flow["remote"] == "198.51.100.2" and flow["remote_port"] == 9 and flow["proto"] == "tcp"
+
+
+def test_metrics(clean):
+    lab = clean
+    lab.request("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "203.0.113.77"})
+    status, text, headers = lab.request("GET", "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert 'netxfw_packets_total{reason="pass_policy"}' in text
+    assert 'netxfw_bytes_total{reason="drop_blacklist"}' in text
+    assert 'netxfw_map_entries{map="bl4_host"} 1.0' in text
+    assert 'netxfw_map_capacity{map="bl4_host"} 4096.0' in text
+    assert "netxfw_conntrack_entries" in text and "netxfw_loaded 1.0" in text
+    assert 'netxfw_rules{kind="blacklist"} 1.0' in text
+
+
+def test_openapi_document(lab):
+    status, doc, _ = lab.request("GET", "/openapi.json")
+    assert doc["openapi"].startswith("3.") and "/api/v1/rules" in doc["paths"]
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_ui_files_are_served(lab):
+    status, html, headers = lab.request("GET", "/", token=None)
+    assert status == 200 and "<html" in html.lower()
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    for path in ("/app.js", "/style.css"):
+        assert lab.request("GET", path, token=None)[0] == 200
+    assert lab.request("GET", "/../conftest.py", token=None)[0] == 404
