@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The netxfw CLI against the real data plane: round trips, import/export, exit codes, restore."""
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from conftest import HOST4, PEER4
+
+
+def test_rule_round_trip_every_kind(clean):
+    lab = clean
+    lab.cli("rule", "add", "whitelist", "203.0.113.0/25", "2001:db8:77::/48")
+    lab.cli("rule", "add", "blacklist", "198.51.100.77", "--ttl", "600")
+    lab.cli("rule", "add", "port", "tcp:22", "udp:5000-5003", "--source", "203.0.113.0/24", "--action", "deny")
+    data = lab.assert_in_step()
+    assert data["whitelist"] == ["203.0.113.0/25", "2001:db8:77::/48"]
+    assert data["blacklist"][0]["cidr"] == "198.51.100.77/32" and data["blacklist"][0]["expires"] > 0
+    assert len(data["port_rules"]) == 2
+    assert lab.map_keys("bl4_host") == {bytes([198, 51, 100, 77])}
+    assert len(lab.map_keys("rules4")) == 1 + 4  # one key per port
+
+    listing = json.loads(lab.cli("--json", "rule", "list").stdout)
+    assert listing["total"] == 5
+    assert [r["kind"] for r in listing["items"]] == ["whitelist", "whitelist", "blacklist", "port", "port"]
+    text = lab.cli("rule", "list", "port").stdout
+    assert "udp 5000-5003 from 203.0.113.0/24: deny" in text
+    found = json.loads(lab.cli("rule", "list", "--search", "2001:db8:77::5", "--json").stdout)
+    assert [r["cidr"] for r in found["items"]] == ["2001:db8:77::/48"]
+
+    out = lab.cli("rule", "add", "whitelist", "203.0.113.0/25").stdout
+    assert "no change" in out
+    lab.cli("rule", "remove", "port", "udp:5000-5003", "--source", "203.0.113.0/24")
+    lab.cli("rule", "remove", "whitelist", "2001:db8:77::/48")
+    lab.cli("rule", "remove", "blacklist", "198.51.100.77")
+    data = lab.assert_in_step()
+    assert data["whitelist"] == ["203.0.113.0/25"] and data["blacklist"] == []
+    assert [r["ports"] for r in data["port_rules"]] == ["22"]
+    assert lab.map_keys("bl4_host") == set() and len(lab.map_keys("rules4")) == 1
+
+
+def test_cli_blacklist_drops_packets(clean):
+    lab = clean
+    assert lab.ping(HOST4)
+    lab.cli("rule", "add", "blacklist", PEER4)
+    assert not lab.ping(HOST4)
+    lab.cli("rule", "remove", "blacklist", PEER4)
+    assert lab.ping(HOST4)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "plain"])
+def test_export_import_round_trip(clean, fmt, tmp_path):
+    lab = clean
+    lab.cli("rule", "add", "blacklist", "203.0.113.8/29", "198.51.100.200")
+    lab.cli("rule", "add", "whitelist", "2001:db8:1::/64")
+    lab.cli("rule", "add", "port", "tcp:443")
+    before = lab.rules_json()
+    kind_args = ["--kind", "blacklist"] if fmt == "plain" else []
+    out = tmp_path / ("rules." + {"json": "json", "csv": "csv", "plain": "txt"}[fmt])
+    lab.cli("export", "-o", str(out), *kind_args)
+    lab.reset()
+    assert lab.rules_json()["blacklist"] == []
+    lab.cli("import", str(out), *kind_args)
+    after = lab.assert_in_step()
+    if fmt == "plain":
+        assert [e["cidr"] for e in after["blacklist"]] == [e["cidr"] for e in before["blacklist"]]
+    else:
+        for name in ("whitelist", "blacklist", "port_rules"):
+            assert after[name] == before[name]
+    # import --replace makes the kind exactly the file's list
+    lab.cli("import", "-", "--format", "plain", "--kind", "blacklist", "--replace", stdin="# one\n203.0.113.99\n")
+    assert [e["cidr"] for e in lab.assert_in_step()["blacklist"]] == ["203.0.113.99/32"]
+
+
+def test_export_stdout_formats(clean):
+    lab = clean
+    lab.cli("rule", "add", "blacklist", "198.51.100.201")
+    assert json.loads(lab.cli("export").stdout)["blacklist"][0]["cidr"] == "198.51.100.201/32"
+    assert lab.cli("export", "--format", "csv").stdout.splitlines()[0].startswith("kind,cidr")
+    assert lab.cli("export", "--format", "plain", "--kind", "blacklist").stdout == "198.51.100.201/32\n"
+
+
+ERRORS = [
+    (["rule", "add", "whitelist", "300.1.1.1"], 1, "invalid CIDR"),
+    (["rule", "add", "port", "tcp:99999"], 1, "port"),
+    (["rule", "add", "whitelist", "198.51.100.1", "--ttl", "5"], 2, "--ttl"),
+    (["rule", "add", "port", "tcp"], 2, "PROTO:PORTS"),
+    (["rule", "add", "bogus", "1.2.3.4"], 2, "invalid choice"),
+    (["rule"], 2, "required"),
+    (["nope"], 2, "invalid choice"),
+    (["import", "/nonexistent/file.json"], 1, "cannot read"),
+    (["import", "-", "--format", "plain"], 1, "needs a kind"),
+    (["export", "--format", "plain", "--kind", "port"], 1, "plain"),
+    (["status", "--sample", "x"], 2, "invalid float"),
+]
+
+
+@pytest.mark.parametrize("args,code,needle", ERRORS, ids=[" ".join(a) for a, _, _ in ERRORS])
+def test_exit_codes_and_messages(clean, args, code, needle):
+    proc = clean.cli(*args, check=False, stdin="")
+    assert proc.returncode == code, proc.stderr
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert re.match(r"netxfw( [a-z]+)*: error: ", proc.stderr.strip().splitlines()[-1])
+
+
+def test_status_and_conntrack(clean):
+    lab = clean
+    assert lab.ping(HOST4, count=2)
+    text = lab.cli("status", "--sample", "0.3").stdout
+    assert "loaded" in text and "nxah0" in text and "pass_policy" in text and "bl4_host" in text
+    info = json.loads(lab.cli("status", "--json", "--sample", "0.2").stdout)
+    assert info["loaded"] and info["interfaces"]["nxah0"]["xdp"] and info["interfaces"]["nxah0"]["tc"]
+    assert set(info["rates"]) == set(info["counters"]) and info["counters"]["pass_policy"]["packets"] >= 2
+    flows = json.loads(lab.cli("conntrack", "--json").stdout)
+    assert flows["loaded"] and flows["capacity"] == 4096
+    assert "flows (capacity 4096)" in lab.cli("conntrack").stdout
+
+
+def test_reload_and_boot_restore(clean):
+    """restore after a "reboot" (pins gone, JSON kept) reloads the program and the rules."""
+    lab = clean
+    lab.cli("rule", "add", "blacklist", PEER4)
+    assert "up to date" in lab.cli("reload").stdout
+    saved = os.path.join(lab.tmp, "config.saved")
+    shutil.copy(os.path.join(lab.state_dir, "config.json"), saved)
+    try:
+        lab.fw.remove_program()  # detaches, unpins, drops config.json: the state after a reboot, but for it
+        shutil.copy(saved, os.path.join(lab.state_dir, "config.json"))
+        assert not lab.fw.info()["loaded"]
+        assert lab.ping(HOST4)
+        out = json.loads(lab.cli("restore", "--json").stdout)
+        assert out["restored"] and out["compiled"]
+        assert lab.map_keys("bl4_host") == {bytes([198, 51, 100, 2])}
+        assert not lab.ping(HOST4)
+        lab.assert_in_step()
+    finally:
+        if not lab.fw.info()["loaded"]:
+            lab.fw.apply_program(json.load(open(saved)))
+    lab.cli("rule", "remove", "blacklist", PEER4)
+    assert lab.ping(HOST4)
