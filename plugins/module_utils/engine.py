@@ -540,6 +540,8 @@ class Firewall:
                 if maps is not None:
                     if stale:
                         self._sync_all_rules(maps, data)
+                        if kind == "blacklist" and added:
+                            purge_conntrack(maps["ct"], [rules.parse_cidr(e["cidr"]) for e in added])
                     else:
                         self._mark_generation(maps, None)
                         self._apply_changes(maps, kind, added, removed, new_expected, new_list)
