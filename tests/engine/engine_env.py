@@ -45,6 +45,8 @@ class Env:
         os.rmdir(self.pin_path)
         self.state_dir = tempfile.mkdtemp(prefix="nxt-engine-state-")
         self.fw = engine.Firewall(pin_path=self.pin_path, state_dir=self.state_dir)
+        self.arg_dir = tempfile.mkdtemp(prefix="nxt-engine-args-")
+        os.chmod(self.arg_dir, 0o755)
 
     # ------------------------------------------------------------ observation
     def read_file(self, name):
@@ -90,7 +92,14 @@ class Env:
 
     # ------------------------------------------------------------ other processes
     def runner_argv(self, op, **kwargs):
-        return [SYSTEM_PYTHON, RUNNER, self.root, self.pin_path, self.state_dir, op, json.dumps(kwargs)]
+        args = json.dumps(kwargs)
+        if len(args) > 4096:
+            fd, path = tempfile.mkstemp(suffix=".json", dir=self.arg_dir)
+            with os.fdopen(fd, "w") as stream:
+                stream.write(args)
+            os.chmod(path, 0o644)
+            args = "@" + path
+        return [SYSTEM_PYTHON, RUNNER, self.root, self.pin_path, self.state_dir, op, args]
 
     def run(self, op, prefix=(), timeout=60, **kwargs):
         """(returncode, reply dict) of one engine call in a child process."""
@@ -106,3 +115,4 @@ class Env:
         finally:
             shutil.rmtree(self.pin_path, ignore_errors=True)
             shutil.rmtree(self.state_dir, ignore_errors=True)
+            shutil.rmtree(self.arg_dir, ignore_errors=True)

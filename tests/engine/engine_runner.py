@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Run one engine call in a separate process (another user, mount namespace, or a process to kill).
 
-    /usr/bin/python3 engine_runner.py COLLECTIONS_ROOT PIN_PATH STATE_DIR OP 'JSON_KWARGS'
+    /usr/bin/python3 engine_runner.py COLLECTIONS_ROOT PIN_PATH STATE_DIR OP 'JSON_KWARGS' | @FILE
 
 Prints one JSON line: {"ok": result} or {"error": message, "type": exception class}.
 Exit status 0 when the call returned, 3 when it raised.
@@ -20,7 +20,11 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.engine import Fire
 
 
 def main():
-    pin_path, state_dir, op, kwargs = sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
+    pin_path, state_dir, op, kwargs = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+    if kwargs.startswith("@"):  # large argument lists come in a file
+        with open(kwargs[1:]) as stream:
+            kwargs = stream.read()
+    kwargs = json.loads(kwargs)
     fw = Firewall(pin_path=pin_path, state_dir=state_dir)
     sys.stderr.write("started\n")
     sys.stderr.flush()
