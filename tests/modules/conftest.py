@@ -47,8 +47,8 @@ def _skip_reason():
 
 
 def sh(*cmd, **kwargs):
-    kwargs.setdefault("check", True)
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=60, **kwargs)
+    check = kwargs.pop("check", True)
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=60, check=check, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +125,7 @@ class Env:
         proc = subprocess.run(
             ["nsenter", "--net=/run/netns/" + self.fw_ns, python or MODULE_PYTHON, "-m",
              "ansible_collections.netxfw.firewall.plugins.modules." + module, args_file],
-            capture_output=True, text=True, timeout=180, env=self.module_env(), cwd=self.tmp,
+            capture_output=True, text=True, timeout=180, env=self.module_env(), cwd=self.tmp, check=False,
         )
         return self._parse(proc)
 
@@ -141,7 +141,7 @@ class Env:
         env = self.module_env()
         env.update(ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
                    ANSIBLE_NOCOLOR="1")
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=self.tmp)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=self.tmp, check=False)
         try:
             # --one-line: "localhost | CHANGED => {...}" (a diff, if any, comes before it)
             line = [text for text in proc.stdout.splitlines() if text.startswith("localhost | ")][-1]

@@ -85,8 +85,8 @@ def test_program_defaults_are_the_engine_defaults():
         assert spec[setting]["default"] == engine.PROGRAM_DEFAULTS[setting], setting
     capacity = spec["capacity"]["options"]
     assert sorted(capacity) == sorted(layout.CAPACITIES)
-    for name, (_, default) in layout.CAPACITIES.items():
-        assert capacity[name]["default"] == default
+    for name, macros_and_default in layout.CAPACITIES.items():
+        assert capacity[name]["default"] == macros_and_default[1]
     assert spec["xdp_mode"]["choices"] == list(engine.XDP_MODES)
     assert sorted(spec["policy"]["choices"]) == sorted(layout.POLICY_CODES)
     assert set(netxfw_program.SETTINGS) == set(engine.PROGRAM_DEFAULTS)
@@ -195,8 +195,11 @@ def test_importable_checks_the_attribute():
 
 def test_run_engine_turns_errors_into_fail_json():
     module = FakeModule()
+    def bad_cidr():
+        raise engine.NetxfwError("bad CIDR")
+
     with pytest.raises(FakeModule.Failed):
-        module_support.run_engine(module, lambda: (_ for _ in ()).throw(engine.NetxfwError("bad CIDR")), "x")
+        module_support.run_engine(module, bad_cidr, "x")
     assert module.failed == {"msg": "bad CIDR"}
     with pytest.raises(FakeModule.Failed):
         module_support.run_engine(module, lambda: {}["missing"], "netxfw_rule")
