@@ -294,7 +294,7 @@ class Firewall:
                     state = attached.get(name, {})
                     if reload_needed or not (state.get("xdp") and state.get("tc")) or not self._mode_ok(state, wanted):
                         actions.append("attach to %s" % name)
-                stale = [] if maps is None else [n for n in self._attached_interfaces() if n not in wanted["interfaces"]]
+                stale = [n for n in self._attached_interfaces() if n not in wanted["interfaces"]]
                 actions.extend("detach from %s" % n for n in stale)
                 config_changed = previous != wanted
                 changed = bool(actions) or config_changed
