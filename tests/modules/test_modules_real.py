@@ -93,6 +93,17 @@ def test_program_capacity_change_recompiles_and_keeps_rules(loaded):
     assert info["interfaces"]["vm0"]["xdp"] is True
 
 
+def test_program_reload_detaches_interfaces_no_longer_listed(loaded):
+    """A recompile (capacity change) that also drops an interface must detach the old program from it;
+    otherwise the old program stays attached, invisible once the pins point at the new one."""
+    env = loaded
+    result = env.run("netxfw_program", {"interfaces": ["vm2"], "capacity": {"whitelist": 1024}})
+    assert result["rc"] == 0 and result["compiled"] is True, result
+    assert "detach from vm0" in result["actions"]
+    assert env.xdp_attached("vm2") and not env.xdp_attached("vm0")
+    assert list(env.run("netxfw_info")["interfaces"]) == ["vm2"]
+
+
 @pytest.mark.parametrize("args, message", [
     ({"interfaces": ["nxm-nonexistent0"]}, "unknown interface 'nxm-nonexistent0'"),
     ({"interfaces": ["vm0"], "conntrack_timeout": 0}, "conntrack_timeout must be between"),
