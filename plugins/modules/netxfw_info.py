@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2025, netxfw developers
-# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt), so also v3.0 (https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +19,7 @@ description:
   - Reads only; never changes anything.
   - O(query) filters the result on the host, so that only what is asked for crosses the wire.
 author:
-  - netxfw developers
+  - netxfw developers (@netxfw)
 options:
   query:
     description:

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2025, netxfw developers
-# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt), so also v3.0 (https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 from __future__ import absolute_import, division, print_function
@@ -29,7 +29,7 @@ description:
     lacks them, the module respawns under the system interpreter (C(/usr/bin/python3),
     C(/usr/libexec/platform-python)) that the distribution package installs them for.
 author:
-  - netxfw developers
+  - netxfw developers (@netxfw)
 options:
   state:
     description:

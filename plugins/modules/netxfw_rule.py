@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2025, netxfw developers
-# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt), so also v3.0 (https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +23,7 @@ description:
     M(netxfw.firewall.netxfw_program) loads it (the module then warns).
   - Needs only libbpf (through ctypes), not BCC, and never recompiles anything.
 author:
-  - netxfw developers
+  - netxfw developers (@netxfw)
 options:
   kind:
     description:

@@ -195,6 +195,7 @@ def test_importable_checks_the_attribute():
 
 def test_run_engine_turns_errors_into_fail_json():
     module = FakeModule()
+
     def bad_cidr():
         raise engine.NetxfwError("bad CIDR")
 
