@@ -366,8 +366,8 @@ class Map:
     def _update_batch(self, pairs):
         if not pairs:
             return
-        keys = b"".join(k for k, _ in pairs)
-        values = b"".join(v for _, v in pairs)
+        keys = b"".join(k for k, _v in pairs)
+        values = b"".join(v for _k, v in pairs)
         count = ctypes.c_uint32(len(pairs))
         opts = _MapBatchOpts(ctypes.sizeof(_MapBatchOpts), 0, 0)
         _check(

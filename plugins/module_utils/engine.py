@@ -117,7 +117,7 @@ def wall_to_monotonic_ns(expires, now_wall=None, now_mono_ns=None):
 def entry_keys(kind, entry):
     """[(map name, key)] an entry occupies."""
     if kind == "port":
-        return [(layout.rules_map(family), key) for family, key, _ in rules.rule_keys(entry)]
+        return [(layout.rules_map(family), key) for family, key, _action in rules.rule_keys(entry)]
     network = rules.parse_cidr(entry if kind == "whitelist" else entry["cidr"])
     where, key = rules.host_or_lpm(network)
     return [(layout.list_map(kind, network.version, where), key)]
@@ -220,7 +220,7 @@ class Firewall:
                     return None
                 if capacities is not None and m.max_entries != layout.expected_map(name, capacities)[3]:
                     return None
-            version, _ = layout.decode_meta(maps["meta"].lookup(layout.encode_u32(0)))
+            version, _identity = layout.decode_meta(maps["meta"].lookup(layout.encode_u32(0)))
             if version != layout.LAYOUT_VERSION:
                 return None
             result, maps = maps, {}
@@ -266,7 +266,7 @@ class Firewall:
 
     def _attached_interfaces(self):
         """Interfaces where our pinned programs are attached, from the kernel."""
-        names = [name for _, name in socket.if_nameindex()]
+        names = [name for _index, name in socket.if_nameindex()]
         return sorted(n for n, a in self.attachments(names).items() if a["xdp"] or a["tc"])
 
     # ---------------------------------------------------------------- program
@@ -605,7 +605,7 @@ def purge_conntrack(ct_map, networks):
     for net in networks:
         by_len.setdefault((net.version, net.prefixlen), set()).add(int(net.network_address))
     doomed = []
-    for key, _ in ct_map.items():
+    for key, _value in ct_map.items():
         flow = layout.decode_ct_key(key)
         addr = int.from_bytes(flow["saddr"], "big")
         bits = 32 if flow["family"] == 4 else 128
@@ -615,4 +615,3 @@ def purge_conntrack(ct_map, networks):
                 break
     ct_map.delete_many(doomed)
     return len(doomed)
-
