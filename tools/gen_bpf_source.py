@@ -20,13 +20,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-SOURCE = %r
+SOURCE = (
+%s)
 '''
 
 
 def render():
+    # One string literal per C line keeps the generated file within pep8 line lengths.
     with open(C_FILE) as src:
-        return TEMPLATE % src.read()
+        lines = src.read().splitlines(True)
+    return TEMPLATE % "".join("    %r\n" % line for line in lines)
 
 
 def main():
