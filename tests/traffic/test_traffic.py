@@ -319,3 +319,53 @@ def test_reboot_rebuilds_the_same_maps_from_json_and_second_apply_is_a_noop(fw):
     assert fw.call("dump") == dict(after, bl6_lpm=ttl_after)
     check = fw.call("apply_program", settings=SETTINGS, check_mode=True)
     assert check["changed"] is False
+    same = fw.call("apply_rules", kind="blacklist", entries=[v4["att_net"], v6["att_net"], "203.0.113.9"])
+    assert same["changed"] is False, same
+
+
+def test_remove_program_detaches_keeps_rules_json_and_reapply_restores(fw):
+    v4 = ADDR[4]
+    fw.call("apply_rules", kind="blacklist", entries=[v4["att_net"]])
+    fw.call("apply_rules", kind="port", entries=[{"proto": "udp", "port": 5010, "source": "any"}])
+    before = fw.call("dump")
+    removed = fw.call("remove_program")
+    assert removed["changed"] and "detach from fw0" in removed["actions"], removed
+    state = fw.call("xdp_state", ifname="fw0")
+    assert state["xdp"]["prog_id"] == 0 and not state["tc"], state
+    info = fw.call("info")
+    assert info["loaded"] is False and info["config"] == {}
+    assert udp_arrives(NS_ATT, 4, v4["fw_att"], 5010, src=v4["att"])  # unfiltered now
+    again = fw.call("apply_program", settings=SETTINGS)
+    assert again["changed"] and again["compiled"]
+    assert fw.call("dump") == before  # rebuilt from the rules.json that remove_program kept
+    assert not udp_arrives(NS_ATT, 4, v4["fw_att"], 5010, src=v4["att"])
+    assert udp_arrives(NS_CLI, 4, v4["fw"], 5010)
+
+
+def test_runtime_policy_switch_applies_without_recompile(fw):
+    v4 = ADDR[4]
+    try:
+        result = fw.call("apply_program", settings=dict(SETTINGS, policy="allow"))
+        assert result["changed"] and not result["compiled"], result
+        assert result["actions"] == ["update runtime settings"], result
+        with Delta(fw) as d:
+            assert udp_arrives(NS_CLI, 4, v4["fw"], 9010)
+        assert d["pass_policy"] == 1, d
+    finally:
+        result = fw.call("apply_program", settings=SETTINGS)
+    assert result["changed"] and not result["compiled"], result
+    assert not udp_arrives(NS_CLI, 4, v4["fw"], 9010)
+
+
+def test_blacklist_ttl_expires_in_the_data_plane(fw):
+    v4 = ADDR[4]
+    fw.call("apply_rules", kind="port", entries=[{"proto": "udp", "port": 5020, "source": "any"}])
+    fw.call("apply_rules", kind="blacklist", entries=[v4["att"]], ttl=1.5)
+    start = time.monotonic()
+    with Delta(fw) as d:
+        assert not udp_arrives(NS_ATT, 4, v4["fw_att"], 5020, src=v4["att"])
+    assert d["drop_blacklist"] == 1, d
+    time.sleep(max(0, 1.6 - (time.monotonic() - start)))
+    with Delta(fw) as d:
+        assert udp_arrives(NS_ATT, 4, v4["fw_att"], 5020, src=v4["att"])
+    assert d["pass_rule"] == 1 and d["drop_blacklist"] == 0, d
