@@ -408,6 +408,18 @@ def xdp_attach(ifindex, prog_fd, flags):
     _check(_lib().bpf_xdp_attach(ifindex, prog_fd, flags, None), "attaching XDP to ifindex %d" % ifindex)
 
 
+class _XdpAttachOpts(ctypes.Structure):
+    _fields_ = [("sz", ctypes.c_size_t), ("old_prog_fd", ctypes.c_int)]
+
+
+def xdp_replace(ifindex, prog_fd, old_prog_fd, flags):
+    """Atomically swap the attached XDP program for prog_fd, but only if old_prog_fd is the one attached
+    (XDP_FLAGS_REPLACE): a concurrent change makes the kernel refuse with EEXIST instead of clobbering it."""
+    opts = _XdpAttachOpts(ctypes.sizeof(_XdpAttachOpts), old_prog_fd)
+    _check(_lib().bpf_xdp_attach(ifindex, prog_fd, flags | XDP_FLAGS_REPLACE, ctypes.byref(opts)),
+           "replacing the XDP program on ifindex %d" % ifindex)
+
+
 def xdp_detach(ifindex, flags):
     _check(_lib().bpf_xdp_detach(ifindex, flags, None), "detaching XDP from ifindex %d" % ifindex)
 

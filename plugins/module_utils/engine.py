@@ -19,7 +19,7 @@ import subprocess
 import time
 
 from . import bpfsys, layout, rules
-from .bpf_source import SOURCE
+from . import reload as hot_reload
 from .errors import NetxfwError
 from .state import StateStore
 
@@ -89,7 +89,7 @@ def _int_in_range(name, value, low, high):
 
 def program_identity(capacities):
     """Hash of the source plus compile-time options: equal identities never recompile."""
-    digest = hashlib.sha256(SOURCE.encode())
+    digest = hashlib.sha256(hot_reload.data_plane_source().encode())
     digest.update(b"\0" + " ".join(layout.cflags(capacities)).encode())
     return digest.hexdigest()
 
@@ -276,6 +276,7 @@ class Firewall:
         for name in wanted["interfaces"]:
             ifindex(name)
         with self.store.lock():
+            recovered = hot_reload.recover_pending(self, check_mode)  # a reload killed half-way
             previous = self.store.read_config() or None
             maps = self.open_maps(wanted["capacity"])
             try:
@@ -296,6 +297,8 @@ class Firewall:
                         actions.append("attach to %s" % name)
                 stale = [n for n in self._attached_interfaces() if n not in wanted["interfaces"]]
                 actions.extend("detach from %s" % n for n in stale)
+                if recovered:
+                    actions.insert(0, recovered)
                 config_changed = previous != wanted
                 changed = bool(actions) or config_changed
                 result = {
@@ -308,8 +311,10 @@ class Firewall:
                 if check_mode or not changed:
                     return result
                 if reload_needed:
-                    self._load(wanted, identity, stale)
+                    report = self._load(wanted, identity, stale)
                     result["compiled"] = True
+                    for key in ("migrated", "skipped", "duration_ms"):
+                        result[key] = report[key]
                 else:
                     self._write_config(maps, wanted)
                     self._sync_rules_if_stale(maps)
@@ -322,6 +327,10 @@ class Firewall:
                 return result
             finally:
                 self.close_maps(maps)
+
+    def reload(self, capacity=None, force=False, check_mode=False):
+        """Lossless hot reload with the stored settings plus capacity changes (netxfw_reload; reload.py)."""
+        return hot_reload.reload_program(self, capacity, force, check_mode)
 
     @staticmethod
     def _mode_ok(state, wanted):
@@ -339,34 +348,9 @@ class Firewall:
         )
 
     def _load(self, settings, identity, stale):
-        """Compile, fill from the JSON, attach atomically over any older program, re-pin."""
-        kernel_headers_dir()
-        self._ensure_bpffs()
-        try:
-            from bcc import BPF
-        except ImportError:
-            raise NetxfwError(
-                "the BCC Python bindings are missing for this interpreter: install python3-bpfcc (Debian/Ubuntu) "
-                "or python3-bcc (RHEL/Fedora), and run netxfw with the system python3"
-            )
-        try:
-            bpf = BPF(text=SOURCE, cflags=layout.cflags(settings["capacity"]) + ["-w"])
-            xdp_fn = bpf.load_func("xdp_ingress", BPF.XDP)
-            tc_fn = bpf.load_func("tc_egress", BPF.SCHED_CLS)
-        except Exception as exc:
-            raise NetxfwError("compiling or loading the data plane failed: %s" % exc)
-        try:
-            maps = dict((name, bpfsys.Map(bpf[name].map_fd, name)) for name in layout.MAPS)
-            self._write_config(maps, settings)
-            self._sync_all_rules(maps, self.store.read_rules())
-            maps["meta"].update(layout.encode_u32(0), layout.encode_meta(identity))
-            for name in settings["interfaces"]:
-                self._attach(name, settings["xdp_mode"], xdp_fn.fd, tc_fn.fd)
-            self._replace_pins(dict((n, m.fd) for n, m in maps.items()), {"prog_xdp": xdp_fn.fd, "prog_tc": tc_fn.fd})
-            for name in stale:
-                self._detach(name)
-        finally:
-            bpf.cleanup()
+        """Compile and load, migrate every map from the pinned program (or fill from the JSON on a first
+        load), swap the programs atomically on every interface, swap the pins (reload.py)."""
+        return hot_reload.reload(self, settings, identity, stale)
 
     def _ensure_bpffs(self):
         mount_point = os.path.dirname(self.pin_path.rstrip("/"))
@@ -444,6 +428,8 @@ class Firewall:
     def remove_program(self, check_mode=False):
         require_root()
         with self.store.lock():
+            if not check_mode:
+                hot_reload.recover_pending(self)  # a reload killed half-way: its staged programs may run somewhere
             pins = [n for n in list(layout.MAPS) + list(layout.PROGRAMS) if os.path.exists(self._pin(n))]
             attached = self._attached_interfaces()
             previous = self.store.read_config() or None
@@ -517,6 +503,8 @@ class Firewall:
         wanted = rules.normalize(kind, entries, ttl=ttl)
         require_root()
         with self.store.lock():
+            if not check_mode:
+                hot_reload.recover_pending(self)  # rules go into the maps the pins will name after a killed reload
             data = self.store.read_rules()
             current = data.get(RULE_KINDS[kind], [])
             new_list, added, removed = rules.diff(kind, current, wanted, state, exclusive)

@@ -1,0 +1,737 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Lossless hot reload of the data plane (docs/internals.md, "Hot reload").
+
+Steps (each one a pause point for the crash tests, see PAUSE_ENV):
+
+  compiled       the new object is compiled, verified and loaded (nothing else changed yet)
+  copied         every map's contents are copied from the pinned (old) maps into the new ones
+  staged         the new programs and maps are pinned under <pin_path>_staging (same bpffs)
+  swapped_first  the first interface runs the new programs (TC replaced in place, then XDP
+                 swapped with XDP_FLAGS_REPLACE against the program seen when the reload began)
+  swapped        every interface runs the new programs
+  recopied       what the old program wrote in between is copied again (conntrack entries that
+                 are newer in the old map, the ICMP bucket) and the old counters are added to the
+                 new ones per CPU
+  exchanged      <pin_path> and <pin_path>_staging are swapped with one renameat2(RENAME_EXCHANGE)
+  (done)         the old pins (now under <pin_path>_staging) are removed: the old object is released
+
+Failure safety: until `swapped_first` nothing the old program uses is touched: the old maps are
+only ever read. A failure at or after the first interface swap rolls every swapped interface back to
+the program it had, then removes the staging pins. A process killed at any step leaves every
+interface running either the old or the new program, each with complete maps; the next engine run
+(`recover_pending`) either discards the staging pins (no interface runs them) or completes the
+reload (some interface runs them).
+
+Imports nothing from ansible and nothing from engine at import time (engine imports this module).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import ctypes
+import errno
+import os
+import socket
+import struct
+import time
+
+from . import bpfsys, layout
+from .bpf_source import SOURCE
+from .errors import NetxfwError
+
+# Test-only hooks (never set them in production):
+#   NETXFW_TEST_SOURCE=<file>  compile that C file instead of the shipped data plane (its identity
+#                              follows the file), to inject compile errors and verifier rejections.
+#   NETXFW_RELOAD_PAUSE_AT=<step>  at that step, create <state_dir>/.reload-pause (holding the step
+#                              name and pid) and wait until that file is removed (at most
+#                              PAUSE_LIMIT_S seconds), so a test can SIGKILL the run there.
+SOURCE_ENV = "NETXFW_TEST_SOURCE"
+PAUSE_ENV = "NETXFW_RELOAD_PAUSE_AT"
+PAUSE_FILE = ".reload-pause"
+PAUSE_LIMIT_S = 300
+JOURNAL_FILE = ".reload.json"
+STAGING_SUFFIX = "_staging"  # bpffs refuses names with a dot
+
+STEPS = ("compiled", "copied", "staged", "swapped_first", "swapped", "recopied", "exchanged")
+
+AT_FDCWD = -100
+RENAME_EXCHANGE = 1 << 1
+
+# Maps refilled from rules.json when their pinned contents cannot be trusted or copied.
+RULE_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host", "bl4_lpm", "bl6_lpm",
+             "rules4", "rules6")
+EXPIRING_MAPS = ("bl4_host", "bl6_host", "bl4_lpm", "bl6_lpm")  # value: u64 expires_ns, 0 = never
+NOT_COPIED = {"meta": "holds the identity of the program it belongs to; written fresh"}
+
+# (map name, old value size, new value size) -> function(old value bytes) -> new value bytes.
+# Used when a layout version changes a value format; a map whose key or value format changed and
+# that has no converter here is skipped (rule maps are then refilled from rules.json).
+CONVERTERS = {}
+
+QUIESCE_POLL_S = 0.005
+QUIESCE_MAX_POLLS = 40
+
+
+def data_plane_source():
+    """The C source the engine compiles: the shipped one, or the test override (SOURCE_ENV)."""
+    path = os.environ.get(SOURCE_ENV)
+    if not path:
+        return SOURCE
+    with open(path, encoding="utf-8") as stream:
+        return stream.read()
+
+
+def staging_path(pin_path):
+    return pin_path.rstrip("/") + STAGING_SUFFIX
+
+
+def _ms(seconds):
+    return round(seconds * 1000.0, 3)
+
+
+def pause_point(fw, step):
+    """Test hook: wait at `step` while <state_dir>/.reload-pause exists (see PAUSE_ENV)."""
+    if os.environ.get(PAUSE_ENV) != step:
+        return
+    path = fw.store.path(PAUSE_FILE)
+    with open(path, "w") as stream:
+        stream.write("%s %d\n" % (step, os.getpid()))
+    deadline = time.monotonic() + PAUSE_LIMIT_S
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _rename_exchange(a, b):
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.renameat2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise NetxfwError("exchanging %s and %s failed: %s" % (a, b, os.strerror(err)))
+
+
+def _remove_pin_dir(path):
+    if not os.path.isdir(path):
+        return
+    for name in os.listdir(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(path, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+# ------------------------------------------------------------------ pinned sets
+
+class PinSet:
+    """The maps and programs pinned in one directory, opened by fd (read-only use for the old set)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.maps = {}
+        self.progs = {}
+        self.prog_ids = {}
+        if not os.path.isdir(path):
+            return
+        try:
+            for name in sorted(os.listdir(path)):
+                full = os.path.join(path, name)
+                if name in layout.PROGRAMS:
+                    fd = bpfsys.obj_get(full)
+                    if fd is not None:
+                        self.progs[name] = fd
+                        self.prog_ids[name] = bpfsys.prog_info(fd)["id"]
+                elif not name.startswith("."):
+                    fd = bpfsys.obj_get(full)
+                    if fd is not None:
+                        try:
+                            self.maps[name] = bpfsys.Map(fd, name)
+                        except NetxfwError:  # a pinned program or link under an unexpected name
+                            os.close(fd)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def loaded(self):
+        """A program set worth migrating from: both programs and the meta map are pinned."""
+        return set(layout.PROGRAMS) <= set(self.progs) and "meta" in self.maps
+
+    def identity(self):
+        raw = self.maps["meta"].lookup(layout.encode_u32(0)) if "meta" in self.maps else None
+        return layout.decode_meta(raw) if raw else (None, None)
+
+    def close(self):
+        for m in self.maps.values():
+            m.close()
+        for fd in self.progs.values():
+            os.close(fd)
+        self.maps, self.progs = {}, {}
+
+
+def _config_value(maps, index, default=0):
+    if "config" not in maps:
+        return default
+    raw = maps["config"].lookup(layout.encode_u32(index))
+    return layout.decode_u64(raw) if raw else default
+
+
+def _live_filter(name, old_maps, now_ns):
+    """A predicate value -> live? for maps whose entries expire; None when every entry is live."""
+    if name in EXPIRING_MAPS:
+        return lambda value: not (0 < layout.decode_u64(value) <= now_ns)
+    if name == "ct":
+        timeout = _config_value(old_maps, layout.CFG_CT_TIMEOUT_NS)
+        if timeout:
+            return lambda value: layout.decode_u64(value) + timeout > now_ns
+    return None
+
+
+def _compatible(old, new):
+    return (old.type, old.key_size, old.value_size) == (new.type, new.key_size, new.value_size)
+
+
+def _rules_in_step(fw, old_maps, data):
+    return "config" in old_maps and not fw._rules_generation_stale(old_maps, data)
+
+
+def check_capacities(fw, old, capacities):
+    """Fail before anything changes when a map would get fewer slots than the live entries it holds.
+
+    Only maps whose size shrinks are counted. Returns {map: live entries} of the counted maps."""
+    counted = {}
+    now = time.monotonic_ns()
+    problems = []
+    for name, m in old.maps.items():
+        if name not in layout.MAPS:
+            continue
+        wanted = layout.expected_map(name, capacities)[3]
+        if wanted >= m.max_entries or m.type in (bpfsys.BPF_MAP_TYPE_ARRAY, bpfsys.BPF_MAP_TYPE_PERCPU_ARRAY):
+            continue
+        live = _live_filter(name, old.maps, now)
+        count = sum(1 for _k, v in m.items() if live is None or live(v))
+        counted[name] = count
+        if count > wanted:
+            problems.append("map %s holds %d live entries but would get room for %d" % (name, count, wanted))
+    if problems:
+        raise NetxfwError("cannot shrink below the current number of entries (nothing was changed): %s; raise the "
+                          "capacity or remove entries first" % "; ".join(problems))
+    return counted
+
+
+# ------------------------------------------------------------------ compile
+
+def compile_program(fw, settings):
+    """(bpf, xdp fd, tc fd) of a freshly compiled and verified object, or NetxfwError."""
+    from . import engine  # engine imports this module: import it lazily
+
+    engine.kernel_headers_dir()
+    fw._ensure_bpffs()
+    try:
+        from bcc import BPF
+    except ImportError:
+        raise NetxfwError(
+            "the BCC Python bindings are missing for this interpreter: install python3-bpfcc (Debian/Ubuntu) "
+            "or python3-bcc (RHEL/Fedora), and run netxfw with the system python3"
+        )
+    try:
+        bpf = BPF(text=data_plane_source(), cflags=layout.cflags(settings["capacity"]) + ["-w"])
+    except Exception as exc:
+        raise NetxfwError("compiling the data plane failed (the running firewall is unchanged): %s" % exc)
+    try:
+        xdp_fn = bpf.load_func("xdp_ingress", BPF.XDP)
+        tc_fn = bpf.load_func("tc_egress", BPF.SCHED_CLS)
+    except Exception as exc:
+        bpf.cleanup()
+        raise NetxfwError("loading the data plane failed, the verifier rejected it (the running firewall is "
+                          "unchanged): %s" % exc)
+    return bpf, xdp_fn.fd, tc_fn.fd
+
+
+# ------------------------------------------------------------------ migration
+
+def first_copy(fw, old, new_maps, settings, identity, report):
+    """Fill the new maps: copy from the old ones, refill rule maps from rules.json when needed."""
+    data = fw.store.read_rules()
+    refill = not old.loaded or not _rules_in_step(fw, old.maps, data)
+    now = time.monotonic_ns()
+    for name in sorted(old.maps):
+        if name not in new_maps:
+            report["skipped"].append({"map": name, "entries": None, "reason": "not a map of the new program"})
+    for name in sorted(new_maps):
+        new = new_maps[name]
+        start = time.monotonic()
+        old_map = old.maps.get(name)
+        entry = {"entries": 0, "source": "copy", "duration_ms": 0.0}
+        if name in NOT_COPIED:
+            entry["source"] = "new"
+        elif name == "counters" or new.type == bpfsys.BPF_MAP_TYPE_PERCPU_ARRAY:
+            entry["source"] = "per-cpu sum at the swap"  # added in recopy(), when the old program stopped
+        elif name in RULE_MAPS and refill:
+            entry["source"] = "rules.json"  # filled below, all rule maps together
+        elif old_map is None:
+            entry["source"] = "new"  # not in the old program (or nothing was loaded): starts empty
+        else:
+            convert = None
+            if not _compatible(old_map, new):
+                convert = CONVERTERS.get((name, old_map.value_size, new.value_size))
+                if convert is None or (old_map.type, old_map.key_size) != (new.type, new.key_size):
+                    entries = len(old_map.keys())
+                    report["skipped"].append({"map": name, "entries": entries, "reason": (
+                        "format changed (type/key/value %d/%d/%d -> %d/%d/%d) and no converter"
+                        % (old_map.type, old_map.key_size, old_map.value_size, new.type, new.key_size, new.value_size))})
+                    if name in RULE_MAPS:
+                        refill = True
+                        entry["source"] = "rules.json"
+                    report["migrated"][name] = entry
+                    continue
+                entry["source"] = "converted"
+            live = _live_filter(name, old.maps, now)
+            pairs, expired = [], 0
+            for key, value in old_map.items():
+                if live is not None and not live(value):
+                    expired += 1
+                    continue
+                pairs.append((key, convert(value) if convert else value))
+            new.update_many(pairs)
+            entry["entries"] = len(pairs)
+            if expired:
+                report["skipped"].append({"map": name, "entries": expired, "reason": "expired"})
+        entry["duration_ms"] = _ms(time.monotonic() - start)
+        report["migrated"][name] = entry
+    if refill:
+        start = time.monotonic()
+        fw._sync_all_rules(new_maps, data)  # checks capacity before writing
+        per_map = _ms(time.monotonic() - start)
+        for name in RULE_MAPS:
+            if name in new_maps:
+                report["migrated"][name] = {"entries": len(new_maps[name].keys()), "source": "rules.json",
+                                            "duration_ms": per_map}
+    fw._write_config(new_maps, settings)
+    if refill:
+        fw._mark_generation(new_maps, data)
+    new_maps["meta"].update(layout.encode_u32(0), layout.encode_meta(identity))
+    report["rules_source"] = "rules.json" if refill else "maps"
+
+
+def _read_u64_sums(m):
+    return [m.lookup(key) for key in m.keys()] if m is not None else []
+
+
+def quiesce(old):
+    """Wait (bounded) until the old program stopped counting: in-flight runs finish within an RCU grace."""
+    counters = old.maps.get("counters")
+    if counters is None:
+        return 0
+    last = _read_u64_sums(counters)
+    for polls in range(1, QUIESCE_MAX_POLLS + 1):
+        time.sleep(QUIESCE_POLL_S)
+        now = _read_u64_sums(counters)
+        if now == last:
+            return polls
+        last = now
+    return QUIESCE_MAX_POLLS
+
+
+def _add_u64s(a, b):
+    n = len(a) // 8
+    return struct.pack("=%dQ" % n, *[(x + y) & 0xFFFFFFFFFFFFFFFF
+                                     for x, y in zip(struct.unpack("=%dQ" % n, a), struct.unpack("=%dQ" % n, b))])
+
+
+def recopy(fw, old, new_maps, report, fold_counters=True):
+    """After the swap: copy what the old program wrote since the first copy, add the counters."""
+    start = time.monotonic()
+    # conntrack: entries the old program created or refreshed in between (the newer last_seen wins)
+    if "ct" in old.maps and "ct" in new_maps and _compatible(old.maps["ct"], new_maps["ct"]):
+        current = dict(new_maps["ct"].items())
+        now = time.monotonic_ns()
+        live = _live_filter("ct", old.maps, now)
+        writes = [(k, v) for k, v in old.maps["ct"].items()
+                  if (live is None or live(v))
+                  and (k not in current or layout.decode_u64(v) > layout.decode_u64(current[k]))]
+        new_maps["ct"].update_many(writes)
+        report["migrated"].setdefault("ct", {"entries": 0}).update(recopied=len(writes))
+    # ICMP bucket: the newer state wins (last_ns is its third u64 after the lock word)
+    if "icmp_bucket" in old.maps and "icmp_bucket" in new_maps and \
+            _compatible(old.maps["icmp_bucket"], new_maps["icmp_bucket"]):
+        key = layout.encode_u32(0)
+        ov, nv = old.maps["icmp_bucket"].lookup(key), new_maps["icmp_bucket"].lookup(key)
+        if ov and nv and struct.unpack_from("=Q", ov, 16)[0] > struct.unpack_from("=Q", nv, 16)[0]:
+            new_maps["icmp_bucket"].update(key, ov)
+            report["migrated"].setdefault("icmp_bucket", {"entries": 1}).update(recopied=1)
+    # counters: new (since the swap) + old (everything before it), per CPU, so they continue
+    if fold_counters and "counters" in old.maps and "counters" in new_maps and \
+            _compatible(old.maps["counters"], new_maps["counters"]):
+        folded = 0
+        for key, old_value in old.maps["counters"].items():
+            new_value = new_maps["counters"].lookup(key)
+            if new_value is not None:
+                new_maps["counters"].update(key, _add_u64s(new_value, old_value))
+                folded += 1
+        report["migrated"]["counters"] = dict(report["migrated"].get("counters", {}), entries=folded,
+                                              source="per-cpu sum at the swap")
+    report["migrated"].setdefault("counters", {})["duration_ms"] = _ms(time.monotonic() - start)
+
+
+def sync_rule_maps(old, new_maps):
+    """Make the new rule maps and config hold exactly what the old ones hold (completing a reload)."""
+    for name in RULE_MAPS + ("config",):
+        if name in old.maps and name in new_maps and _compatible(old.maps[name], new_maps[name]):
+            want = dict(old.maps[name].items())
+            if new_maps[name].type != bpfsys.BPF_MAP_TYPE_ARRAY:
+                new_maps[name].delete_many([k for k in new_maps[name].keys() if k not in want])
+            new_maps[name].update_many(want.items())
+
+
+# ------------------------------------------------------------------ interfaces
+
+def _mode_flags(mode):
+    return bpfsys.XDP_FLAGS_DRV_MODE if mode == "native" else bpfsys.XDP_FLAGS_SKB_MODE
+
+
+class Swap:
+    """One interface: what ran there when the reload began, how it was swapped, how to undo it."""
+
+    def __init__(self, fw, name):
+        from . import engine
+
+        self.name = name
+        self.index = engine.ifindex(name)
+        xdp = bpfsys.xdp_query(self.index)
+        self.mode = xdp["mode"]
+        self.xdp_id = xdp["prog_id"] or 0
+        self.tc_id = bpfsys.tc_egress_query(self.index, engine.TC_HANDLE, engine.TC_PRIO) or 0
+        self.xdp_fd = bpfsys.prog_fd_by_id(self.xdp_id) if self.xdp_id else None  # held: the old one cannot vanish
+        self.tc_fd = bpfsys.prog_fd_by_id(self.tc_id) if self.tc_id else None
+        self.tc_done = self.xdp_done = None  # None, or how it was done: "replace"/"attach"/"reattach:<mode>"
+
+    def swap(self, fw, wanted_mode, xdp_fd, tc_fd):
+        from . import engine
+
+        # TC first: new flows are then recorded in the new conntrack map a moment before the new XDP
+        # program starts reading it (the reverse order leaves them in the old map until recopy()).
+        bpfsys.tc_egress_attach(self.index, tc_fd, engine.TC_HANDLE, engine.TC_PRIO)  # replaces in place
+        self.tc_done = "replace" if self.tc_id else "attach"
+        if self.xdp_id and self.mode in ("native", "generic") and wanted_mode in ("auto", self.mode):
+            try:
+                bpfsys.xdp_replace(self.index, xdp_fd, self.xdp_fd, _mode_flags(self.mode))
+            except bpfsys.BpfCallError as exc:
+                if exc.errno == errno.EEXIST:
+                    raise NetxfwError("the XDP program on %s changed while the reload ran (expected program id %d); "
+                                      "nothing was replaced there" % (self.name, self.xdp_id))
+                raise
+            self.xdp_done = "replace"
+            return
+        if not self.xdp_id:
+            error = None
+            for mode in (["native", "generic"] if wanted_mode == "auto" else [wanted_mode]):
+                try:
+                    bpfsys.xdp_attach(self.index, xdp_fd, _mode_flags(mode) | bpfsys.XDP_FLAGS_UPDATE_IF_NOEXIST)
+                    self.xdp_done = "attach:" + mode
+                    return
+                except NetxfwError as exc:
+                    error = exc
+            raise NetxfwError("cannot attach XDP to %s in %s mode: %s" % (self.name, wanted_mode, error))
+        # The user asked for another XDP mode: the kernel holds one mode at a time, so this is a detach and an
+        # attach (not atomic); engine._attach does it.
+        fw._attach(self.name, wanted_mode, xdp_fd, tc_fd)
+        self.xdp_done = "reattach"
+
+    def rollback(self, xdp_fd):
+        """Put back what ran here when the reload began (best effort, every step tried)."""
+        from . import engine
+
+        errors = []
+        try:
+            if self.xdp_done == "replace":
+                bpfsys.xdp_replace(self.index, self.xdp_fd, xdp_fd, _mode_flags(self.mode))
+            elif self.xdp_done and self.xdp_done.startswith("attach:"):
+                bpfsys.xdp_detach(self.index, _mode_flags(self.xdp_done.split(":", 1)[1]))
+            elif self.xdp_done == "reattach":
+                current = bpfsys.xdp_query(self.index)["mode"]
+                if current:
+                    bpfsys.xdp_detach(self.index, _mode_flags(current))
+                if self.xdp_fd is not None:
+                    bpfsys.xdp_attach(self.index, self.xdp_fd, _mode_flags(self.mode))
+        except NetxfwError as exc:
+            errors.append(str(exc))
+        try:
+            if self.tc_done and self.tc_fd is not None:
+                bpfsys.tc_egress_attach(self.index, self.tc_fd, engine.TC_HANDLE, engine.TC_PRIO)
+            elif self.tc_done:
+                bpfsys.tc_egress_detach(self.index, engine.TC_HANDLE, engine.TC_PRIO)
+        except NetxfwError as exc:
+            errors.append(str(exc))
+        self.xdp_done = self.tc_done = None
+        return errors
+
+    def close(self):
+        for fd in (self.xdp_fd, self.tc_fd):
+            if fd is not None:
+                os.close(fd)
+        self.xdp_fd = self.tc_fd = None
+
+
+def _pin_set(path, maps, progs):
+    _remove_pin_dir(path)
+    os.mkdir(path, 0o700)
+    for name, m in maps.items():
+        bpfsys.obj_pin(m.fd, os.path.join(path, name))
+    for name, fd in progs.items():
+        bpfsys.obj_pin(fd, os.path.join(path, name))
+
+
+def _interfaces_running(prog_ids):
+    """Interfaces (all of this network namespace) where any of prog_ids runs at XDP or our TC slot."""
+    from . import engine
+
+    wanted = set(i for i in prog_ids if i)
+    out = []
+    for index, name in socket.if_nameindex():
+        try:
+            xdp = bpfsys.xdp_query(index)["prog_id"]
+            tc = bpfsys.tc_egress_query(index, engine.TC_HANDLE, engine.TC_PRIO)
+        except NetxfwError:
+            continue
+        if xdp in wanted or tc in wanted:
+            out.append(name)
+    return sorted(out)
+
+
+# ------------------------------------------------------------------ the reload
+
+def _new_report():
+    return {"migrated": {}, "skipped": [], "steps_ms": {}, "duration_ms": 0.0, "interfaces": []}
+
+
+def reload(fw, settings, identity, stale):
+    """Replace the loaded data plane by a freshly compiled one without losing state (caller holds the lock).
+
+    Also the first load: with nothing pinned, the new maps are filled from rules.json."""
+    report = _new_report()
+    t0 = time.monotonic()
+    mark = [t0]
+
+    def step(name):
+        now = time.monotonic()
+        report["steps_ms"][name] = _ms(now - mark[0])
+        mark[0] = now
+        pause_point(fw, name)
+
+    recovered = recover_pending(fw)
+    if recovered:
+        report["recovered"] = recovered
+    staging = staging_path(fw.pin_path)
+    old = PinSet(fw.pin_path)
+    swaps = []
+    bpf = None
+    try:
+        if old.loaded:
+            report["counted"] = check_capacities(fw, old, settings["capacity"])
+        report["from_identity"] = old.identity()[1] if old.loaded else None
+        # What runs on each interface now: REPLACE swaps against exactly that.
+        swaps = [Swap(fw, name) for name in settings["interfaces"]]
+        bpf, xdp_fd, tc_fd = compile_program(fw, settings)
+        step("compiled")
+        new_maps = dict((name, bpfsys.Map(bpf[name].map_fd, name)) for name in layout.MAPS)
+        first_copy(fw, old, new_maps, settings, identity, report)
+        step("copied")
+        _pin_set(staging, new_maps, {"prog_xdp": xdp_fd, "prog_tc": tc_fd})
+        step("staged")
+        try:
+            for n, swap in enumerate(swaps):
+                swap.swap(fw, settings["xdp_mode"], xdp_fd, tc_fd)
+                report["interfaces"].append(swap.name)
+                if n == 0:
+                    step("swapped_first")
+            step("swapped")
+            report["quiesce_polls"] = quiesce(old)
+            recopy(fw, old, new_maps, report)
+            fw.store._write_json(JOURNAL_FILE, {"staging_prog_xdp": bpfsys.prog_info(xdp_fd)["id"], "folded": True})
+            step("recopied")
+            # Interfaces no longer wanted go before the pins move: after the exchange, no interface may run
+            # the set under the staging dir (recover_pending tells the two cases apart by that).
+            for name in stale:
+                fw._detach(name)
+        except BaseException as exc:
+            errors = []
+            for swap in reversed(swaps):
+                errors.extend(swap.rollback(xdp_fd))
+            _remove_pin_dir(staging)
+            _remove_journal(fw)
+            if isinstance(exc, NetxfwError):
+                raise NetxfwError("hot reload failed, %s rolled back to the running program: %s%s" % (
+                    ", ".join(s.name for s in swaps) or "nothing to", exc,
+                    ("; rollback errors: " + "; ".join(errors)) if errors else ""))
+            raise
+        if not os.path.isdir(fw.pin_path):
+            os.mkdir(fw.pin_path, 0o700)
+        _rename_exchange(staging, fw.pin_path)
+        step("exchanged")
+    except BaseException:
+        if not os.path.isdir(staging) or not _interfaces_running(_staged_prog_ids(staging)):
+            _remove_pin_dir(staging)
+        raise
+    finally:
+        for swap in swaps:
+            swap.close()
+        old.close()
+        if bpf is not None:
+            bpf.cleanup()
+    _remove_pin_dir(staging)  # the old pins: the old object goes with its last reference
+    _remove_journal(fw)
+    report["steps_ms"]["released"] = _ms(time.monotonic() - mark[0])
+    report["duration_ms"] = _ms(time.monotonic() - t0)
+    report["identity"] = identity
+    return report
+
+
+def _staged_prog_ids(path):
+    ids = []
+    for pin in layout.PROGRAMS:
+        fd = bpfsys.obj_get(os.path.join(path, pin))
+        if fd is not None:
+            ids.append(bpfsys.prog_info(fd)["id"])
+            os.close(fd)
+    return ids
+
+
+def _remove_journal(fw):
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(fw.store.path(JOURNAL_FILE))
+
+
+def pending(fw):
+    return os.path.isdir(staging_path(fw.pin_path))
+
+
+def recover_pending(fw, check_mode=False):
+    """Finish what a killed reload left (caller holds the lock). Returns a description, or None.
+
+    No interface runs the staged programs -> they were never swapped in, or the pins were already
+    exchanged (the staging dir then holds the old set): remove the staging pins. Some interface runs
+    them -> the swap was under way: bring the staged maps in step with the pinned ones, swap the
+    remaining interfaces, copy again, exchange the pins."""
+    staging = staging_path(fw.pin_path)
+    if not os.path.isdir(staging):
+        return None
+    new = PinSet(staging)
+    old = PinSet(fw.pin_path)
+    swaps = []
+    try:
+        running_new = _interfaces_running(list(new.prog_ids.values())) if new.loaded else []
+        if not running_new:
+            if check_mode:
+                return "remove the staging pins of an interrupted reload (%s)" % staging
+            new.close()
+            _remove_pin_dir(staging)
+            _remove_journal(fw)
+            return "removed the staging pins of an interrupted reload"
+        if check_mode:
+            return "complete an interrupted reload (%s runs the new program)" % ", ".join(running_new)
+        report = _new_report()
+        journal = fw.store._read_json(JOURNAL_FILE, {})
+        folded = journal.get("folded") and journal.get("staging_prog_xdp") == new.prog_ids.get("prog_xdp")
+        if old.loaded:
+            sync_rule_maps(old, new.maps)  # rule edits made on the old maps since the crash
+            swaps = [Swap(fw, name) for name in _interfaces_running(list(old.prog_ids.values()))]
+        for swap in swaps:
+            swap.swap(fw, "auto", new.progs["prog_xdp"], new.progs["prog_tc"])
+        if old.loaded:
+            quiesce(old)
+            recopy(fw, old, new.maps, report, fold_counters=not folded)
+        if not os.path.isdir(fw.pin_path):
+            os.mkdir(fw.pin_path, 0o700)
+        _rename_exchange(staging, fw.pin_path)
+        new.close()
+        old.close()
+        _remove_pin_dir(staging)
+        _remove_journal(fw)
+        return "completed an interrupted reload (%s)" % ", ".join(running_new + [s.name for s in swaps])
+    finally:
+        for swap in swaps:
+            swap.close()
+        new.close()
+        old.close()
+
+
+# ------------------------------------------------------------------ netxfw_reload
+
+def _entry_counts(old):
+    counts = {}
+    for name, m in old.maps.items():
+        if name in NOT_COPIED:
+            continue
+        if m.type in (bpfsys.BPF_MAP_TYPE_ARRAY, bpfsys.BPF_MAP_TYPE_PERCPU_ARRAY):
+            counts[name] = m.max_entries
+        else:
+            counts[name] = len(m.items()) if m.type in (bpfsys.BPF_MAP_TYPE_HASH, bpfsys.BPF_MAP_TYPE_LRU_HASH) \
+                else len(m.keys())
+    return counts
+
+
+def reload_program(fw, capacity=None, force=False, check_mode=False):
+    """Reload with the stored config.json plus `capacity` changes (the netxfw_reload module).
+
+    Reloads when the identity (source + capacities) differs from the loaded one, or with force."""
+    from . import engine
+
+    engine.require_root()
+    with fw.store.lock():
+        recovered = recover_pending(fw, check_mode)
+        stored = fw.store.read_config()
+        if not stored:
+            raise NetxfwError("nothing to reload: %s does not exist; load the data plane with "
+                              "netxfw.firewall.netxfw_program first" % fw.store.path(fw.store.CONFIG_FILE))
+        settings = dict(stored)
+        settings["capacity"] = dict(stored.get("capacity") or {})
+        settings["capacity"].update((k, v) for k, v in (capacity or {}).items() if v is not None)
+        wanted = engine.normalize_program(settings)
+        for name in wanted["interfaces"]:
+            engine.ifindex(name)
+        identity = engine.program_identity(wanted["capacity"])
+        old = PinSet(fw.pin_path)
+        try:
+            loaded_identity = old.identity()[1] if old.loaded else None
+            if old.loaded:
+                check_capacities(fw, old, wanted["capacity"])  # also in check mode: it would fail
+            counts = _entry_counts(old) if check_mode else {}
+        finally:
+            old.close()
+        needed = bool(force) or loaded_identity != identity
+        actions = [recovered] if recovered else []
+        if needed:
+            actions.append("compile and load the data plane (identity %s)" % identity[:12])
+            actions.append("migrate the maps of %s" % (("identity %s" % loaded_identity[:12]) if loaded_identity
+                                                      else "nothing (not loaded: fill from rules.json)"))
+            actions.extend("swap the programs on %s" % name for name in wanted["interfaces"])
+        result = {
+            "changed": needed or bool(recovered) or stored != wanted,
+            "compiled": False,
+            "identity": identity,
+            "previous_identity": loaded_identity,
+            "actions": actions,
+            "migrated": {},
+            "skipped": [],
+            "duration_ms": 0.0,
+            "diff": {"before": dict(stored, identity=loaded_identity), "after": dict(wanted, identity=identity)},
+        }
+        if check_mode:
+            if needed:
+                result["migrated"] = dict((name, {"entries": n, "source": "would copy"}) for name, n in counts.items())
+            return result
+        if not needed:
+            if stored != wanted:
+                fw.store.write_config(wanted)
+            return result
+        stale = [n for n in fw._attached_interfaces() if n not in wanted["interfaces"]]
+        report = reload(fw, wanted, identity, stale)
+        fw.store.write_config(wanted)
+        result.update(compiled=True, migrated=report["migrated"], skipped=report["skipped"],
+                      duration_ms=report["duration_ms"], steps_ms=report["steps_ms"],
+                      interfaces=report["interfaces"])
+        return result
