@@ -10,6 +10,7 @@ Run as root:  /opt/netxfw-venv/bin/python -m pytest tests/integration/test_harde
 The tests in this file build on each other and run in file order.
 """
 
+import ctypes
 import importlib.util
 import json
 import os
@@ -70,8 +71,41 @@ class WaitingLab(_labmod.Lab):
         return self
 
 
+CLONE_NEWNET = 0x40000000
+# The network namespace pytest started in, taken at collection, before any
+# fixture runs (PID 1's may not be readable here).
+_START_NETNS = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _setns(fd):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "setns: %s" % os.strerror(err))
+
+
 @pytest.fixture(scope="module")
-def lab():
+def root_netns():
+    """Run this module in the network namespace pytest started in.
+
+    A session-scoped fixture of another test package may have moved the
+    pytest process into its own netns (with its own 198.51.100.0/24 veth);
+    the lab's bridge and the controller's SSH belong in the original one.
+    """
+    if os.readlink("/proc/self/ns/net") == os.readlink("/proc/self/fd/%d" % _START_NETNS):
+        yield
+        return
+    saved = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(_START_NETNS)
+        yield
+    finally:
+        _setns(saved)
+        os.close(saved)
+
+
+@pytest.fixture(scope="module")
+def lab(root_netns):
     with WaitingLab(hosts=N_HOSTS, force=False) as lab:
         yield lab
 
