@@ -22,7 +22,7 @@ from netxfw_engine import queries
 from netxfw_engine.errors import NetxfwError
 
 from . import __version__, auth, ops
-from .metrics import Metrics
+from .metrics import MISSING, Metrics
 from .openapi import MAX_LIMIT, document
 
 MAX_BODY = 1 << 20
@@ -419,6 +419,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_metrics(self, query):
         self._no_body()
+        if not self.agent.metrics.available:  # a missing package on this host, said plainly
+            raise HttpError(503, MISSING)
         body, ctype = self.agent.metrics.render()
         self.send_body(200, body, ctype)
 
