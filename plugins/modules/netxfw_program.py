@@ -18,9 +18,11 @@ description:
     and attaches it to O(interfaces) (XDP ingress and TC egress).
   - Runtime settings (O(policy), O(conntrack), O(conntrack_timeout), O(icmp_rate), O(icmp_burst)) are
     written into the loaded program's config map and apply from the next packet, without a reload.
-  - Only a change of O(capacity) (the map sizes) or of the data-plane source recompiles. A reload
-    fills the new maps from the rules in O(state_dir)/rules.json and swaps the programs atomically
-    on every interface.
+  - Only a change of O(capacity) (the map sizes) or of the data-plane source (a new collection
+    version) recompiles. That is the lossless hot reload of M(netxfw.firewall.netxfw_reload); every
+    map's contents (rules, expiring entries, conntrack, counters, rate-limit state) are migrated to
+    the new maps and the programs are swapped atomically on every interface; when the new program
+    fails to compile, to verify or to attach, the old one keeps running untouched.
   - The program's identity is a hash of its source and compile-time options; a run whose identity,
     settings and attachments already match changes nothing and compiles nothing.
   - Interfaces that carry the netxfw program but are no longer listed in O(interfaces) are detached.
@@ -83,8 +85,9 @@ options:
     default: 0
   capacity:
     description:
-      - Map sizes, in entries. They are compile-time options; changing one recompiles and reloads
-        the data plane, and the new maps are filled from O(state_dir)/rules.json.
+      - Map sizes, in entries. They are compile-time options; changing one recompiles and hot-reloads
+        the data plane, migrating every map's contents. Shrinking one below the entries it holds fails
+        before anything changes.
       - Options left out keep their defaults.
     type: dict
     suboptions:
@@ -131,6 +134,7 @@ notes:
 seealso:
   - module: netxfw.firewall.netxfw_rule
   - module: netxfw.firewall.netxfw_info
+  - module: netxfw.firewall.netxfw_reload
 """
 
 EXAMPLES = r"""

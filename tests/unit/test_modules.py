@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, module_support
-from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info, netxfw_program, netxfw_rule
+from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info, netxfw_program, netxfw_reload, netxfw_rule
 
-MODULES = {"netxfw_program": netxfw_program, "netxfw_rule": netxfw_rule, "netxfw_info": netxfw_info}
+MODULES = {"netxfw_program": netxfw_program, "netxfw_rule": netxfw_rule, "netxfw_info": netxfw_info,
+           "netxfw_reload": netxfw_reload}
 SPEC_KEYS = ("type", "default", "choices", "required", "elements")
 
 
