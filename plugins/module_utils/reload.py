@@ -45,7 +45,7 @@ from .errors import NetxfwError
 # Test-only hooks (never set them in production):
 #   NETXFW_TEST_SOURCE=<file>  compile that C file instead of the shipped data plane (its identity
 #                              follows the file), to inject compile errors and verifier rejections.
-#   NETXFW_RELOAD_PAUSE_AT=<step>  at that step, create <state_dir>/.reload-pause (holding the step
+#   NETXFW_RELOAD_PAUSE_AT=<step>[,<step>...]  at that step, create <state_dir>/.reload-pause (holding the step
 #                              name and pid) and wait until that file is removed (at most
 #                              PAUSE_LIMIT_S seconds), so a test can SIGKILL the run there.
 SOURCE_ENV = "NETXFW_TEST_SOURCE"
@@ -94,7 +94,7 @@ def _ms(seconds):
 
 def pause_point(fw, step):
     """Test hook: wait at `step` while <state_dir>/.reload-pause exists (see PAUSE_ENV)."""
-    if os.environ.get(PAUSE_ENV) != step:
+    if step not in os.environ.get(PAUSE_ENV, "").split(","):
         return
     path = fw.store.path(PAUSE_FILE)
     with open(path, "w") as stream:
