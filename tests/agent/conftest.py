@@ -8,7 +8,7 @@ Layout (all removed at the end, also on failure):
   pins under /sys/fs/bpf/nxag-<pid>, state_dir and token in a temp dir.
 
 The pytest process itself (its main thread, and so every thread, subprocess, chromedriver and
-chromium it starts) enters the host namespace for the session: the API is reachable only on
+chromium it starts) enters the host namespace for each test module that uses the lab: the API is reachable only on
 that namespace's loopback, and the engine resolves interface names there. setns(CLONE_NEWNET)
 leaves the mount namespace alone, so bpffs stays visible (unlike `ip netns exec`).
 
@@ -238,8 +238,10 @@ class Lab:
         self.fw.apply_program(config)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab():
+    """One lab per test module: pytest leaves the namespace again before the next module, so test
+    directories collected after tests/agent (in a whole-suite run) never run inside it."""
     needs_root()
     the_lab = Lab()
     try:
