@@ -123,10 +123,23 @@ class Lab:
 
     def agent_log_text(self):
         with open(os.path.join(self.tmp, "agent.log"), "rb") as stream:
-            return stream.read().decode(errors="replace")[-4000:]
+            return stream.read().decode(errors="replace")[-20000:]
+
+    def keep_agent_log(self):
+        """A traceback in the agent's log is a bug (a 5xx): keep the log past the cleanup."""
+        try:
+            text = self.agent_log_text()
+        except OSError:
+            return
+        if "Traceback" in text:
+            kept = "/tmp/netxfw-agent-%s-%d.log" % (self.host_ns, int(time.time()))
+            with open(kept, "w") as stream:
+                stream.write(text)
+            sys.stderr.write("\nthe agent logged a traceback; kept in %s\n" % kept)
 
     def down(self):
         errors = []
+        self.keep_agent_log()
         if self.agent is not None and self.agent.poll() is None:
             os.killpg(self.agent.pid, signal.SIGTERM)  # our own process group (start_new_session)
             try:

@@ -67,6 +67,20 @@ def traffic(lab, seconds):
     return thread
 
 
+def click(driver, selector, timeout=10):
+    """Click what the selector finds, again if the UI re-rendered it in between (tables are redrawn)."""
+    from selenium.common.exceptions import StaleElementReferenceException, NoSuchElementException
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            driver.find_element(By.CSS_SELECTOR, selector).click()
+            return
+        except (StaleElementReferenceException, NoSuchElementException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def wait_until(predicate, timeout=10, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,7 +147,7 @@ def test_login_block_unblock_through_the_ui(browser, clean, tmp_path):
 
     # unblock through the UI
     d.find_element(By.CSS_SELECTOR, '.tab[data-tab="rules"]').click()
-    d.find_element(By.CSS_SELECTOR, row + " button.remove").click()
+    click(d, row + " button.remove")
     wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, row)))
     wait_until(lambda: PEER_KEY not in lab.map_keys("bl4_host"), what="the map entry to go")
     assert lab.rules_json()["blacklist"] == []

@@ -65,7 +65,7 @@ def test_openapi_fuzz_finds_no_5xx(clean, method):
             # schemathesis: nothing to negate (no parameters, no body)
             print("skip: %s" % exc)
     print("fuzz %s: %d requests, statuses %s" % (method.name, seen["requests"], sorted(seen["statuses"].items())))
-    assert not failures, "\n".join(failures[:20])
+    assert not failures, "\n".join(failures[:20]) + "\nagent log:\n" + lab.agent_log_text()
     assert seen["requests"] >= EXAMPLES
     assert lab.request("GET", "/health", token=None)[0] == 200
     lab.assert_in_step()
