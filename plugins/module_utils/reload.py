@@ -345,16 +345,20 @@ def _add_u64s(a, b):
 def recopy(fw, old, new_maps, report, fold_counters=True):
     """After the swap: copy what the old program wrote since the first copy, add the counters."""
     start = time.monotonic()
-    # conntrack: entries the old program created or refreshed in between (the newer last_seen wins)
-    if "ct" in old.maps and "ct" in new_maps and _compatible(old.maps["ct"], new_maps["ct"]):
-        current = dict(new_maps["ct"].items())
+    # conntrack (every LRU map: ct, ct_syn, ...; values start with u64 last_seen_ns): entries the old
+    # program created or refreshed in between (the newer last_seen wins)
+    for name in sorted(new_maps):
+        if new_maps[name].type != bpfsys.BPF_MAP_TYPE_LRU_HASH or name not in old.maps \
+                or not _compatible(old.maps[name], new_maps[name]):
+            continue
+        current = dict(new_maps[name].items())
         now = time.monotonic_ns()
-        live = _live_filter("ct", old.maps, now)
-        writes = [(k, v) for k, v in old.maps["ct"].items()
+        live = _live_filter(name, old.maps, now)
+        writes = [(k, v) for k, v in old.maps[name].items()
                   if (live is None or live(v))
                   and (k not in current or layout.decode_u64(v) > layout.decode_u64(current[k]))]
-        new_maps["ct"].update_many(writes)
-        report["migrated"].setdefault("ct", {"entries": 0}).update(recopied=len(writes))
+        new_maps[name].update_many(writes)
+        report["migrated"].setdefault(name, {"entries": 0}).update(recopied=len(writes))
     # ICMP bucket: the newer state wins (last_ns is its third u64 after the lock word)
     if "icmp_bucket" in old.maps and "icmp_bucket" in new_maps and \
             _compatible(old.maps["icmp_bucket"], new_maps["icmp_bucket"]):

@@ -105,7 +105,8 @@ def main():
         try:
             reply = {"ok": ops[request["op"]](**request.get("args", {}))}
         except Exception as exc:  # reported to the test, which decides
-            reply = {"error": str(exc), "type": type(exc).__name__, "trace": traceback.format_exc()}
+            reply = {"error": str(exc) or traceback.format_exc(), "type": type(exc).__name__,
+                     "trace": traceback.format_exc()}
         sys.stdout.write(json.dumps(reply, default=str) + "\n")
         sys.stdout.flush()
 
