@@ -710,8 +710,9 @@ def reload_program(fw, capacity=None, force=False, check_mode=False):
         actions = [recovered] if recovered else []
         if needed:
             actions.append("compile and load the data plane (identity %s)" % identity[:12])
-            actions.append("migrate the maps of %s" % (("identity %s" % loaded_identity[:12]) if loaded_identity
-                                                      else "nothing (not loaded: fill from rules.json)"))
+            source = ("identity %s" % loaded_identity[:12]) if loaded_identity \
+                else "nothing (not loaded: fill from rules.json)"
+            actions.append("migrate the maps of %s" % source)
             actions.extend("swap the programs on %s" % name for name in wanted["interfaces"])
         result = {
             "changed": needed or bool(recovered) or stored != wanted,
