@@ -29,6 +29,9 @@ ANY_SOURCE = "any"
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
 ACTION_VALUES = {"allow": 1, "deny": 2}
 
+MAX_EXPIRES = 253402300799.0  # 9999-12-31T23:59:59Z: beyond it no clock conversion is meaningful
+MAX_TTL = 100 * 365 * 86400
+
 # Bits of a rules4/rules6 LPM key before the source address: proto (8) + port (16).
 RULE_KEY_FIXED_BITS = 24
 
@@ -225,17 +228,19 @@ def _check_fields(entry, allowed, what):
 
 
 def _positive_seconds(ttl):
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
-        raise NetxfwError("invalid ttl %r: expected a positive number of seconds" % (ttl,))
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or not 0 < ttl <= MAX_TTL:
+        raise NetxfwError("invalid ttl %r: expected a positive number of seconds, at most %d (100 years)"
+                          % (ttl, MAX_TTL))
     return ttl
 
 
 def _expiry(value, entry):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NetxfwError("invalid expires %r in blacklist entry %r: expected epoch seconds or null for never"
-                          % (value, entry))
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not 0 <= value <= MAX_EXPIRES):
+        raise NetxfwError("invalid expires %r in blacklist entry %r: expected epoch seconds (before the year "
+                          "10000) or null for never" % (value, entry))
     return float(value)
 
 
@@ -277,11 +282,11 @@ def _port_rule(entry):
     first, last = parse_ports(entry["port"] if "port" in entry else entry["ports"])
     proto = entry.get("proto")
     proto = proto.strip().lower() if isinstance(proto, str) else proto
-    if proto not in PROTOCOL_NUMBERS:
+    if not isinstance(proto, str) or proto not in PROTOCOL_NUMBERS:
         raise NetxfwError("port rule %r: proto must be one of %s" % (entry, ", ".join(PROTOCOL_NUMBERS)))
     action = entry.get("action", "allow")
     action = action.strip().lower() if isinstance(action, str) else action
-    if action not in ACTION_VALUES:
+    if not isinstance(action, str) or action not in ACTION_VALUES:
         raise NetxfwError("port rule %r: action must be one of %s" % (entry, ", ".join(ACTION_VALUES)))
     source = entry.get("source", ANY_SOURCE)
     if isinstance(source, str) and source.strip().lower() == ANY_SOURCE:

@@ -401,3 +401,23 @@ def test_rule_keys_host_source_and_full_range():
     keys = rules.rule_keys(port_rule("1-65535", source="203.0.113.9/32"))
     assert len(keys) == 65535
     assert keys[-1] == (4, struct.pack("=I", 56) + b"\x06\xff\xff" + bytes([203, 0, 113, 9]) + b"\x00", 1)
+
+
+@pytest.mark.parametrize("entry", [{"cidr": "203.0.113.1", "expires": 1e300}, {"cidr": "203.0.113.1", "expires": 1e12},
+                                   {"cidr": "203.0.113.1", "expires": -1}])
+def test_absurd_expiry_is_a_clear_error(entry):
+    with pytest.raises(NetxfwError, match="invalid expires"):
+        rules.normalize("blacklist", [entry])
+
+
+def test_absurd_ttl_is_a_clear_error():
+    with pytest.raises(NetxfwError, match="invalid ttl"):
+        rules.normalize("blacklist", ["203.0.113.1"], ttl=10 ** 12)
+
+
+@pytest.mark.parametrize("field", ["proto", "action"])
+def test_non_string_proto_or_action_is_a_clear_error(field):
+    rule = {"proto": "tcp", "port": 22, "action": "allow"}
+    rule[field] = ["tcp"]
+    with pytest.raises(NetxfwError, match="%s must be one of" % field):
+        rules.normalize("port", [rule])
