@@ -35,13 +35,61 @@
 #ifndef NETXFW_CT_SIZE
 #define NETXFW_CT_SIZE 262144
 #endif
+/* embryonic inbound TCP flows (SYN_RECV): a spoofed SYN flood churns this
+ * table, never the one that holds established flows */
+#ifndef NETXFW_CT_SYN_SIZE
+#define NETXFW_CT_SYN_SIZE 65536
+#endif
 
 /* config indices */
 #define CFG_POLICY        0
 #define CFG_ICMP_RATE     1
 #define CFG_ICMP_BURST    2
 #define CFG_CT_ENABLED    3
-#define CFG_CT_TIMEOUT_NS 4
+#define CFG_CT_TIMEOUT_NS 4 /* TCP established (and entries of layout 1 without a state) */
+#define CFG_CT_TCP_SYN_NS 5 /* SYN_SENT, SYN_RECV */
+#define CFG_CT_TCP_FIN_NS 6 /* FIN_WAIT, TIME_WAIT, CLOSE */
+#define CFG_CT_UDP_NS     7 /* UDP, one direction seen */
+#define CFG_CT_UDP_STREAM_NS 8 /* UDP, both directions seen */
+#define CFG_CT_ICMP_NS    9 /* ICMP echo */
+#define CFG_SANITY        10 /* bit mask of SANITY_* */
+
+#define SANITY_BOGON     1
+#define SANITY_FRAGMENT  2
+#define SANITY_TCP_FLAGS 4
+#define SANITY_LAND      8
+
+/* ct_val.flags: bits 0-7 the state, then flag bits; bits 32-63 the ISN of
+ * our SYN+ACK (ct_syn only) */
+#define CT_LEGACY      0 /* written by layout 1 before states existed: established */
+#define CT_SYN_SENT    1
+#define CT_SYN_RECV    2
+#define CT_ESTABLISHED 3
+#define CT_FIN_WAIT    4
+#define CT_TIME_WAIT   5
+#define CT_CLOSE       6
+#define CT_UDP         7
+#define CT_UDP_STREAM  8
+#define CT_ICMP_ECHO   9
+#define CT_STATE_MASK  0xffULL
+#define CT_F_INBOUND   (1ULL << 8)  /* accepted on a service port */
+#define CT_F_LFIN      (1ULL << 9)  /* FIN sent by this host */
+#define CT_F_RFIN      (1ULL << 10) /* FIN sent by the peer */
+#define CT_F_SYNACK    (1ULL << 11) /* ct_syn: our SYN+ACK went out, ISN in bits 32-63 */
+
+#define TH_FIN 0x01
+#define TH_SYN 0x02
+#define TH_RST 0x04
+#define TH_PSH 0x08
+#define TH_ACK 0x10
+#define TH_URG 0x20
+/* Valid combinations of FIN SYN RST ACK URG (PSH, ECE, CWR ignored), as
+ * netfilter's tcp_valid_flags: bit n set = flags n valid. */
+#define TCP_VALID_FLAGS ((1ULL << TH_SYN) | (1ULL << (TH_SYN | TH_URG)) | \
+			 (1ULL << (TH_SYN | TH_ACK)) | (1ULL << TH_RST) | \
+			 (1ULL << (TH_RST | TH_ACK)) | (1ULL << (TH_FIN | TH_ACK)) | \
+			 (1ULL << (TH_FIN | TH_ACK | TH_URG)) | (1ULL << TH_ACK) | \
+			 (1ULL << (TH_ACK | TH_URG)))
 
 /* counter reasons */
 enum reason {
@@ -58,10 +106,18 @@ enum reason {
 	R_PASS_NON_IP,
 	R_DROP_MALFORMED,
 	R_EGRESS_TRACKED,
+	R_PASS_RELATED,
+	R_DROP_BOGON,
+	R_DROP_FRAGMENT,
+	R_DROP_TCP_FLAGS,
+	R_DROP_LAND,
 };
-#define DROP_REASONS ((1 << R_DROP_BLACKLIST) | (1 << R_DROP_RULE) | \
-		      (1 << R_DROP_ICMP_RATE) | (1 << R_DROP_POLICY) | \
-		      (1 << R_DROP_MALFORMED))
+#define NX_REASONS 32 /* size of the counters array */
+#define DROP_REASONS ((1ULL << R_DROP_BLACKLIST) | (1ULL << R_DROP_RULE) | \
+		      (1ULL << R_DROP_ICMP_RATE) | (1ULL << R_DROP_POLICY) | \
+		      (1ULL << R_DROP_MALFORMED) | (1ULL << R_DROP_BOGON) | \
+		      (1ULL << R_DROP_FRAGMENT) | (1ULL << R_DROP_TCP_FLAGS) | \
+		      (1ULL << R_DROP_LAND))
 #define NEXT (-1) /* stage result: no verdict, go on */
 
 #define RULE_ALLOW 1
@@ -74,9 +130,20 @@ enum reason {
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define nx_htons(x) ((__be16)__builtin_bswap16(x))
+#define nx_ntohl(x) ((u32)__builtin_bswap32(x))
 #else
 #define nx_htons(x) ((__be16)(x))
+#define nx_ntohl(x) ((u32)(x))
 #endif
+#define IP_MF 0x2000
+
+struct icmp_hdr {
+	u8 type;
+	u8 code;
+	__be16 csum;
+	__be16 id;
+	__be16 seq;
+};
 
 struct vlan_hdr {
 	__be16 tci;
@@ -158,7 +225,7 @@ struct bucket {
 };
 
 BPF_ARRAY(config, u64, 16);
-BPF_PERCPU_ARRAY(counters, struct counter, 16);
+BPF_PERCPU_ARRAY(counters, struct counter, NX_REASONS);
 BPF_ARRAY(meta, struct meta, 1);
 BPF_HASH(wl4_host, struct addr4, u64, NETXFW_WL_HOST_SIZE);
 BPF_HASH(wl6_host, struct addr6, u64, NETXFW_WL_HOST_SIZE);
@@ -171,13 +238,21 @@ BPF_F_TABLE("lpm_trie", struct lpm6_key, u64, bl6_lpm, NETXFW_BL_LPM_SIZE, BPF_F
 BPF_F_TABLE("lpm_trie", struct rule4_key, u32, rules4, NETXFW_RULE_SIZE, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("lpm_trie", struct rule6_key, u32, rules6, NETXFW_RULE_SIZE, BPF_F_NO_PREALLOC);
 BPF_TABLE("lru_hash", struct ct_key, struct ct_val, ct, NETXFW_CT_SIZE);
+BPF_TABLE("lru_hash", struct ct_key, struct ct_val, ct_syn, NETXFW_CT_SYN_SIZE);
 BPF_ARRAY(icmp_bucket, struct bucket, 1);
 
 /* What the parser learns. The tuple is laid out as a ct key so the
  * conntrack lookup can use it directly. */
 struct pkt {
 	struct ct_key t;
+	struct ct_key inner; /* ICMP error: the quoted packet's reply tuple */
+	u32 seq;             /* TCP, host order */
+	u32 ack_seq;
 	u8 has_ports; /* TCP/UDP header present (not a later fragment) */
+	u8 tcp_flags;
+	u8 frag;      /* any fragment, first or later */
+	u8 echo;      /* 1 echo request, 2 echo reply (ports: id) */
+	u8 icmp_err;  /* inner holds a quoted TCP/UDP/echo tuple */
 };
 
 static __always_inline u64 cfg(u32 idx)
@@ -204,8 +279,84 @@ static __always_inline int is_vlan(__be16 proto)
 	return proto == nx_htons(ETH_P_8021Q) || proto == nx_htons(ETH_P_8021AD);
 }
 
+/* The L4 part of a packet quoted by an ICMP error (the packet this host sent):
+ * its reply tuple goes to p->inner, in the form stage_conntrack looks up. */
+static __always_inline void parse_quoted_l4(void *l4, void *end, u8 proto, u8 family, struct pkt *p)
+{
+	u8 icmp = family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		__be16 *ports = l4;
+
+		if ((void *)(ports + 2) > end)
+			return;
+		p->inner.sport = ports[1];
+		p->inner.dport = ports[0];
+	} else if (proto == icmp) {
+		struct icmp_hdr *ih = l4;
+
+		/* a quoted echo request (sport id, dport 0), reversed */
+		if ((void *)(ih + 1) > end || ih->type != (family == 4 ? 8 : 128))
+			return;
+		p->inner.sport = 0;
+		p->inner.dport = ih->id;
+	} else {
+		return;
+	}
+	p->inner.proto = proto;
+	p->inner.family = family;
+	p->icmp_err = 1;
+}
+
+/* 16-byte addresses as kept in a ct key (IPv4: the rest is zero) */
+static __always_inline int same_addr(u8 *a, u8 *b)
+{
+	u8 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		diff |= a[i] ^ b[i];
+	return !diff;
+}
+
+static __always_inline void parse_quoted(void *pos, void *end, struct pkt *p)
+{
+	if (p->t.family == 4) {
+		struct iphdr *ip = pos;
+
+		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5 ||
+		    (ip->frag_off & nx_htons(IP_FRAG_OFFSET)))
+			return;
+		__builtin_memcpy(p->inner.saddr, &ip->daddr, 4);
+		__builtin_memcpy(p->inner.daddr, &ip->saddr, 4);
+		/* the quoted packet was sent by this host */
+		if (!same_addr(p->inner.daddr, p->t.daddr))
+			return;
+		parse_quoted_l4(pos + ip->ihl * 4, end, ip->protocol, 4, p);
+	} else {
+		struct ipv6hdr *ip6 = pos;
+
+		if ((void *)(ip6 + 1) > end || ip6->version != 6)
+			return;
+		__builtin_memcpy(p->inner.saddr, &ip6->daddr, 16);
+		__builtin_memcpy(p->inner.daddr, &ip6->saddr, 16);
+		if (!same_addr(p->inner.daddr, p->t.daddr))
+			return;
+		parse_quoted_l4(ip6 + 1, end, ip6->nexthdr, 6, p);
+	}
+}
+
+static __always_inline int is_icmp_error(u8 family, u8 type)
+{
+	if (family == 4) /* unreachable (incl. fragmentation needed), time exceeded, parameter problem */
+		return type == 3 || type == 11 || type == 12;
+	return type >= 1 && type <= 4; /* unreachable, packet too big, time exceeded, parameter problem */
+}
+
 static __always_inline int parse_l4(void *pos, void *end, struct pkt *p)
 {
+	u8 icmp = p->t.family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+
 	if (p->t.proto == IPPROTO_TCP) {
 		struct tcphdr *th = pos;
 
@@ -214,6 +365,9 @@ static __always_inline int parse_l4(void *pos, void *end, struct pkt *p)
 		p->t.sport = th->source;
 		p->t.dport = th->dest;
 		p->has_ports = 1;
+		p->tcp_flags = ((u8 *)th)[13];
+		p->seq = nx_ntohl(th->seq);
+		p->ack_seq = nx_ntohl(th->ack_seq);
 	} else if (p->t.proto == IPPROTO_UDP) {
 		struct udphdr *uh = pos;
 
@@ -228,6 +382,23 @@ static __always_inline int parse_l4(void *pos, void *end, struct pkt *p)
 		/* RS, RA, NS, NA, redirect */
 		if ((void *)(type + 1) <= end && *type >= 133 && *type <= 137)
 			return R_PASS_NEIGHBOR;
+	}
+	if (p->t.proto == icmp) {
+		struct icmp_hdr *ih = pos;
+
+		if ((void *)(ih + 1) > end)
+			return NEXT;
+		/* echo: the id stands in for the ports, placed so that a request's
+		 * reversed tuple is the tuple of its reply */
+		if (ih->type == (p->t.family == 4 ? 8 : 128)) {
+			p->t.sport = ih->id;
+			p->echo = 1;
+		} else if (ih->type == (p->t.family == 4 ? 0 : 129)) {
+			p->t.dport = ih->id;
+			p->echo = 2;
+		} else if (is_icmp_error(p->t.family, ih->type)) {
+			parse_quoted(ih + 1, end, p);
+		}
 	}
 	return NEXT;
 }
@@ -247,6 +418,8 @@ static __always_inline int parse_ipv4(void *pos, void *end, struct pkt *p)
 	p->t.proto = ip->protocol;
 	__builtin_memcpy(p->t.saddr, &ip->saddr, 4);
 	__builtin_memcpy(p->t.daddr, &ip->daddr, 4);
+	if (ip->frag_off & nx_htons(IP_FRAG_OFFSET | IP_MF))
+		p->frag = 1;
 	if (ip->frag_off & nx_htons(IP_FRAG_OFFSET))
 		return NEXT; /* later fragment: no L4 header, ports unknown */
 	return parse_l4(pos + hlen, end, p);
@@ -280,6 +453,7 @@ static __always_inline int parse_ipv6(void *pos, void *end, struct pkt *p)
 				return R_DROP_MALFORMED;
 			nh = fh->nexthdr;
 			pos = fh + 1;
+			p->frag = 1;
 			if (fh->frag_off & nx_htons(IP6_FRAG_OFFSET)) {
 				p->t.proto = nh; /* later fragment: ports unknown */
 				return NEXT;
@@ -344,17 +518,178 @@ static __always_inline int parse(void *data, void *end, struct pkt *p)
 
 /* ---- ingress stages ---- */
 
-static __always_inline int stage_conntrack(struct pkt *p, u64 now)
+/* The clock is read at most once per packet, and only by a stage that compares
+ * times (a conntrack age, a blacklist expiry, the ICMP bucket): most verdicts need
+ * none, and bpf_ktime_get_ns() is a helper call. *now == 0: not read yet. */
+static __always_inline u64 clock_ns(u64 *now)
+{
+	if (!*now)
+		*now = bpf_ktime_get_ns();
+	return *now;
+}
+
+static __always_inline int tcp_flags_valid(u8 flags)
+{
+	return (TCP_VALID_FLAGS >> (flags & (TH_FIN | TH_SYN | TH_RST | TH_ACK | TH_URG))) & 1;
+}
+
+static __always_inline int bogon_source(struct pkt *p)
+{
+	u8 *a = p->t.saddr;
+
+	if (p->t.family == 4) {
+		/* 0.0.0.0/8 (but a DHCP client's 0.0.0.0:68 -> :67), 127/8, 224/4, 240/4 */
+		if (a[0] == 0)
+			return !(p->t.proto == IPPROTO_UDP && p->t.sport == nx_htons(68) &&
+				 p->t.dport == nx_htons(67));
+		return a[0] == 127 || a[0] >= 224;
+	}
+	/* ff00::/8, ::1, ::ffff:0:0/96 (:: stays: DAD and MLD use it) */
+	if (a[0] == 0xff)
+		return 1;
+	u8 high = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		high |= a[i];
+	if (high)
+		return 0;
+	if (a[10] == 0xff && a[11] == 0xff)
+		return 1;
+	return !(a[10] | a[11] | a[12] | a[13] | a[14]) && a[15] == 1;
+}
+
+/* Protocol sanity switches (CFG_SANITY): first, so that a tracked flow cannot
+ * carry garbage either. ARP and neighbour discovery never get here. */
+static __always_inline int stage_sanity(struct pkt *p)
+{
+	u64 on = cfg(CFG_SANITY);
+
+	if (!on)
+		return NEXT;
+	if ((on & SANITY_FRAGMENT) && p->frag)
+		return R_DROP_FRAGMENT;
+	if ((on & SANITY_TCP_FLAGS) && p->t.proto == IPPROTO_TCP && p->has_ports &&
+	    !tcp_flags_valid(p->tcp_flags))
+		return R_DROP_TCP_FLAGS;
+	if ((on & SANITY_LAND) && same_addr(p->t.saddr, p->t.daddr))
+		return R_DROP_LAND;
+	if ((on & SANITY_BOGON) && bogon_source(p))
+		return R_DROP_BOGON;
+	return NEXT;
+}
+
+static __always_inline u64 ct_timeout(u64 flags)
+{
+	u32 idx;
+
+	switch (flags & CT_STATE_MASK) {
+	case CT_SYN_SENT:
+	case CT_SYN_RECV:
+		idx = CFG_CT_TCP_SYN_NS;
+		break;
+	case CT_FIN_WAIT:
+	case CT_TIME_WAIT:
+	case CT_CLOSE:
+		idx = CFG_CT_TCP_FIN_NS;
+		break;
+	case CT_UDP:
+		idx = CFG_CT_UDP_NS;
+		break;
+	case CT_UDP_STREAM:
+		idx = CFG_CT_UDP_STREAM_NS;
+		break;
+	case CT_ICMP_ECHO:
+		idx = CFG_CT_ICMP_NS;
+		break;
+	default:
+		idx = CFG_CT_TIMEOUT_NS;
+	}
+	return cfg(idx);
+}
+
+static __always_inline int ct_fresh(struct ct_val *v, u64 *now)
+{
+	/* signed: another CPU may have stamped last_seen after our now */
+	return (s64)(clock_ns(now) - v->last_seen_ns) < (s64)ct_timeout(v->flags);
+}
+
+/* A packet from the peer on a fresh TCP entry: 0 = not a valid answer. */
+static __always_inline int ct_ingress_tcp(struct ct_val *v, u8 fl, u64 now)
+{
+	u64 f = v->flags, st = f & CT_STATE_MASK;
+
+	if (st == CT_SYN_SENT && !(fl & (TH_SYN | TH_RST)))
+		return 0; /* nothing but SYN+ACK (or RST) answers our SYN */
+	if (fl & TH_RST)
+		st = CT_CLOSE;
+	else if (fl & TH_SYN) {
+		if ((fl & TH_ACK) && st == CT_SYN_SENT)
+			st = CT_ESTABLISHED;
+	} else if (fl & TH_FIN) {
+		f |= CT_F_RFIN;
+		st = (f & CT_F_LFIN) ? CT_TIME_WAIT : CT_FIN_WAIT;
+	} else if (st == CT_SYN_RECV && (fl & TH_ACK)) {
+		st = CT_ESTABLISHED;
+	}
+	f = (f & ~CT_STATE_MASK) | st;
+	if (f != v->flags) { /* written on transitions only: most packets just read */
+		v->flags = f;
+		v->last_seen_ns = now;
+	}
+	return 1;
+}
+
+static __always_inline int stage_conntrack(struct pkt *p, u64 *now)
 {
 	struct ct_val *v;
 
-	if (!p->has_ports || !cfg(CFG_CT_ENABLED))
+	if (!(p->has_ports | p->echo | p->icmp_err) || !cfg(CFG_CT_ENABLED))
 		return NEXT;
+	if (p->icmp_err) { /* related: an error about a flow we track */
+		v = ct.lookup(&p->inner);
+		return v && ct_fresh(v, now) ? R_PASS_RELATED : NEXT;
+	}
 	v = ct.lookup(&p->t);
-	/* signed: another CPU may have stamped last_seen after our now */
-	if (v && (s64)(now - v->last_seen_ns) < (s64)cfg(CFG_CT_TIMEOUT_NS))
-		return R_PASS_CONNTRACK;
-	return NEXT;
+	if (!v || !ct_fresh(v, now))
+		return NEXT;
+	if (p->t.proto == IPPROTO_TCP) {
+		if (!ct_ingress_tcp(v, p->tcp_flags, *now))
+			return NEXT;
+	} else if ((v->flags & CT_STATE_MASK) == CT_UDP) {
+		v->flags = (v->flags & ~CT_STATE_MASK) | CT_UDP_STREAM;
+		v->last_seen_ns = *now;
+	}
+	return R_PASS_CONNTRACK;
+}
+
+/* After a port rule let a TCP packet in: a SYN opens an embryonic entry in
+ * ct_syn; the ACK that acknowledges our SYN+ACK's ISN moves it to ct as
+ * ESTABLISHED, so the flow's later packets take the fast path. Only a peer
+ * that received our SYN+ACK can send that ACK: spoofed SYNs never reach ct. */
+static __always_inline void track_inbound(struct pkt *p, u64 *now)
+{
+	u8 fl = p->tcp_flags & (TH_FIN | TH_SYN | TH_RST | TH_ACK);
+	struct ct_val *e, v = {};
+
+	if (p->t.proto != IPPROTO_TCP || !cfg(CFG_CT_ENABLED))
+		return;
+	if (fl == TH_SYN) {
+		v.last_seen_ns = clock_ns(now);
+		v.flags = CT_SYN_RECV | CT_F_INBOUND;
+		ct_syn.update(&p->t, &v);
+		return;
+	}
+	if (fl != TH_ACK)
+		return;
+	e = ct_syn.lookup(&p->t);
+	if (!e || !(e->flags & CT_F_SYNACK) || p->ack_seq != (u32)(e->flags >> 32) + 1 ||
+	    (s64)(clock_ns(now) - e->last_seen_ns) >= (s64)cfg(CFG_CT_TCP_SYN_NS))
+		return;
+	v.last_seen_ns = *now;
+	v.flags = CT_ESTABLISHED | CT_F_INBOUND;
+	ct.update(&p->t, &v);
+	ct_syn.delete(&p->t);
 }
 
 static __always_inline int stage_whitelist(struct pkt *p)
@@ -376,12 +711,12 @@ static __always_inline int stage_whitelist(struct pkt *p)
 }
 
 /* A blacklist value is its expiry; 0 never expires. */
-static __always_inline int active(u64 *expires_ns, u64 now)
+static __always_inline int active(u64 *expires_ns, u64 *now)
 {
-	return expires_ns && (*expires_ns == 0 || *expires_ns > now);
+	return expires_ns && (*expires_ns == 0 || *expires_ns > clock_ns(now));
 }
 
-static __always_inline int blacklisted(u8 family, u8 *addr, u64 now)
+static __always_inline int blacklisted(u8 family, u8 *addr, u64 *now)
 {
 	if (family == 4) {
 		struct lpm4_key k = {.prefixlen = 32};
@@ -398,7 +733,7 @@ static __always_inline int blacklisted(u8 family, u8 *addr, u64 now)
 	}
 }
 
-static __always_inline int stage_blacklist(struct pkt *p, u64 now)
+static __always_inline int stage_blacklist(struct pkt *p, u64 *now)
 {
 	return blacklisted(p->t.family, p->t.saddr, now) ? R_DROP_BLACKLIST : NEXT;
 }
@@ -433,10 +768,10 @@ static __always_inline int stage_rules(struct pkt *p)
 
 /* Token bucket kept in nanoseconds of credit: a packet costs 1e9/rate,
  * the bucket holds burst packets, and credit grows with elapsed time. */
-static __always_inline int stage_icmp(struct pkt *p, u64 now)
+static __always_inline int stage_icmp(struct pkt *p, u64 *clock)
 {
 	u8 icmp = p->t.family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
-	u64 rate, cost, cap, credit;
+	u64 rate, cost, cap, credit, now;
 	struct bucket *b;
 	u32 zero = 0;
 	int ok;
@@ -451,6 +786,7 @@ static __always_inline int stage_icmp(struct pkt *p, u64 now)
 		return NEXT;
 	cost = NX_NSEC_PER_SEC / rate;
 	cap = cfg(CFG_ICMP_BURST) * cost;
+	now = clock_ns(clock); /* no helper call while the lock is held */
 
 	bpf_spin_lock(&b->lock);
 	credit = b->credit_ns;
@@ -480,22 +816,26 @@ int xdp_ingress(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct pkt p;
-	u64 now;
+	u64 now = 0;
 	int r;
 
 	__builtin_memset(&p, 0, sizeof(p));
 	r = parse(data, end, &p);
+	if (r == NEXT)
+		r = stage_sanity(&p);
 	if (r == NEXT) {
-		now = bpf_ktime_get_ns();
-		r = stage_conntrack(&p, now);
+		r = stage_conntrack(&p, &now);
 		if (r == NEXT)
 			r = stage_whitelist(&p);
 		if (r == NEXT)
-			r = stage_blacklist(&p, now);
-		if (r == NEXT)
+			r = stage_blacklist(&p, &now);
+		if (r == NEXT) {
 			r = stage_rules(&p);
+			if (r == R_PASS_RULE)
+				track_inbound(&p, &now);
+		}
 		if (r == NEXT)
-			r = stage_icmp(&p, now);
+			r = stage_icmp(&p, &now);
 		if (r == NEXT)
 			r = stage_policy();
 	}
@@ -503,8 +843,44 @@ int xdp_ingress(struct xdp_md *ctx)
 	return (DROP_REASONS >> r) & 1 ? XDP_DROP : XDP_PASS;
 }
 
-/* Records the reply tuple of outbound TCP/UDP so that stage_conntrack
- * recognises the answers. Never changes the packet's fate. */
+/* A packet of this host on a TCP entry (flags already valid). */
+static __always_inline void ct_egress_tcp(struct ct_val *v, u8 fl, u64 now)
+{
+	u64 f = v->flags, st = f & CT_STATE_MASK;
+
+	if (fl & TH_RST) {
+		st = CT_CLOSE;
+	} else if (fl & TH_SYN) { /* a new connection on this tuple */
+		f &= ~(CT_F_LFIN | CT_F_RFIN);
+		st = (fl & TH_ACK) ? CT_SYN_RECV : CT_SYN_SENT;
+	} else if (fl & TH_FIN) {
+		f |= CT_F_LFIN;
+		st = (f & CT_F_RFIN) ? CT_TIME_WAIT : CT_FIN_WAIT;
+	} else if (st == CT_CLOSE || st == CT_LEGACY) {
+		/* this host still talks: a (spoofed) RST did not close it */
+		st = CT_ESTABLISHED;
+	}
+	v->flags = (f & ~CT_STATE_MASK) | st;
+	v->last_seen_ns = now;
+}
+
+/* Our SYN+ACK for a SYN that a port rule let in: remember its ISN. */
+static __always_inline int ct_synack(struct ct_key *k, u32 isn, u64 now)
+{
+	struct ct_val *e = ct_syn.lookup(k);
+
+	if (!e)
+		return 0;
+	e->flags = CT_SYN_RECV | CT_F_INBOUND | CT_F_SYNACK | ((u64)isn << 32);
+	e->last_seen_ns = now;
+	return 1;
+}
+
+/* Records the reply tuple of outbound TCP/UDP/ICMP echo so that
+ * stage_conntrack recognises the answers, and follows the TCP state.
+ * Entries are created only by valid packets: a SYN (SYN_SENT), a plain ACK of
+ * a socket of this host (picked up ESTABLISHED), UDP, an echo request.
+ * Never changes the packet's fate. */
 int tc_egress(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
@@ -512,12 +888,16 @@ int tc_egress(struct __sk_buff *skb)
 	struct ct_val *old, v = {};
 	struct ct_key k;
 	struct pkt p;
+	u8 fl;
 
 	if (!cfg(CFG_CT_ENABLED))
 		return TC_ACT_OK;
 	__builtin_memset(&p, 0, sizeof(p));
-	if (parse(data, end, &p) != NEXT || !p.has_ports)
+	if (parse(data, end, &p) != NEXT || !(p.has_ports || p.echo == 1))
 		return TC_ACT_OK;
+	fl = p.tcp_flags & (TH_FIN | TH_SYN | TH_RST | TH_ACK | TH_URG);
+	if (p.t.proto == IPPROTO_TCP && !tcp_flags_valid(fl))
+		return TC_ACT_OK; /* garbage neither creates nor moves an entry */
 
 	__builtin_memset(&k, 0, sizeof(k));
 	__builtin_memcpy(k.saddr, p.t.daddr, 16);
@@ -529,12 +909,31 @@ int tc_egress(struct __sk_buff *skb)
 	v.last_seen_ns = bpf_ktime_get_ns();
 
 	old = ct.lookup(&k);
-	if (old)
-		old->last_seen_ns = v.last_seen_ns;
-	/* Blocking a peer purges its flows; a retransmission to it must not
-	 * re-open the fast path that the blacklist stage sits behind. */
-	else if (!blacklisted(k.family, k.saddr, v.last_seen_ns))
+	if (old) {
+		if (p.t.proto == IPPROTO_TCP)
+			ct_egress_tcp(old, fl, v.last_seen_ns);
+		else
+			old->last_seen_ns = v.last_seen_ns;
+	} else {
+		if (p.t.proto == IPPROTO_TCP) {
+			if ((fl & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK)) {
+				if (!ct_synack(&k, p.seq, v.last_seen_ns))
+					return TC_ACT_OK;
+				goto tracked;
+			}
+			if (fl & (TH_FIN | TH_RST))
+				return TC_ACT_OK;
+			v.flags = (fl & TH_SYN) ? CT_SYN_SENT : CT_ESTABLISHED;
+		} else {
+			v.flags = p.t.proto == IPPROTO_UDP ? CT_UDP : CT_ICMP_ECHO;
+		}
+		/* Blocking a peer purges its flows; a retransmission to it must not
+		 * re-open the fast path that the blacklist stage sits behind. */
+		if (blacklisted(k.family, k.saddr, &v.last_seen_ns))
+			return TC_ACT_OK;
 		ct.update(&k, &v);
+	}
+tracked:
 	count(R_EGRESS_TRACKED, skb->len);
 	return TC_ACT_OK;
 }

@@ -31,6 +31,11 @@ TC_PRIO = 0x4E58
 
 RULE_KINDS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}
 
+# seconds per conntrack state (tcp_established is conntrack_timeout)
+CT_TIMEOUT_DEFAULTS = {"tcp_syn": 60, "tcp_fin": 30, "udp": 30, "udp_stream": 180, "icmp": 30}
+# protocol sanity switches: on where no legitimate packet can trip them
+SANITY_DEFAULTS = {"bogon": False, "fragments": False, "tcp_flags": True, "land": True}
+
 PROGRAM_DEFAULTS = {
     "interfaces": [],
     "xdp_mode": "auto",
@@ -39,6 +44,10 @@ PROGRAM_DEFAULTS = {
     "conntrack_timeout": 300,
     "icmp_rate": 0,
     "icmp_burst": 0,
+    # seconds per conntrack state; tcp_established defaults to conntrack_timeout (the two are one setting)
+    "conntrack_timeouts": dict(CT_TIMEOUT_DEFAULTS),
+    # protocol sanity switches (docs/internals.md, "Protocol sanity")
+    "sanity": dict(SANITY_DEFAULTS),
     "capacity": dict((name, spec[1]) for name, spec in layout.CAPACITIES.items()),
 }
 XDP_MODES = ("auto", "native", "generic")
@@ -49,10 +58,21 @@ def normalize_program(settings):
     """Program settings with defaults filled in and every value checked."""
     merged = dict(PROGRAM_DEFAULTS)
     merged["capacity"] = dict(PROGRAM_DEFAULTS["capacity"])
+    merged["conntrack_timeouts"] = {}
+    merged["sanity"] = {}
     for key, value in (settings or {}).items():
         if value is None:
             continue
-        if key == "capacity":
+        if key in ("conntrack_timeouts", "sanity"):
+            if not isinstance(value, dict):
+                raise NetxfwError("%s must be a mapping, not %r" % (key, value))
+            known = layout.CT_TIMEOUT_INDEX if key == "conntrack_timeouts" else layout.SANITY_BITS
+            for name, item in value.items():
+                if name not in known:
+                    raise NetxfwError("unknown %s key '%s' (known: %s)" % (key, name, ", ".join(sorted(known))))
+                if item is not None:
+                    merged[key][name] = item
+        elif key == "capacity":
             for cap, size in value.items():
                 if size is None:
                     continue
@@ -69,6 +89,22 @@ def normalize_program(settings):
         raise NetxfwError("xdp_mode must be one of %s, not '%s'" % (", ".join(XDP_MODES), merged["xdp_mode"]))
     merged["conntrack"] = bool(merged["conntrack"])
     merged["conntrack_timeout"] = _int_in_range("conntrack_timeout", merged["conntrack_timeout"], 1, 86400 * 7)
+    # conntrack_timeouts.tcp_established is another name for conntrack_timeout: the normalized settings
+    # keep it in conntrack_timeout only, so that changing either one later is never shadowed.
+    timeouts = dict(CT_TIMEOUT_DEFAULTS)
+    for name, item in merged["conntrack_timeouts"].items():
+        seconds = _int_in_range("conntrack_timeouts.%s" % name, item, 1, 86400 * 7)
+        if name == "tcp_established":
+            merged["conntrack_timeout"] = seconds
+        else:
+            timeouts[name] = seconds
+    merged["conntrack_timeouts"] = timeouts
+    sanity = dict(SANITY_DEFAULTS)
+    for name, item in merged["sanity"].items():
+        if not isinstance(item, bool):
+            raise NetxfwError("sanity.%s must be true or false, not %r" % (name, item))
+        sanity[name] = item
+    merged["sanity"] = sanity
     merged["icmp_rate"] = _int_in_range("icmp_rate", merged["icmp_rate"], 0, 10 ** 9)
     merged["icmp_burst"] = _int_in_range("icmp_burst", merged["icmp_burst"], 0, 10 ** 9)
     if merged["icmp_rate"] and not merged["icmp_burst"]:
@@ -96,13 +132,20 @@ def program_identity(capacities):
 
 def runtime_config(settings):
     """config map index -> value for the runtime settings."""
-    return {
+    out = {
         layout.CFG_POLICY: layout.POLICY_CODES[settings["policy"]],
         layout.CFG_ICMP_RATE: settings["icmp_rate"],
         layout.CFG_ICMP_BURST: settings["icmp_burst"],
         layout.CFG_CT_ENABLED: int(settings["conntrack"]),
         layout.CFG_CT_TIMEOUT_NS: settings["conntrack_timeout"] * 10 ** 9,
     }
+    timeouts = settings.get("conntrack_timeouts") or {}
+    for name, index in layout.CT_TIMEOUT_INDEX.items():
+        if name != "tcp_established":
+            out[index] = timeouts.get(name, CT_TIMEOUT_DEFAULTS[name]) * 10 ** 9
+    sanity = dict(SANITY_DEFAULTS, **(settings.get("sanity") or {}))
+    out[layout.CFG_SANITY] = sum(bit for name, bit in layout.SANITY_BITS.items() if sanity[name])
+    return out
 
 
 def wall_to_monotonic_ns(expires, now_wall=None, now_mono_ns=None):
@@ -556,6 +599,20 @@ class Firewall:
         if kind == "blacklist" and added:
             purge_conntrack(maps["ct"], [rules.parse_cidr(e["cidr"]) for e in added])
 
+    # ---------------------------------------------------------------- conntrack
+    def gc_conntrack(self):
+        """Delete expired ct and ct_syn entries (each state has its own timeout, read from the config map).
+
+        The LRU evicts on its own when full; this keeps usage honest and frees room before that. An entry
+        refreshed by the data plane between the scan and the delete survives (its value is checked again)."""
+        maps = self.open_maps()
+        if maps is None:
+            return {"loaded": False, "removed": 0}
+        try:
+            return dict(loaded=True, **gc_flows(maps))
+        finally:
+            self.close_maps(maps)
+
     # ---------------------------------------------------------------- info
     def info(self):
         config = self.store.read_config()
@@ -576,6 +633,7 @@ class Firewall:
                 (name, {"entries": len(m.keys()), "capacity": m.max_entries})
                 for name, m in maps.items() if name not in ("config", "counters", "meta", "icmp_bucket")
             )
+            out["conntrack"] = conntrack_summary(maps)
             names = sorted(set((config or {}).get("interfaces", [])) | set(self._attached_interfaces()))
             out["interfaces"] = self.attachments(names)
             return out
@@ -585,6 +643,46 @@ class Firewall:
 
 def _capacity_name(kind):
     return {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}[kind]
+
+
+def _ct_timeouts(maps):
+    return layout.ct_timeouts_ns(lambda index: layout.decode_u64(maps["config"].lookup(layout.encode_u32(index))))
+
+
+def conntrack_summary(maps):
+    """Table size and usage, live entries by state (ct plus the embryonic ct_syn)."""
+    timeouts, now = _ct_timeouts(maps), time.monotonic_ns()
+    by_state, expired, total = {}, 0, 0
+    for name in ("ct", "ct_syn"):
+        for _key, value in maps[name].items():
+            total += 1
+            if not layout.ct_live(value, timeouts, now):
+                expired += 1
+                continue
+            state = layout.ct_state(layout.decode_ct_value(value)[1])
+            by_state[state] = by_state.get(state, 0) + 1
+    capacity = maps["ct"].max_entries + maps["ct_syn"].max_entries
+    return {"entries": total, "live": total - expired, "expired": expired, "capacity": capacity,
+            "usage": round(total / capacity, 6), "by_state": by_state}
+
+
+def gc_flows(maps):
+    """Delete expired conntrack entries; {"removed", "remaining"}."""
+    timeouts, now = _ct_timeouts(maps), time.monotonic_ns()
+    removed = remaining = 0
+    for name in ("ct", "ct_syn"):
+        doomed = []
+        for key, value in maps[name].items():
+            if layout.ct_live(value, timeouts, now):
+                remaining += 1
+            else:
+                doomed.append((key, value))
+        # check again right before deleting: the data plane may have refreshed it meanwhile
+        gone = [k for k, v in doomed if maps[name].lookup(k) == v]
+        maps[name].delete_many(gone)
+        removed += len(gone)
+        remaining += len(doomed) - len(gone)
+    return {"removed": removed, "remaining": remaining}
 
 
 def purge_conntrack(ct_map, networks):

@@ -32,13 +32,56 @@ REASONS = (
     "pass_non_ip",
     "drop_malformed",
     "egress_tracked",
+    "pass_related",
+    "drop_bogon",
+    "drop_fragment",
+    "drop_tcp_flags",
+    "drop_land",
 )
+COUNTER_SLOTS = 32  # size of the counters array: reasons are appended, never renumbered
 
 CFG_POLICY = 0
 CFG_ICMP_RATE = 1
 CFG_ICMP_BURST = 2
 CFG_CT_ENABLED = 3
-CFG_CT_TIMEOUT_NS = 4
+CFG_CT_TIMEOUT_NS = 4  # TCP established (and state-less entries of older programs)
+CFG_CT_TCP_SYN_NS = 5
+CFG_CT_TCP_FIN_NS = 6
+CFG_CT_UDP_NS = 7
+CFG_CT_UDP_STREAM_NS = 8
+CFG_CT_ICMP_NS = 9
+CFG_SANITY = 10
+# conntrack_timeouts setting -> config index (seconds in the settings, ns in the map)
+CT_TIMEOUT_INDEX = {
+    "tcp_syn": CFG_CT_TCP_SYN_NS,
+    "tcp_established": CFG_CT_TIMEOUT_NS,
+    "tcp_fin": CFG_CT_TCP_FIN_NS,
+    "udp": CFG_CT_UDP_NS,
+    "udp_stream": CFG_CT_UDP_STREAM_NS,
+    "icmp": CFG_CT_ICMP_NS,
+}
+# sanity setting -> bit of CFG_SANITY
+SANITY_BITS = {"bogon": 1, "fragments": 2, "tcp_flags": 4, "land": 8}
+
+# ct_val.flags: bits 0-7 the state (docs/internals.md, "Conntrack")
+CT_STATES = {
+    0: "established",  # written by a program without states: treated as established
+    1: "syn_sent",
+    2: "syn_recv",
+    3: "established",
+    4: "fin_wait",
+    5: "time_wait",
+    6: "close",
+    7: "udp",
+    8: "udp_stream",
+    9: "icmp_echo",
+}
+CT_STATE_TIMEOUT = {
+    0: CFG_CT_TIMEOUT_NS, 1: CFG_CT_TCP_SYN_NS, 2: CFG_CT_TCP_SYN_NS, 3: CFG_CT_TIMEOUT_NS,
+    4: CFG_CT_TCP_FIN_NS, 5: CFG_CT_TCP_FIN_NS, 6: CFG_CT_TCP_FIN_NS, 7: CFG_CT_UDP_NS,
+    8: CFG_CT_UDP_STREAM_NS, 9: CFG_CT_ICMP_NS,
+}
+CT_F_INBOUND = 1 << 8
 # Read by the engine only: the rules.json generation the maps hold (0 while a write is under way).
 CFG_RULES_GENERATION = 15
 
@@ -58,7 +101,7 @@ LIST_PREFIX = {"whitelist": "wl", "blacklist": "bl"}
 # name -> (type, key_size, value_size, capacity name or fixed size)
 MAPS = {
     "config": (BPF_MAP_TYPE_ARRAY, 4, 8, 16),
-    "counters": (BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16, 16),
+    "counters": (BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16, COUNTER_SLOTS),
     "meta": (BPF_MAP_TYPE_ARRAY, 4, 40, 1),
     "wl4_host": (BPF_MAP_TYPE_HASH, 4, 8, "whitelist"),
     "wl6_host": (BPF_MAP_TYPE_HASH, 16, 8, "whitelist"),
@@ -71,6 +114,7 @@ MAPS = {
     "rules4": (BPF_MAP_TYPE_LPM_TRIE, 12, 4, "port_rules"),
     "rules6": (BPF_MAP_TYPE_LPM_TRIE, 24, 4, "port_rules"),
     "ct": (BPF_MAP_TYPE_LRU_HASH, 40, 16, "conntrack"),
+    "ct_syn": (BPF_MAP_TYPE_LRU_HASH, 40, 16, 65536),  # NETXFW_CT_SYN_SIZE: embryonic inbound TCP
     "icmp_bucket": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
 }
 
@@ -145,3 +189,28 @@ def decode_ct_key(raw):
         "sport": int.from_bytes(struct.pack("=H", sport), "big"),
         "dport": int.from_bytes(struct.pack("=H", dport), "big"),
     }
+
+
+def decode_ct_value(raw):
+    """ct value -> (last_seen_ns, flags)."""
+    return struct.unpack("=QQ", raw[:16])
+
+
+def ct_state(flags):
+    return CT_STATES.get(flags & 0xFF, "unknown")
+
+
+def ct_timeouts_ns(config_lookup):
+    """{state code: timeout ns} from a function config index -> u64."""
+    cache = {}
+    for state, index in CT_STATE_TIMEOUT.items():
+        if index not in cache:
+            cache[index] = config_lookup(index)
+    return dict((state, cache[index]) for state, index in CT_STATE_TIMEOUT.items())
+
+
+def ct_live(value, timeouts, now_ns):
+    """A ct/ct_syn value is live: now - last_seen < its state's timeout (docs/internals.md)."""
+    last_seen, flags = decode_ct_value(value)
+    timeout = timeouts.get(flags & 0xFF, timeouts[0])
+    return now_ns - last_seen < timeout

@@ -18,7 +18,7 @@ from . import bpfsys, layout, rules
 from .errors import NetxfwError
 
 RULE_LISTS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}
-PROTO_NAMES = {6: "tcp", 17: "udp"}
+PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 
 
 def rule_record(kind, entry):
@@ -156,13 +156,18 @@ def runtime_settings(maps):
         "icmp_burst": cfg(layout.CFG_ICMP_BURST),
         "conntrack": bool(cfg(layout.CFG_CT_ENABLED)),
         "conntrack_timeout": cfg(layout.CFG_CT_TIMEOUT_NS) // 10 ** 9,
+        "conntrack_timeouts": dict((name, cfg(index) // 10 ** 9) for name, index in layout.CT_TIMEOUT_INDEX.items()
+                                   if name != "tcp_established"),
+        "sanity": dict((name, bool(cfg(layout.CFG_SANITY) & bit)) for name, bit in layout.SANITY_BITS.items()),
     }
 
 
-def _flow_record(key, value, now_ns, timeout_ns):
+def _flow_record(key, value, now_ns, timeouts):
+    """timeouts: {state code: ns} (layout.ct_timeouts_ns)."""
     flow = layout.decode_ct_key(key)
-    last_seen = layout.decode_u64(value)
+    last_seen, flags = layout.decode_ct_value(value)
     age_ns = max(0, now_ns - last_seen)
+    timeout_ns = timeouts.get(flags & 0xFF, timeouts[0])
     make = ipaddress.IPv4Address if flow["family"] == 4 else ipaddress.IPv6Address
     return {
         "family": flow["family"],
@@ -174,6 +179,9 @@ def _flow_record(key, value, now_ns, timeout_ns):
         "local_port": flow["dport"],
         "age": round(age_ns / 1e9, 3),
         "live": age_ns < timeout_ns,
+        "state": layout.ct_state(flags),
+        "inbound": bool(flags & layout.CT_F_INBOUND),
+        "expires_in": round(max(0, timeout_ns - age_ns) / 1e9, 3),
     }
 
 
@@ -185,13 +193,15 @@ def conntrack(firewall, search=None, offset=0, limit=None, live_only=False):
         out.update(loaded=False, capacity=0)
         return out
     try:
-        timeout_ns = layout.decode_u64(maps["config"].lookup(layout.encode_u32(layout.CFG_CT_TIMEOUT_NS)))
+        timeouts = layout.ct_timeouts_ns(
+            lambda index: layout.decode_u64(maps["config"].lookup(layout.encode_u32(index))))
         capacity = maps["ct"].max_entries
-        items = maps["ct"].items()
+        # embryonic inbound flows (syn_recv) wait in ct_syn until the handshake completes
+        items = maps["ct"].items() + maps["ct_syn"].items()
     finally:
         firewall.close_maps(maps)
     now_ns = time.monotonic_ns()
-    flows = [_flow_record(k, v, now_ns, timeout_ns) for k, v in items]
+    flows = [_flow_record(k, v, now_ns, timeouts) for k, v in items]
     if live_only:
         flows = [f for f in flows if f["live"]]
     if search is not None and str(search).strip():

@@ -183,10 +183,12 @@ def _live_filter(name, old_maps, now_ns):
     """A predicate value -> live? for maps whose entries expire; None when every entry is live."""
     if name in EXPIRING_MAPS:
         return lambda value: not (0 < layout.decode_u64(value) <= now_ns)
-    if name == "ct":
-        timeout = _config_value(old_maps, layout.CFG_CT_TIMEOUT_NS)
-        if timeout:
-            return lambda value: layout.decode_u64(value) + timeout > now_ns
+    if name in ("ct", "ct_syn"):
+        # each conntrack state has its own timeout (layout.CT_STATE_TIMEOUT); an old program without
+        # states wrote flags 0, which reads as established with CFG_CT_TIMEOUT_NS
+        timeouts = layout.ct_timeouts_ns(lambda index: _config_value(old_maps, index))
+        if timeouts[0]:
+            return lambda value: layout.ct_live(value, timeouts, now_ns)
     return None
 
 

@@ -72,6 +72,60 @@ options:
       - Seconds a tracked flow stays valid after its last outbound packet.
     type: int
     default: 300
+  conntrack_timeouts:
+    description:
+      - Seconds a tracked flow stays valid after its last packet, per state. They apply from the next
+        packet, without a reload. Options left out keep their defaults.
+    type: dict
+    suboptions:
+      tcp_syn:
+        description: Handshake in progress (SYN_SENT, SYN_RECV).
+        type: int
+        default: 60
+      tcp_established:
+        description: Established TCP; another name for O(conntrack_timeout), which applies when this is unset.
+        type: int
+      tcp_fin:
+        description: Closing TCP (FIN_WAIT, TIME_WAIT, and CLOSE after a reset).
+        type: int
+        default: 30
+      udp:
+        description: UDP flows that have seen packets in one direction only.
+        type: int
+        default: 30
+      udp_stream:
+        description: UDP flows that have seen packets in both directions.
+        type: int
+        default: 180
+      icmp:
+        description: ICMP and ICMPv6 echo (an outbound echo request lets its reply in).
+        type: int
+        default: 30
+  sanity:
+    description:
+      - Protocol sanity switches; each drops with its own counter reason. ARP, neighbour discovery and
+        DHCP are never affected. Options left out keep their defaults.
+    type: dict
+    suboptions:
+      bogon:
+        description:
+          - Drop sources that can never be real on the wire (IPv4 0/8 except a DHCP client's 0.0.0.0:68 to port
+            67, 127/8, 224/4, 240/4; IPv6 ::1, ff00::/8, ::ffff:0:0/96). Private ranges are not bogons here.
+        type: bool
+        default: false
+      fragments:
+        description: Drop every IP fragment (IPv4 with MF or an offset, IPv6 with a fragment header).
+        type: bool
+        default: false
+      tcp_flags:
+        description: Drop TCP flag combinations no stack sends (null, SYN+FIN, SYN+RST, FIN+RST, FIN without ACK,
+          Xmas, ...), the valid set being netfilter's.
+        type: bool
+        default: true
+      land:
+        description: Drop packets whose source address is the destination address (land attack).
+        type: bool
+        default: true
   icmp_rate:
     description:
       - Inbound ICMP and ICMPv6 packets allowed per second (token bucket).
@@ -201,7 +255,8 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.module_support imp
     run_engine,
 )
 
-SETTINGS = ("interfaces", "xdp_mode", "policy", "conntrack", "conntrack_timeout", "icmp_rate", "icmp_burst", "capacity")
+SETTINGS = ("interfaces", "xdp_mode", "policy", "conntrack", "conntrack_timeout", "conntrack_timeouts", "sanity",
+            "icmp_rate", "icmp_burst", "capacity")
 
 
 def argument_spec():
@@ -212,6 +267,26 @@ def argument_spec():
         policy=dict(type="str", choices=["allow", "deny"], default="allow"),
         conntrack=dict(type="bool", default=True),
         conntrack_timeout=dict(type="int", default=300),
+        conntrack_timeouts=dict(
+            type="dict",
+            options=dict(
+                tcp_syn=dict(type="int", default=60),
+                tcp_established=dict(type="int"),
+                tcp_fin=dict(type="int", default=30),
+                udp=dict(type="int", default=30),
+                udp_stream=dict(type="int", default=180),
+                icmp=dict(type="int", default=30),
+            ),
+        ),
+        sanity=dict(
+            type="dict",
+            options=dict(
+                bogon=dict(type="bool", default=False),
+                fragments=dict(type="bool", default=False),
+                tcp_flags=dict(type="bool", default=True),
+                land=dict(type="bool", default=True),
+            ),
+        ),
         icmp_rate=dict(type="int", default=0),
         icmp_burst=dict(type="int", default=0),
         capacity=dict(

@@ -21,7 +21,7 @@ import traceback
 
 sys.path.insert(0, sys.argv[1])
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout  # noqa: E402
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, queries  # noqa: E402
 
 RULE_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host",
              "bl4_lpm", "bl6_lpm", "rules4", "rules6")
@@ -81,6 +81,8 @@ def main():
         "conntrack": lambda: conntrack(fw),
         "reboot": lambda: reboot(fw),
         "xdp_state": lambda ifname: xdp_state(fw, ifname),
+        "gc_conntrack": fw.gc_conntrack,
+        "flows": lambda: queries.conntrack(fw)["items"],  # with state, inbound, live, expires_in
     }
     for line in sys.stdin:
         request = json.loads(line)

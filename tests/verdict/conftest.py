@@ -38,13 +38,16 @@ XDP_DROP, XDP_PASS = 1, 2
 REASONS = (
     "pass_conntrack", "pass_whitelist", "drop_blacklist", "pass_rule", "drop_rule",
     "pass_icmp", "drop_icmp_rate", "pass_policy", "drop_policy", "pass_neighbor",
-    "pass_non_ip", "drop_malformed", "egress_tracked",
+    "pass_non_ip", "drop_malformed", "egress_tracked", "pass_related", "drop_bogon",
+    "drop_fragment", "drop_tcp_flags", "drop_land",
 )
 # docs/internals.md, "config indices"
-CFG = {"policy": 0, "icmp_rate": 1, "icmp_burst": 2, "ct_enabled": 3, "ct_timeout_ns": 4}
+CFG = {"policy": 0, "icmp_rate": 1, "icmp_burst": 2, "ct_enabled": 3, "ct_timeout_ns": 4,
+       "ct_syn_ns": 5, "ct_fin_ns": 6, "ct_udp_ns": 7, "ct_udp_stream_ns": 8, "ct_icmp_ns": 9,
+       "sanity": 10}
 
 SET_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host",
-            "bl4_lpm", "bl6_lpm", "rules4", "rules6", "ct")
+            "bl4_lpm", "bl6_lpm", "rules4", "rules6", "ct", "ct_syn")
 
 
 def packed(addr):
@@ -107,9 +110,12 @@ class Dataplane:
     def ct_entries(self):
         return {bytes(k): (v.last_seen_ns, v.flags) for k, v in self.t("ct").items()}
 
-    def ct_put(self, key, last_seen_ns):
-        table = self.t("ct")
-        table[table.Key.from_buffer_copy(key)] = table.Leaf(last_seen_ns, 0)
+    def ct_put(self, key, last_seen_ns, flags=0, name="ct"):
+        table = self.t(name)
+        table[table.Key.from_buffer_copy(key)] = table.Leaf(last_seen_ns, flags)
+
+    def ct_syn_entries(self):
+        return {bytes(k): (v.last_seen_ns, v.flags) for k, v in self.t("ct_syn").items()}
 
     def bucket(self):
         return self.t("icmp_bucket")[0]

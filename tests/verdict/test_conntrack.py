@@ -17,6 +17,9 @@ fams = pytest.mark.parametrize("fam", FAMILIES)
 protos = pytest.mark.parametrize("proto", ["tcp", "udp"])
 
 TIMEOUT = 60 * 10**9
+# every per-state timeout (docs/internals.md, config indices 4-9)
+CT_ALL = dict(ct_timeout_ns=TIMEOUT, ct_syn_ns=TIMEOUT, ct_fin_ns=TIMEOUT, ct_udp_ns=TIMEOUT,
+              ct_udp_stream_ns=TIMEOUT, ct_icmp_ns=TIMEOUT)
 LOCAL_PORT, REMOTE_PORT = 40000, 443
 
 
@@ -48,7 +51,7 @@ def egress(fw, pkt):
 @fams
 @protos
 def test_egress_records_reply_tuple(fw, fam, proto):
-    fw.config(ct_enabled=1, ct_timeout_ns=TIMEOUT)
+    fw.config(ct_enabled=1, **CT_ALL)
     before = now_ns()
     delta, length = egress(fw, outbound(fam, proto))
     assert delta == {"egress_tracked": (1, length)}
@@ -56,13 +59,13 @@ def test_egress_records_reply_tuple(fw, fam, proto):
     assert list(entries) == [reply_key(fam, proto)]
     last_seen, flags = entries[reply_key(fam, proto)]
     assert before <= last_seen <= now_ns()
-    assert flags == 0
+    assert flags == (1 if proto == "tcp" else 7)  # SYN_SENT, UDP (one direction)
 
 
 @fams
 @protos
 def test_reply_passes_via_conntrack_under_deny(fw, fam, proto):
-    fw.config(policy=1, ct_enabled=1, ct_timeout_ns=TIMEOUT)
+    fw.config(policy=1, ct_enabled=1, **CT_ALL)
     fw.expect(reply(fam, proto), "drop_policy")
     egress(fw, outbound(fam, proto))
     fw.expect(reply(fam, proto), "pass_conntrack")
@@ -78,14 +81,14 @@ def test_reply_passes_via_conntrack_under_deny(fw, fam, proto):
 @fams
 @pytest.mark.parametrize("vlans", [(10,), (100, 10)], ids=["1tag", "2tags"])
 def test_conntrack_through_vlan_tags(fw, fam, vlans):
-    fw.config(policy=1, ct_enabled=1, ct_timeout_ns=TIMEOUT)
+    fw.config(policy=1, ct_enabled=1, **CT_ALL)
     egress(fw, outbound(fam, "tcp", vlans=vlans))
     fw.expect(reply(fam, "tcp", vlans=vlans), "pass_conntrack")
 
 
 @fams
 def test_egress_refreshes_last_seen(fw, fam):
-    fw.config(ct_enabled=1, ct_timeout_ns=TIMEOUT)
+    fw.config(ct_enabled=1, **CT_ALL)
     fw.ct_put(reply_key(fam, "tcp"), 12345)
     egress(fw, outbound(fam, "tcp"))
     entries = fw.ct_entries()
@@ -95,7 +98,7 @@ def test_egress_refreshes_last_seen(fw, fam):
 
 @fams
 def test_conntrack_entry_expires(fw, fam):
-    fw.config(policy=1, ct_enabled=1, ct_timeout_ns=TIMEOUT)
+    fw.config(policy=1, ct_enabled=1, **CT_ALL)
     fw.ct_put(reply_key(fam, "tcp"), now_ns() - TIMEOUT - 10**9)
     fw.expect(reply(fam, "tcp"), "drop_policy")
     fw.ct_put(reply_key(fam, "tcp"), now_ns() - TIMEOUT + 10 * 10**9)
@@ -103,19 +106,20 @@ def test_conntrack_entry_expires(fw, fam):
 
 
 def test_conntrack_timeout_is_read_per_packet(fw):
-    fw.config(policy=1, ct_enabled=1, ct_timeout_ns=TIMEOUT)
-    egress(fw, outbound(4, "udp"))
+    """An entry without a state (flags 0, written by a layout-1 program) uses CFG_CT_TIMEOUT_NS."""
+    fw.config(policy=1, ct_enabled=1, **CT_ALL)
+    fw.ct_put(reply_key(4, "udp"), now_ns())
     fw.expect(reply(4, "udp"), "pass_conntrack")
     fw.config(ct_timeout_ns=1000)  # 1 us
     time.sleep(0.002)
     fw.expect(reply(4, "udp"), "drop_policy")
-    fw.config(ct_timeout_ns=TIMEOUT)
+    fw.config(**CT_ALL)
     fw.expect(reply(4, "udp"), "pass_conntrack")
 
 
 @fams
 def test_conntrack_disabled(fw, fam):
-    fw.config(policy=1, ct_enabled=0, ct_timeout_ns=TIMEOUT)
+    fw.config(policy=1, ct_enabled=0, **CT_ALL)
     delta, _ = egress(fw, outbound(fam, "tcp"))
     assert delta == {}
     assert fw.ct_entries() == {}
@@ -129,7 +133,7 @@ def test_conntrack_disabled(fw, fam):
 @fams
 def test_conntrack_comes_before_blacklist(fw, fam):
     """Stage 3 precedes stage 5: blocking a peer relies on the engine purging its flows."""
-    fw.config(ct_enabled=1, ct_timeout_ns=TIMEOUT)
+    fw.config(ct_enabled=1, **CT_ALL)
     egress(fw, outbound(fam, "tcp"))
     fw.blacklist(host(fam))
     fw.expect(reply(fam, "tcp"), "pass_conntrack")
@@ -140,9 +144,8 @@ def test_conntrack_comes_before_blacklist(fw, fam):
 
 @fams
 def test_egress_ignores_what_has_no_ports(fw, fam):
-    fw.config(ct_enabled=1, ct_timeout_ns=TIMEOUT)
+    fw.config(ct_enabled=1, **CT_ALL)
     pkts = [
-        ping(fam, src=ADDR[fam]["local"]),
         eth() / ARP(),
         eth() / ip(fam, src=ADDR[fam]["local"], dst=ADDR[fam]["src"], proto=47)
         if fam == 4 else eth() / ip(fam, src=ADDR[fam]["local"], dst=ADDR[fam]["src"], nh=47),
@@ -164,7 +167,7 @@ def test_egress_returns_ok_with_conntrack_off(fw):
 
 def test_conntrack_fills_lru_without_failing(fw):
     """ct is an LRU: more flows than NETXFW_CT_SIZE (64 here) evict old ones."""
-    fw.config(ct_enabled=1, ct_timeout_ns=TIMEOUT)
+    fw.config(ct_enabled=1, **CT_ALL)
     for port in range(30000, 30200):
         egress(fw, tcp(4, sport=port, dport=443, src=ADDR[4]["local"], dst=ADDR[4]["src"]))
     assert 0 < len(fw.ct_entries()) <= 64 + 8
@@ -174,7 +177,7 @@ def test_conntrack_fills_lru_without_failing(fw):
 @protos
 def test_egress_to_a_blacklisted_peer_opens_no_flow(fw, fam, proto):
     """After a block purges a flow, the host's retransmissions must not re-open the fast path."""
-    fw.config(policy=1, ct_enabled=1, ct_timeout_ns=TIMEOUT)
+    fw.config(policy=1, ct_enabled=1, **CT_ALL)
     fw.blacklist(host(fam, "src"))
     egress(fw, outbound(fam, proto))
     assert fw.ct_entries() == {}
