@@ -318,7 +318,7 @@ class Firewall:
         wanted = normalize_program(settings)
         for name in wanted["interfaces"]:
             ifindex(name)
-        with self.store.lock():
+        with self.store.lock(create=not check_mode):
             recovered = hot_reload.recover_pending(self, check_mode)  # a reload killed half-way
             previous = self.store.read_config() or None
             maps = self.open_maps(wanted["capacity"])
@@ -470,7 +470,7 @@ class Firewall:
 
     def remove_program(self, check_mode=False):
         require_root()
-        with self.store.lock():
+        with self.store.lock(create=not check_mode):
             if not check_mode:
                 hot_reload.recover_pending(self)  # a reload killed half-way: its staged programs may run somewhere
             pins = [n for n in list(layout.MAPS) + list(layout.PROGRAMS) if os.path.exists(self._pin(n))]
@@ -545,7 +545,7 @@ class Firewall:
             raise NetxfwError("state must be present or absent, not '%s'" % state)
         wanted = rules.normalize(kind, entries, ttl=ttl)
         require_root()
-        with self.store.lock():
+        with self.store.lock(create=not check_mode):
             if not check_mode:
                 hot_reload.recover_pending(self)  # rules go into the maps the pins will name after a killed reload
             data = self.store.read_rules()

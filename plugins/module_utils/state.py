@@ -33,8 +33,15 @@ class StateStore:
         return os.path.join(self.state_dir, name)
 
     @contextlib.contextmanager
-    def lock(self, timeout=60):
-        """Hold the exclusive run lock; NetxfwError if another run keeps it for `timeout` seconds."""
+    def lock(self, timeout=60, create=True):
+        """Hold the exclusive run lock; NetxfwError if another run keeps it for `timeout` seconds.
+
+        create=False (check mode) never creates state_dir or the lock file: without a
+        state_dir there is no state to read consistently, so there is nothing to lock.
+        """
+        if not create and not os.path.exists(self.path(self.LOCK_FILE)):
+            yield
+            return
         self._make_dir()
         lock_path = self.path(self.LOCK_FILE)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

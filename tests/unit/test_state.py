@@ -240,3 +240,10 @@ def test_lock_released_when_body_raises(store):
             raise ValueError("boom")
     with store.lock(timeout=0):
         pass
+
+
+def test_check_mode_lock_creates_nothing(tmp_path):
+    store = state.StateStore(str(tmp_path / "absent"))
+    with store.lock(create=False):
+        pass
+    assert not (tmp_path / "absent").exists()
