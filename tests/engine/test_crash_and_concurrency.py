@@ -70,7 +70,7 @@ def test_second_run_waits_for_the_lock(based):
 
 
 def test_lock_timeout_message_and_nothing_changed(based, monkeypatch):
-    monkeypatch.setattr(based.fw.store, "lock", lambda timeout=0.3: StateStore.lock(based.fw.store, timeout))
+    monkeypatch.setattr(based.fw.store, "lock", lambda timeout=0.3, create=True: StateStore.lock(based.fw.store, timeout, create))
     lock = os.open(os.path.join(based.state_dir, ".lock"), os.O_RDWR)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
