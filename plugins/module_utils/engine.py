@@ -161,9 +161,8 @@ def entry_keys(kind, entry):
     """[(map name, key)] an entry occupies."""
     if kind == "port":
         return [(layout.rules_map(family), key) for family, key, _action in rules.rule_keys(entry)]
-    network = rules.parse_cidr(entry if kind == "whitelist" else entry["cidr"])
-    where, key = rules.host_or_lpm(network)
-    return [(layout.list_map(kind, network.version, where), key)]
+    family, where, key = rules.cidr_key(entry if kind == "whitelist" else entry["cidr"])
+    return [(layout.list_map(kind, family, where), key)]
 
 
 def effective_expiry(blacklist):
@@ -561,10 +560,12 @@ class Firewall:
                     "loaded": maps is not None,
                     "diff": {"before": current, "after": new_list},
                 }
+                if not result["changed"]:
+                    return result  # the maps already hold new_list: no need to encode it for the capacity check
                 if maps is not None:
                     new_expected = expected_entries(kind, new_list)
                     self._check_capacity(maps, kind, new_expected)
-                if check_mode or not result["changed"]:
+                if check_mode:
                     return result
                 data[RULE_KINDS[kind]] = new_list
                 data["generation"] = data.get("generation", 0) + 1
@@ -572,7 +573,7 @@ class Firewall:
                     if stale:
                         self._sync_all_rules(maps, data)
                         if kind == "blacklist" and added:
-                            purge_conntrack(maps["ct"], [rules.parse_cidr(e["cidr"]) for e in added])
+                            purge_conntrack(maps["ct"], (rules.parse_cidr(e["cidr"]) for e in added))
                     else:
                         self._mark_generation(maps, None)
                         self._apply_changes(maps, kind, added, removed, new_expected, new_list)
@@ -597,7 +598,7 @@ class Firewall:
         for name, pairs in writes.items():
             maps[name].update_many(pairs.items())
         if kind == "blacklist" and added:
-            purge_conntrack(maps["ct"], [rules.parse_cidr(e["cidr"]) for e in added])
+            purge_conntrack(maps["ct"], (rules.parse_cidr(e["cidr"]) for e in added))
 
     # ---------------------------------------------------------------- conntrack
     def gc_conntrack(self):
@@ -686,12 +687,16 @@ def gc_flows(maps):
 
 
 def purge_conntrack(ct_map, networks):
-    """Delete tracked flows whose remote address lies in any of the networks: a block cuts them at once."""
+    """Delete tracked flows whose remote address lies in any of the networks: a block cuts them at once.
+    `networks` may be a generator: it is not consumed when no flow is tracked."""
+    flows = ct_map.items()
+    if not flows:
+        return 0
     by_len = {}
     for net in networks:
         by_len.setdefault((net.version, net.prefixlen), set()).add(int(net.network_address))
     doomed = []
-    for key, _value in ct_map.items():
+    for key, _value in flows:
         flow = layout.decode_ct_key(key)
         addr = int.from_bytes(flow["saddr"], "big")
         bits = 32 if flow["family"] == 4 else 128
