@@ -142,9 +142,8 @@ def update_settings(fw, changes, check_mode=False):
     """Merge runtime settings into the stored config and apply it: a map update, never a recompile
     (runtime settings are not part of the program's identity)."""
     check_settings(changes)
-    config = dict(stored_config(fw))
-    config.update(changes)
-    return fw.apply_program(config, check_mode=check_mode)
+    stored_config(fw)  # a clear NotDeployed before waiting for the lock
+    return fw.apply_program(changes, check_mode=check_mode, merge=True)
 
 
 def reapply(fw, check_mode=False):

@@ -312,14 +312,21 @@ class Firewall:
         return sorted(n for n, a in self.attachments(names).items() if a["xdp"] or a["tc"])
 
     # ---------------------------------------------------------------- program
-    def apply_program(self, settings, check_mode=False):
+    def apply_program(self, settings, check_mode=False, merge=False):
+        """Make the program match `settings`; merge=True treats them as changes to the stored
+        config, read under the same lock so that concurrent changes are never lost."""
         require_root()
-        wanted = normalize_program(settings)
-        for name in wanted["interfaces"]:
-            ifindex(name)
         with self.store.lock(create=not check_mode):
-            recovered = hot_reload.recover_pending(self, check_mode)  # a reload killed half-way
             previous = self.store.read_config() or None
+            if merge:
+                if previous is None:
+                    raise NetxfwError("the data plane is not deployed (%s has no config.json): deploy it with "
+                                      "netxfw.firewall.netxfw_program first" % self.store.state_dir)
+                settings = dict(previous, **settings)
+            wanted = normalize_program(settings)
+            for name in wanted["interfaces"]:
+                ifindex(name)
+            recovered = hot_reload.recover_pending(self, check_mode)  # a reload killed half-way
             maps = self.open_maps(wanted["capacity"])
             try:
                 identity = program_identity(wanted["capacity"])
