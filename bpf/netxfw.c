@@ -40,6 +40,13 @@
 #ifndef NETXFW_CT_SYN_SIZE
 #define NETXFW_CT_SYN_SIZE 65536
 #endif
+/* rate-limit rules (CIDR -> bucket settings) and per-source buckets */
+#ifndef NETXFW_RL_SIZE
+#define NETXFW_RL_SIZE 4096
+#endif
+#ifndef NETXFW_RL_STATE_SIZE
+#define NETXFW_RL_STATE_SIZE 65536
+#endif
 
 /* config indices */
 #define CFG_POLICY        0
@@ -53,6 +60,15 @@
 #define CFG_CT_UDP_STREAM_NS 8 /* UDP, both directions seen */
 #define CFG_CT_ICMP_NS    9 /* ICMP echo */
 #define CFG_SANITY        10 /* bit mask of SANITY_* */
+#define CFG_RL_GLOBAL_RATE  11 /* global bucket: packets/s reaching the rate-limit stage, 0 = off */
+#define CFG_RL_GLOBAL_BURST 12
+
+/* rl_cfg.flags */
+#define RL_F_SYN_ONLY 1 /* only TCP SYNs (no ACK) of the source are limited */
+/* A blacklist value with this bit is an auto-ban of the rate limiter (runtime state, not in
+ * rules.json); the other bits are expires_ns as usual. */
+#define BL_F_BAN       (1ULL << 63)
+#define BL_EXPIRY_MASK (BL_F_BAN - 1)
 
 #define SANITY_BOGON     1
 #define SANITY_FRAGMENT  2
@@ -111,13 +127,17 @@ enum reason {
 	R_DROP_FRAGMENT,
 	R_DROP_TCP_FLAGS,
 	R_DROP_LAND,
+	R_DROP_RATELIMIT,   /* the source's bucket is empty */
+	R_DROP_RATE_GLOBAL, /* the global bucket is empty */
+	R_AUTO_BAN,         /* event: a source was banned (counted besides its drop) */
 };
 #define NX_REASONS 32 /* size of the counters array */
 #define DROP_REASONS ((1ULL << R_DROP_BLACKLIST) | (1ULL << R_DROP_RULE) | \
 		      (1ULL << R_DROP_ICMP_RATE) | (1ULL << R_DROP_POLICY) | \
 		      (1ULL << R_DROP_MALFORMED) | (1ULL << R_DROP_BOGON) | \
 		      (1ULL << R_DROP_FRAGMENT) | (1ULL << R_DROP_TCP_FLAGS) | \
-		      (1ULL << R_DROP_LAND))
+		      (1ULL << R_DROP_LAND) | (1ULL << R_DROP_RATELIMIT) | \
+		      (1ULL << R_DROP_RATE_GLOBAL))
 #define NEXT (-1) /* stage result: no verdict, go on */
 
 #define RULE_ALLOW 1
@@ -224,6 +244,21 @@ struct bucket {
 	u64 last_ns;
 };
 
+/* rate limit of a source CIDR (rl4_cfg/rl6_cfg value) */
+struct rl_cfg {
+	u64 rate;       /* packets per second */
+	u64 burst;      /* bucket depth, packets */
+	u64 flags;      /* RL_F_* */
+	u64 ban_ttl_ns; /* over the rate: banned this long; 0 = drop only */
+};
+
+/* one source's bucket (rl4_state/rl6_state value) */
+struct rl_state {
+	u64 credit_ns;
+	u64 last_ns;
+	u64 dropped;
+};
+
 BPF_ARRAY(config, u64, 16);
 BPF_PERCPU_ARRAY(counters, struct counter, NX_REASONS);
 BPF_ARRAY(meta, struct meta, 1);
@@ -240,6 +275,11 @@ BPF_F_TABLE("lpm_trie", struct rule6_key, u32, rules6, NETXFW_RULE_SIZE, BPF_F_N
 BPF_TABLE("lru_hash", struct ct_key, struct ct_val, ct, NETXFW_CT_SIZE);
 BPF_TABLE("lru_hash", struct ct_key, struct ct_val, ct_syn, NETXFW_CT_SYN_SIZE);
 BPF_ARRAY(icmp_bucket, struct bucket, 1);
+BPF_F_TABLE("lpm_trie", struct lpm4_key, struct rl_cfg, rl4_cfg, NETXFW_RL_SIZE, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("lpm_trie", struct lpm6_key, struct rl_cfg, rl6_cfg, NETXFW_RL_SIZE, BPF_F_NO_PREALLOC);
+BPF_TABLE("lru_hash", struct addr4, struct rl_state, rl4_state, NETXFW_RL_STATE_SIZE);
+BPF_TABLE("lru_hash", struct addr6, struct rl_state, rl6_state, NETXFW_RL_STATE_SIZE);
+BPF_ARRAY(rl_global, struct bucket, 1);
 
 /* What the parser learns. The tuple is laid out as a ct key so the
  * conntrack lookup can use it directly. */
@@ -710,10 +750,10 @@ static __always_inline int stage_whitelist(struct pkt *p)
 	return NEXT;
 }
 
-/* A blacklist value is its expiry; 0 never expires. */
+/* A blacklist value is its expiry; 0 never expires. Bit 63 marks an auto-ban. */
 static __always_inline int active(u64 *expires_ns, u64 *now)
 {
-	return expires_ns && (*expires_ns == 0 || *expires_ns > clock_ns(now));
+	return expires_ns && (*expires_ns == 0 || (*expires_ns & BL_EXPIRY_MASK) > clock_ns(now));
 }
 
 static __always_inline int blacklisted(u8 family, u8 *addr, u64 *now)
@@ -736,6 +776,123 @@ static __always_inline int blacklisted(u8 family, u8 *addr, u64 *now)
 static __always_inline int stage_blacklist(struct pkt *p, u64 *now)
 {
 	return blacklisted(p->t.family, p->t.saddr, now) ? R_DROP_BLACKLIST : NEXT;
+}
+
+/* Token bucket in nanoseconds of credit (as stage_icmp): 1 = a token was taken. */
+static __always_inline int take_token(u64 *credit_ns, u64 *last_ns, u64 rate, u64 burst, u64 now)
+{
+	u64 cost = NX_NSEC_PER_SEC / rate, cap = burst * cost, credit = *credit_ns;
+	int ok;
+
+	if (now > *last_ns) {
+		credit += now - *last_ns;
+		*last_ns = now;
+	}
+	if (credit > cap)
+		credit = cap;
+	ok = credit >= cost;
+	if (ok)
+		credit -= cost;
+	*credit_ns = credit;
+	return ok;
+}
+
+/* One source's bucket. s == NULL: its first packet, *fresh is the state to insert (a full
+ * bucket less this packet). No lock: two CPUs racing on one source may let a packet more
+ * through, never fewer. 1 = within the rate. */
+static __always_inline int source_within(struct rl_cfg *c, struct rl_state *s, struct rl_state *fresh, u64 now)
+{
+	u64 burst = c->burst ? c->burst : 1;
+
+	if (!s) {
+		fresh->last_ns = now;
+		fresh->credit_ns = (burst - 1) * (NX_NSEC_PER_SEC / c->rate);
+		return 1;
+	}
+	if (take_token(&s->credit_ns, &s->last_ns, c->rate, burst, now))
+		return 1;
+	s->dropped++;
+	return 0;
+}
+
+static __always_inline int tcp_syn_only(struct pkt *p)
+{
+	return p->t.proto == IPPROTO_TCP && p->has_ports && (p->tcp_flags & (TH_SYN | TH_ACK)) == TH_SYN;
+}
+
+/* Rate limiting: the source's CIDR bucket (rl4_cfg/rl6_cfg, longest prefix), state per source
+ * address (LRU), optional auto-ban into bl4_host/bl6_host; then the global bucket. */
+static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes)
+{
+	struct rl_state *s, fresh = {};
+	struct rl_cfg *c;
+	u64 rate, now;
+	int over = 0;
+
+	if (p->t.family == 4) {
+		struct lpm4_key k = {.prefixlen = 32};
+
+		__builtin_memcpy(k.addr, p->t.saddr, 4);
+		c = rl4_cfg.lookup(&k);
+		if (c && c->rate && (!(c->flags & RL_F_SYN_ONLY) || tcp_syn_only(p))) {
+			now = clock_ns(clock);
+			s = rl4_state.lookup((struct addr4 *)k.addr);
+			if (source_within(c, s, &fresh, now)) {
+				if (!s)
+					rl4_state.update((struct addr4 *)k.addr, &fresh);
+			} else {
+				if (c->ban_ttl_ns) {
+					u64 ban = ((now + c->ban_ttl_ns) & BL_EXPIRY_MASK) | BL_F_BAN;
+
+					bl4_host.update((struct addr4 *)k.addr, &ban);
+					count(R_AUTO_BAN, bytes);
+				}
+				over = 1;
+			}
+		}
+	} else {
+		struct lpm6_key k = {.prefixlen = 128};
+
+		__builtin_memcpy(k.addr, p->t.saddr, 16);
+		c = rl6_cfg.lookup(&k);
+		if (c && c->rate && (!(c->flags & RL_F_SYN_ONLY) || tcp_syn_only(p))) {
+			now = clock_ns(clock);
+			s = rl6_state.lookup((struct addr6 *)k.addr);
+			if (source_within(c, s, &fresh, now)) {
+				if (!s)
+					rl6_state.update((struct addr6 *)k.addr, &fresh);
+			} else {
+				if (c->ban_ttl_ns) {
+					u64 ban = ((now + c->ban_ttl_ns) & BL_EXPIRY_MASK) | BL_F_BAN;
+
+					bl6_host.update((struct addr6 *)k.addr, &ban);
+					count(R_AUTO_BAN, bytes);
+				}
+				over = 1;
+			}
+		}
+	}
+	if (over)
+		return R_DROP_RATELIMIT;
+
+	rate = cfg(CFG_RL_GLOBAL_RATE);
+	if (rate) {
+		u64 burst = cfg(CFG_RL_GLOBAL_BURST);
+		struct bucket *b;
+		u32 zero = 0;
+		int ok;
+
+		b = rl_global.lookup(&zero);
+		if (!b)
+			return NEXT;
+		now = clock_ns(clock); /* no helper call while the lock is held */
+		bpf_spin_lock(&b->lock);
+		ok = take_token(&b->credit_ns, &b->last_ns, rate, burst ? burst : 1, now);
+		bpf_spin_unlock(&b->lock);
+		if (!ok)
+			return R_DROP_RATE_GLOBAL;
+	}
+	return NEXT;
 }
 
 static __always_inline int stage_rules(struct pkt *p)
@@ -829,6 +986,8 @@ int xdp_ingress(struct xdp_md *ctx)
 			r = stage_whitelist(&p);
 		if (r == NEXT)
 			r = stage_blacklist(&p, &now);
+		if (r == NEXT)
+			r = stage_ratelimit(&p, &now, end - data);
 		if (r == NEXT) {
 			r = stage_rules(&p);
 			if (r == R_PASS_RULE)

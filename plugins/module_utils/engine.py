@@ -13,7 +13,9 @@ __metaclass__ = type
 
 import errno
 import hashlib
+import ipaddress
 import os
+import struct
 import socket
 import subprocess
 import time
@@ -29,7 +31,8 @@ BPF_FS_MAGIC = 0xCAFE4A11
 TC_HANDLE = 1
 TC_PRIO = 0x4E58
 
-RULE_KINDS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}
+RULE_KINDS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules", "ratelimit": "ratelimits"}
+BAN_MAPS = ("bl4_host", "bl6_host")  # also hold the rate limiter's auto-bans (value bit 63, not in rules.json)
 
 # seconds per conntrack state (tcp_established is conntrack_timeout)
 CT_TIMEOUT_DEFAULTS = {"tcp_syn": 60, "tcp_fin": 30, "udp": 30, "udp_stream": 180, "icmp": 30}
@@ -48,6 +51,9 @@ PROGRAM_DEFAULTS = {
     "conntrack_timeouts": dict(CT_TIMEOUT_DEFAULTS),
     # protocol sanity switches (docs/internals.md, "Protocol sanity")
     "sanity": dict(SANITY_DEFAULTS),
+    # global bucket of the rate-limit stage (packets/s of untracked traffic; 0 = off), against spoofed floods
+    "ratelimit_global_rate": 0,
+    "ratelimit_global_burst": 0,
     "capacity": dict((name, spec[1]) for name, spec in layout.CAPACITIES.items()),
 }
 XDP_MODES = ("auto", "native", "generic")
@@ -109,6 +115,10 @@ def normalize_program(settings):
     merged["icmp_burst"] = _int_in_range("icmp_burst", merged["icmp_burst"], 0, 10 ** 9)
     if merged["icmp_rate"] and not merged["icmp_burst"]:
         merged["icmp_burst"] = merged["icmp_rate"]
+    for name in ("ratelimit_global_rate", "ratelimit_global_burst"):
+        merged[name] = _int_in_range(name, merged[name], 0, 10 ** 9)
+    if merged["ratelimit_global_rate"] and not merged["ratelimit_global_burst"]:
+        merged["ratelimit_global_burst"] = merged["ratelimit_global_rate"]
     merged["interfaces"] = sorted(set(merged["interfaces"]))
     return merged
 
@@ -145,6 +155,8 @@ def runtime_config(settings):
             out[index] = timeouts.get(name, CT_TIMEOUT_DEFAULTS[name]) * 10 ** 9
     sanity = dict(SANITY_DEFAULTS, **(settings.get("sanity") or {}))
     out[layout.CFG_SANITY] = sum(bit for name, bit in layout.SANITY_BITS.items() if sanity[name])
+    out[layout.CFG_RL_GLOBAL_RATE] = settings.get("ratelimit_global_rate", 0)
+    out[layout.CFG_RL_GLOBAL_BURST] = settings.get("ratelimit_global_burst", 0)
     return out
 
 
@@ -161,6 +173,9 @@ def entry_keys(kind, entry):
     """[(map name, key)] an entry occupies."""
     if kind == "port":
         return [(layout.rules_map(family), key) for family, key, _action in rules.rule_keys(entry)]
+    if kind == "ratelimit":
+        family, key, _value = rules.ratelimit_key(entry)
+        return [("rl%d_cfg" % family, key)]
     family, where, key = rules.cidr_key(entry if kind == "whitelist" else entry["cidr"])
     return [(layout.list_map(kind, family, where), key)]
 
@@ -197,6 +212,11 @@ def expected_entries(kind, entries):
             for family, key, action in rules.rule_keys(rule):
                 out.setdefault(layout.rules_map(family), {})[key] = layout.encode_u32(action)
         return out
+    if kind == "ratelimit":
+        for rule in entries:
+            family, key, value = rules.ratelimit_key(rule)
+            out.setdefault("rl%d_cfg" % family, {})[key] = value
+        return out
     if kind == "blacklist":
         expiry = effective_expiry(entries)
     now_wall, now_mono = time.time(), time.monotonic_ns()
@@ -210,6 +230,8 @@ def expected_entries(kind, entries):
 def kind_maps(kind):
     if kind == "port":
         return [layout.rules_map(4), layout.rules_map(6)]
+    if kind == "ratelimit":
+        return ["rl4_cfg", "rl6_cfg"]
     return [layout.list_map(kind, fam, where) for fam in (4, 6) for where in ("host", "lpm")]
 
 
@@ -529,7 +551,11 @@ class Firewall:
         for kind in RULE_KINDS:
             for name in kind_maps(kind):
                 want = expected[kind].get(name, {})
-                maps[name].delete_many([k for k in maps[name].keys() if k not in want])
+                if name in BAN_MAPS:  # auto-bans are runtime state, not in rules.json: they stay
+                    maps[name].delete_many([k for k, v in maps[name].items()
+                                            if k not in want and not layout.blacklist_value(v)[1]])
+                else:
+                    maps[name].delete_many([k for k in maps[name].keys() if k not in want])
                 maps[name].update_many(want.items())
         self._mark_generation(maps, data)
 
@@ -621,6 +647,45 @@ class Firewall:
         finally:
             self.close_maps(maps)
 
+    # ---------------------------------------------------------------- sweeping
+    def sweep(self, check_mode=False):
+        """Remove what has expired: blacklist entries of rules.json (and their map keys), expired
+        entries left in the blacklist maps (auto-bans included), expired conntrack entries; and cut
+        the tracked flows of live auto-bans (the data plane bans without purging conntrack)."""
+        require_root()
+        result = self.apply_rules("blacklist", [], state="present", check_mode=check_mode)
+        out = {"changed": result["changed"], "rules_expired": result["removed"], "map_entries_expired": 0,
+               "bans_purged_flows": 0, "conntrack": {"removed": 0}}
+        maps = self.open_maps()
+        if maps is None:
+            return out
+        try:
+            now = time.monotonic_ns()
+            live_bans = []
+            for name in ("bl4_host", "bl6_host", "bl4_lpm", "bl6_lpm"):
+                doomed = []
+                for key, value in maps[name].items():
+                    expires, ban = layout.blacklist_value(value)
+                    if 0 < expires <= now:
+                        doomed.append((key, value))
+                    elif ban:
+                        live_bans.append(rules.parse_cidr(str(ipaddress.ip_address(key))))
+                if not check_mode:  # an entry rewritten meanwhile (a new ban) stays
+                    gone = [k for k, v in doomed if maps[name].lookup(k) == v]
+                    maps[name].delete_many(gone)
+                    out["map_entries_expired"] += len(gone)
+                else:
+                    out["map_entries_expired"] += len(doomed)
+            if not check_mode:
+                if live_bans:
+                    out["bans_purged_flows"] = purge_conntrack(maps["ct"], live_bans)
+                out["conntrack"] = gc_flows(maps)
+            out["changed"] = bool(out["changed"] or out["map_entries_expired"] or out["bans_purged_flows"]
+                                  or out["conntrack"]["removed"])
+            return out
+        finally:
+            self.close_maps(maps)
+
     # ---------------------------------------------------------------- info
     def info(self):
         config = self.store.read_config()
@@ -642,6 +707,8 @@ class Firewall:
                 for name, m in maps.items() if name not in ("config", "counters", "meta", "icmp_bucket")
             )
             out["conntrack"] = conntrack_summary(maps)
+            out["ratelimit"] = ratelimit_summary(maps)
+            out["bans"] = bans(maps)
             names = sorted(set((config or {}).get("interfaces", [])) | set(self._attached_interfaces()))
             out["interfaces"] = self.attachments(names)
             return out
@@ -650,7 +717,47 @@ class Firewall:
 
 
 def _capacity_name(kind):
-    return {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}[kind]
+    return {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules",
+            "ratelimit": "ratelimit (fixed: NETXFW_RL_SIZE)"}[kind]
+
+
+def bans(maps, now_ns=None):
+    """Live auto-bans of the rate limiter: [{"address", "expires_in" (seconds)}], soonest first."""
+    now_ns = time.monotonic_ns() if now_ns is None else now_ns
+    out = []
+    for name in BAN_MAPS:
+        for key, value in maps[name].items():
+            expires, ban = layout.blacklist_value(value)
+            if ban and expires > now_ns:
+                out.append({"address": str(ipaddress.ip_address(key)),
+                            "expires_in": round((expires - now_ns) / 1e9, 3)})
+    return sorted(out, key=lambda b: b["expires_in"])
+
+
+def ratelimit_summary(maps, limit=100):
+    """Rate-limit rules (from the maps), global bucket settings, and the tracked sources
+    (at most `limit`, most dropped first) with their credit in packets."""
+    rules_out = []
+    for family in (4, 6):
+        for key, value in maps["rl%d_cfg" % family].items():
+            plen = struct.unpack_from("=I", key)[0]
+            rule = layout.decode_rl_cfg(value)
+            rule["source"] = "%s/%d" % (ipaddress.ip_address(key[4:]), plen)
+            rules_out.append(rule)
+    sources = []
+    for family in (4, 6):
+        for key, value in maps["rl%d_state" % family].items():
+            state = layout.decode_rl_state(value)
+            sources.append({"address": str(ipaddress.ip_address(key)), "dropped": state["dropped"],
+                            "idle_s": round(max(0, time.monotonic_ns() - state["last_ns"]) / 1e9, 3)})
+    sources.sort(key=lambda s: -s["dropped"])
+
+    def cfg(index):
+        return layout.decode_u64(maps["config"].lookup(layout.encode_u32(index)))
+
+    return {"rules": sorted(rules_out, key=lambda r: r["source"]), "sources_tracked": len(sources),
+            "sources": sources[:limit],
+            "global": {"rate": cfg(layout.CFG_RL_GLOBAL_RATE), "burst": cfg(layout.CFG_RL_GLOBAL_BURST)}}
 
 
 def _ct_timeouts(maps):

@@ -37,6 +37,9 @@ REASONS = (
     "drop_fragment",
     "drop_tcp_flags",
     "drop_land",
+    "drop_ratelimit",
+    "drop_rate_global",
+    "auto_ban",  # an event (a source banned), counted besides the packet's drop_ratelimit
 )
 COUNTER_SLOTS = 32  # size of the counters array: reasons are appended, never renumbered
 
@@ -51,6 +54,11 @@ CFG_CT_UDP_NS = 7
 CFG_CT_UDP_STREAM_NS = 8
 CFG_CT_ICMP_NS = 9
 CFG_SANITY = 10
+CFG_RL_GLOBAL_RATE = 11  # global bucket of the rate-limit stage, packets/s (0 = off)
+CFG_RL_GLOBAL_BURST = 12
+# A blacklist value with bit 63 is an auto-ban of the rate limiter (runtime state, not in rules.json).
+BL_F_BAN = 1 << 63
+BL_EXPIRY_MASK = BL_F_BAN - 1
 # conntrack_timeouts setting -> config index (seconds in the settings, ns in the map)
 CT_TIMEOUT_INDEX = {
     "tcp_syn": CFG_CT_TCP_SYN_NS,
@@ -116,6 +124,11 @@ MAPS = {
     "ct": (BPF_MAP_TYPE_LRU_HASH, 40, 16, "conntrack"),
     "ct_syn": (BPF_MAP_TYPE_LRU_HASH, 40, 16, 65536),  # NETXFW_CT_SYN_SIZE: embryonic inbound TCP
     "icmp_bucket": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
+    "rl4_cfg": (BPF_MAP_TYPE_LPM_TRIE, 8, 32, 4096),  # NETXFW_RL_SIZE: struct rl_cfg per source CIDR
+    "rl6_cfg": (BPF_MAP_TYPE_LPM_TRIE, 20, 32, 4096),
+    "rl4_state": (BPF_MAP_TYPE_LRU_HASH, 4, 24, 65536),  # NETXFW_RL_STATE_SIZE: struct rl_state per source
+    "rl6_state": (BPF_MAP_TYPE_LRU_HASH, 16, 24, 65536),
+    "rl_global": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
 }
 
 PROGRAMS = {"prog_xdp": "xdp_ingress", "prog_tc": "tc_egress"}
@@ -175,6 +188,26 @@ def sum_counters(raw, ncpus):
         packets += p
         octets += b
     return packets, octets
+
+
+def blacklist_value(raw):
+    """bl* map value -> (expires_ns or 0 for never, auto-ban?)."""
+    value = decode_u64(raw)
+    return value & BL_EXPIRY_MASK, bool(value & BL_F_BAN)
+
+
+def encode_ban(expires_ns):
+    return encode_u64((expires_ns & BL_EXPIRY_MASK) | BL_F_BAN)
+
+
+def decode_rl_cfg(raw):
+    rate, burst, flags, ban_ttl_ns = struct.unpack("=QQQQ", raw[:32])
+    return {"rate": rate, "burst": burst, "syn_only": bool(flags & 1), "ban_ttl": ban_ttl_ns // 10 ** 9}
+
+
+def decode_rl_state(raw):
+    credit_ns, last_ns, dropped = struct.unpack("=QQQ", raw[:24])
+    return {"credit_ns": credit_ns, "last_ns": last_ns, "dropped": dropped}
 
 
 def decode_ct_key(raw):

@@ -62,7 +62,8 @@ RENAME_EXCHANGE = 1 << 1
 
 # Maps refilled from rules.json when their pinned contents cannot be trusted or copied.
 RULE_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host", "bl4_lpm", "bl6_lpm",
-             "rules4", "rules6")
+             "rules4", "rules6", "rl4_cfg", "rl6_cfg")
+BAN_MAPS = ("bl4_host", "bl6_host")  # also hold the rate limiter's auto-bans (runtime state, bit 63)
 EXPIRING_MAPS = ("bl4_host", "bl6_host", "bl4_lpm", "bl6_lpm")  # value: u64 expires_ns, 0 = never
 NOT_COPIED = {"meta": "holds the identity of the program it belongs to; written fresh"}
 
@@ -182,7 +183,7 @@ def _config_value(maps, index, default=0):
 def _live_filter(name, old_maps, now_ns):
     """A predicate value -> live? for maps whose entries expire; None when every entry is live."""
     if name in EXPIRING_MAPS:
-        return lambda value: not (0 < layout.decode_u64(value) <= now_ns)
+        return lambda value: not (0 < layout.blacklist_value(value)[0] <= now_ns)
     if name in ("ct", "ct_syn"):
         # each conntrack state has its own timeout (layout.CT_STATE_TIMEOUT); an old program without
         # states wrote flags 0, which reads as established with CFG_CT_TIMEOUT_NS
@@ -307,6 +308,7 @@ def first_copy(fw, old, new_maps, settings, identity, report):
     if refill:
         start = time.monotonic()
         fw._sync_all_rules(new_maps, data)  # checks capacity before writing
+        copy_bans(old.maps, new_maps, now)  # auto-bans are not in rules.json: carry them over
         per_map = _ms(time.monotonic() - start)
         for name in RULE_MAPS:
             if name in new_maps:
@@ -317,6 +319,22 @@ def first_copy(fw, old, new_maps, settings, identity, report):
         fw._mark_generation(new_maps, data)
     new_maps["meta"].update(layout.encode_u32(0), layout.encode_meta(identity))
     report["rules_source"] = "rules.json" if refill else "maps"
+
+
+def copy_bans(old_maps, new_maps, now_ns):
+    """Copy live auto-bans (blacklist host entries with bit 63) the new maps lack; returns the count."""
+    copied = 0
+    for name in BAN_MAPS:
+        if name not in old_maps or name not in new_maps or not _compatible(old_maps[name], new_maps[name]):
+            continue
+        writes = []
+        for key, value in old_maps[name].items():
+            expires, ban = layout.blacklist_value(value)
+            if ban and expires > now_ns and new_maps[name].lookup(key) is None:
+                writes.append((key, value))
+        new_maps[name].update_many(writes)
+        copied += len(writes)
+    return copied
 
 
 def _read_u64_sums(m):
@@ -356,19 +374,28 @@ def recopy(fw, old, new_maps, report, fold_counters=True):
         current = dict(new_maps[name].items())
         now = time.monotonic_ns()
         live = _live_filter(name, old.maps, now)
+        # rl*_state: struct rl_state {credit_ns; last_ns; dropped}: last_ns is the stamp
+        offset = 8 if name in ("rl4_state", "rl6_state") else 0
         writes = [(k, v) for k, v in old.maps[name].items()
                   if (live is None or live(v))
-                  and (k not in current or layout.decode_u64(v) > layout.decode_u64(current[k]))]
+                  and (k not in current or struct.unpack_from("=Q", v, offset)[0]
+                       > struct.unpack_from("=Q", current[k], offset)[0])]
         new_maps[name].update_many(writes)
         report["migrated"].setdefault(name, {"entries": 0}).update(recopied=len(writes))
-    # ICMP bucket: the newer state wins (last_ns is its third u64 after the lock word)
-    if "icmp_bucket" in old.maps and "icmp_bucket" in new_maps and \
-            _compatible(old.maps["icmp_bucket"], new_maps["icmp_bucket"]):
+    # auto-bans the old program made since the first copy
+    bans = copy_bans(old.maps, new_maps, time.monotonic_ns())
+    if bans:
+        report["migrated"].setdefault("bl_bans", {"entries": 0}).update(recopied=bans)
+    # ICMP and global rate-limit buckets: the newer state wins (last_ns is the third u64 after the lock word)
+    for bucket in ("icmp_bucket", "rl_global"):
+        if bucket not in old.maps or bucket not in new_maps or \
+                not _compatible(old.maps[bucket], new_maps[bucket]):
+            continue
         key = layout.encode_u32(0)
-        ov, nv = old.maps["icmp_bucket"].lookup(key), new_maps["icmp_bucket"].lookup(key)
+        ov, nv = old.maps[bucket].lookup(key), new_maps[bucket].lookup(key)
         if ov and nv and struct.unpack_from("=Q", ov, 16)[0] > struct.unpack_from("=Q", nv, 16)[0]:
-            new_maps["icmp_bucket"].update(key, ov)
-            report["migrated"].setdefault("icmp_bucket", {"entries": 1}).update(recopied=1)
+            new_maps[bucket].update(key, ov)
+            report["migrated"].setdefault(bucket, {"entries": 1}).update(recopied=1)
     # counters: new (since the swap) + old (everything before it), per CPU, so they continue
     if fold_counters and "counters" in old.maps and "counters" in new_maps and \
             _compatible(old.maps["counters"], new_maps["counters"]):

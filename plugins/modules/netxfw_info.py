@@ -111,6 +111,29 @@ maps:
   returned: always
   type: dict
   sample: {"bl4_host": {"entries": 2, "capacity": 1048576}, "ct": {"entries": 31, "capacity": 262144}}
+conntrack:
+  description: Conntrack table size, usage and live entries by state (ct plus ct_syn). Empty when not loaded.
+  returned: always
+  type: dict
+  sample: {"entries": 31, "live": 30, "expired": 1, "capacity": 327680, "usage": 9.5e-05,
+           "by_state": {"established": 28, "time_wait": 2}}
+ratelimit:
+  description:
+    - Rate-limit rules as the maps hold them, the global bucket settings, and the source addresses with
+      per-source state (most dropped first, at most 100) with their dropped packets. Empty when not loaded.
+  returned: always
+  type: dict
+  sample: {"rules": [{"source": "0.0.0.0/0", "rate": 20, "burst": 40, "syn_only": true, "ban_ttl": 600}],
+           "global": {"rate": 0, "burst": 0}, "sources_tracked": 1,
+           "sources": [{"address": "203.0.113.66", "dropped": 1200, "idle_s": 0.2}]}
+bans:
+  description:
+    - Addresses the rate limiter banned (runtime state, not in rules.json) with their remaining seconds,
+      soonest expiry first. Empty when not loaded.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"address": "203.0.113.66", "expires_in": 598.2}]
 query_result:
   description: The value of O(query) over the result.
   returned: when O(query) is given
@@ -161,6 +184,9 @@ def main():
         interfaces=info.get("interfaces") or {},
         counters=info.get("counters") or {},
         maps=info.get("maps") or {},
+        conntrack=info.get("conntrack") or {},
+        ratelimit=info.get("ratelimit") or {},
+        bans=info.get("bans") or [],
     )
     if params["query"] is not None:
         data = dict((key, value) for key, value in output.items() if key != "changed")

@@ -137,6 +137,20 @@ options:
       - Depth of the ICMP token bucket, in packets. V(0) means the same as O(icmp_rate).
     type: int
     default: 0
+  ratelimit_global_rate:
+    description:
+      - Global token bucket of the rate-limit stage, against spoofed floods whose every packet has a new
+        source; it counts packets per second of traffic that is neither tracked (conntrack), whitelisted
+        nor blacklisted. Over it, packets drop with reason C(drop_rate_global); nobody is banned.
+      - Established flows take the conntrack fast path before this stage and are never limited.
+      - V(0) turns it off. Per-source limits are rules, see M(netxfw.firewall.netxfw_rule) O(kind=ratelimit).
+    type: int
+    default: 0
+  ratelimit_global_burst:
+    description:
+      - Depth of the global bucket, in packets. V(0) means the same as O(ratelimit_global_rate).
+    type: int
+    default: 0
   capacity:
     description:
       - Map sizes, in entries. They are compile-time options; changing one recompiles and hot-reloads
@@ -256,7 +270,7 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.module_support imp
 )
 
 SETTINGS = ("interfaces", "xdp_mode", "policy", "conntrack", "conntrack_timeout", "conntrack_timeouts", "sanity",
-            "icmp_rate", "icmp_burst", "capacity")
+            "icmp_rate", "icmp_burst", "ratelimit_global_rate", "ratelimit_global_burst", "capacity")
 
 
 def argument_spec():
@@ -289,6 +303,8 @@ def argument_spec():
         ),
         icmp_rate=dict(type="int", default=0),
         icmp_burst=dict(type="int", default=0),
+        ratelimit_global_rate=dict(type="int", default=0),
+        ratelimit_global_burst=dict(type="int", default=0),
         capacity=dict(
             type="dict",
             options=dict(

@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: netxfw_rule
-short_description: Manage netxfw whitelist, blacklist and port rules
+short_description: Manage netxfw whitelist, blacklist, port and rate-limit rules
 version_added: "0.1.0"
 description:
   - Adds or removes entries of one kind of netxfw rule, in the live maps of the loaded data plane
@@ -29,9 +29,10 @@ options:
     description:
       - Which rules O(entries) are.
       - V(whitelist) entries pass before any other check; V(blacklist) entries are dropped;
-        V(port) rules allow or deny TCP/UDP destination ports by source.
+        V(port) rules allow or deny TCP/UDP destination ports by source; V(ratelimit) rules limit the
+        packets per second of each source address in a CIDR (token bucket per source), optionally banning it.
     type: str
-    choices: [whitelist, blacklist, port]
+    choices: [whitelist, blacklist, port, ratelimit]
     required: true
   entries:
     description:
@@ -43,6 +44,12 @@ options:
       - For V(port), each entry is a mapping with C(proto) (V(tcp) or V(udp)), exactly one of C(port)
         (a port) or C(ports) (a port such as V(22) or a range such as V(8000-8100)), optional C(source)
         (a CIDR or V(any), the default) and optional C(action) (V(allow), the default, or V(deny)).
+      - For V(ratelimit), each entry is a mapping with C(source) (a CIDR; the longest matching prefix
+        applies), C(rate) (packets per second allowed to each source address of it), optional C(burst)
+        (bucket depth in packets, default C(rate)), optional C(syn_only) (V(true) limits only TCP SYNs,
+        default V(false)) and optional C(ban_ttl) (seconds; a source over its rate is then banned, an
+        expiring blacklist entry that is runtime state, not in rules.json; default V(0), drop only).
+        Tracked (established) flows and whitelisted sources are never limited.
       - A comma-separated string is read as a list, which is handy ad hoc
         (C(entries=203.0.113.9,203.0.113.0/28)).
       - With O(exclusive=true) and O(state=present), an empty list empties the list of O(kind).
@@ -127,6 +134,13 @@ EXAMPLES = r"""
       - {proto: tcp, ports: "80"}
       - {proto: tcp, ports: 8000-8100}
 
+- name: At most 20 new connections per second from each address of the Internet, 10 minute ban above it
+  netxfw.firewall.netxfw_rule:
+    kind: ratelimit
+    entries:
+      - {source: 0.0.0.0/0, rate: 20, burst: 40, syn_only: true, ban_ttl: 600}
+      - {source: "::/0", rate: 20, burst: 40, syn_only: true, ban_ttl: 600}
+
 - name: Unblock an address
   netxfw.firewall.netxfw_rule:
     kind: blacklist
@@ -199,7 +213,7 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.module_support imp
 
 def argument_spec():
     spec = dict(
-        kind=dict(type="str", choices=["whitelist", "blacklist", "port"], required=True),
+        kind=dict(type="str", choices=["whitelist", "blacklist", "port", "ratelimit"], required=True),
         entries=dict(type="list", elements="raw", required=True),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         exclusive=dict(type="bool", default=False),
@@ -230,6 +244,10 @@ def describe(kind, entry):
             return entry["cidr"]
         when = datetime.datetime.fromtimestamp(entry["expires"], datetime.timezone.utc)
         return "%s expires %s" % (entry["cidr"], when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if kind == "ratelimit":
+        return "%s rate %d burst %d%s%s" % (entry["source"], entry["rate"], entry["burst"],
+                                            " syn_only" if entry["syn_only"] else "",
+                                            " ban_ttl %d" % entry["ban_ttl"] if entry["ban_ttl"] else "")
     return "%s %s from %s %s" % (entry["proto"], entry["ports"], entry["source"], entry["action"])
 
 

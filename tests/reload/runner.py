@@ -87,6 +87,28 @@ def summary(result):
             "loaded": result["loaded"]}
 
 
+def ban(fw, address, ttl):
+    """What the rate limiter does to a source over its rate: an auto-ban in bl*_host (bit 63)."""
+    import ipaddress
+    import time
+    maps = fw.open_maps()
+    try:
+        raw = ipaddress.ip_address(address).packed
+        maps["bl%d_host" % (4 if len(raw) == 4 else 6)].update(
+            raw, layout.encode_ban(time.monotonic_ns() + int(ttl * 1e9)))
+    finally:
+        fw.close_maps(maps)
+
+
+def mark_rules_stale(fw):
+    """Rule maps out of step with rules.json: the next run refills them from it."""
+    maps = fw.open_maps()
+    try:
+        fw._mark_generation(maps, None)
+    finally:
+        fw.close_maps(maps)
+
+
 def main():
     fw = engine.Firewall(pin_path=sys.argv[2], state_dir=sys.argv[3])
     ops = {
@@ -99,6 +121,8 @@ def main():
         "counts": lambda: counts(fw),
         "has_keys": lambda name, addresses: has_keys(fw, name, addresses),
         "state": lambda interfaces: state(fw, interfaces),
+        "ban": lambda address, ttl: ban(fw, address, ttl),
+        "mark_rules_stale": lambda: mark_rules_stale(fw),
     }
     for line in sys.stdin:
         request = json.loads(line)

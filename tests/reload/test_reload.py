@@ -451,3 +451,25 @@ def test_source_change_reloads_losslessly_through_apply_program(fwenv):
         assert again["changed"] is False and again["compiled"] is False
     finally:
         conns.close()
+
+
+def test_auto_bans_survive_reloads_and_rule_refills(fwenv):
+    """Auto-bans are runtime state, not in rules.json: copied by a reload, also when the rule maps
+    are refilled from rules.json, and kept when a stale rule sync rebuilds the blacklist maps."""
+    fw = loaded(fwenv)
+
+    def banned():
+        return dict((b["address"], b["expires_in"]) for b in fw.call("info")["bans"])
+
+    fw.call("ban", address="203.0.113.99", ttl=600)
+    fw.call("ban", address="2001:db8:2::99", ttl=600)
+    assert set(banned()) == {"203.0.113.99", "2001:db8:2::99"}
+    fw.call("reload", force=True)                          # maps copied
+    assert set(banned()) == {"203.0.113.99", "2001:db8:2::99"}
+    fw.call("mark_rules_stale")
+    fw.call("reload", force=True)                          # rule maps refilled from rules.json
+    assert set(banned()) == {"203.0.113.99", "2001:db8:2::99"}
+    fw.call("mark_rules_stale")
+    fw.call("apply_rules", kind="blacklist", entries=["203.0.113.98"])   # stale: full rule sync
+    assert set(banned()) == {"203.0.113.99", "2001:db8:2::99"}
+    assert all(0 < ttl <= 600 for ttl in banned().values())

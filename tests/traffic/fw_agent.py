@@ -82,6 +82,7 @@ def main():
         "reboot": lambda: reboot(fw),
         "xdp_state": lambda ifname: xdp_state(fw, ifname),
         "gc_conntrack": fw.gc_conntrack,
+        "sweep": fw.sweep,
         "flows": lambda: queries.conntrack(fw)["items"],  # with state, inbound, live, expires_in
     }
     for line in sys.stdin:

@@ -39,15 +39,16 @@ REASONS = (
     "pass_conntrack", "pass_whitelist", "drop_blacklist", "pass_rule", "drop_rule",
     "pass_icmp", "drop_icmp_rate", "pass_policy", "drop_policy", "pass_neighbor",
     "pass_non_ip", "drop_malformed", "egress_tracked", "pass_related", "drop_bogon",
-    "drop_fragment", "drop_tcp_flags", "drop_land",
+    "drop_fragment", "drop_tcp_flags", "drop_land", "drop_ratelimit", "drop_rate_global", "auto_ban",
 )
 # docs/internals.md, "config indices"
 CFG = {"policy": 0, "icmp_rate": 1, "icmp_burst": 2, "ct_enabled": 3, "ct_timeout_ns": 4,
        "ct_syn_ns": 5, "ct_fin_ns": 6, "ct_udp_ns": 7, "ct_udp_stream_ns": 8, "ct_icmp_ns": 9,
-       "sanity": 10}
+       "sanity": 10, "rl_global_rate": 11, "rl_global_burst": 12}
 
 SET_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host",
-            "bl4_lpm", "bl6_lpm", "rules4", "rules6", "ct", "ct_syn")
+            "bl4_lpm", "bl6_lpm", "rules4", "rules6", "ct", "ct_syn", "rl4_cfg", "rl6_cfg",
+            "rl4_state", "rl6_state")
 
 
 def packed(addr):
@@ -74,6 +75,7 @@ class Dataplane:
         for idx in range(16):
             self.t("config")[idx] = self.t("config").Leaf(0)
         self.t("icmp_bucket")[0] = self.t("icmp_bucket").Leaf()
+        self.t("rl_global")[0] = self.t("rl_global").Leaf()
 
     def config(self, **settings):
         for name, value in settings.items():
@@ -106,6 +108,29 @@ class Dataplane:
         addr, plen, full = self._split(cidr)
         key = struct.pack("<IB2s%dsx" % len(addr), 24 + plen, proto, dport.to_bytes(2, "big"), addr)
         self._put("rules%d" % (4 if full == 32 else 6), key, action)
+
+    def ratelimit(self, cidr, rate, burst, syn_only=False, ban_ttl_ns=0):
+        addr, plen, full = self._split(cidr)
+        table = self.t("rl%d_cfg" % (4 if full == 32 else 6))
+        key = table.Key.from_buffer_copy(struct.pack("<I", plen) + addr)
+        table[key] = table.Leaf(rate, burst, 1 if syn_only else 0, ban_ttl_ns)
+
+    def rl_state(self, addr):
+        raw = packed(addr)
+        table = self.t("rl%d_state" % (4 if len(raw) == 4 else 6))
+        for k, v in table.items():
+            if bytes(k) == raw:
+                return v.credit_ns, v.last_ns, v.dropped
+        return None
+
+    def list_value(self, addr):
+        """bl*_host value of an address, or None."""
+        raw = packed(addr)
+        table = self.t("bl%d_host" % (4 if len(raw) == 4 else 6))
+        for k, v in table.items():
+            if bytes(k) == raw:
+                return v.value
+        return None
 
     def ct_entries(self):
         return {bytes(k): (v.last_seen_ns, v.flags) for k, v in self.t("ct").items()}

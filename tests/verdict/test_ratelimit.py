@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Rate limiting (docs/internals.md, "Rate limiting"): per-source buckets of a CIDR's rule,
+SYN-only mode, auto-ban into the blacklist host hash with an expiry, the global bucket, and
+the stage's place (after conntrack, whitelist and blacklist; before port rules)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+from verdict_packets import ADDR, FAMILIES, TCP, TC_ACT_OK, eth, ip, now_ns, tcp, udp
+
+fams = pytest.mark.parametrize("fam", FAMILIES)
+S = 10 ** 9
+BAN = 1 << 63
+XDP_DROP = 1
+
+
+def syn(fam, src=None, flags="S", sport=40000):
+    return eth() / ip(fam, src) / TCP(sport=sport, dport=443, flags=flags)
+
+
+@fams
+def test_source_over_its_rate_is_dropped_and_others_in_the_cidr_are_not(fw, fam):
+    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=3)
+    for _ in range(3):
+        fw.expect(udp(fam), "pass_policy")
+    fw.expect(udp(fam), "drop_ratelimit")
+    assert fw.rl_state(ADDR[fam]["src"])[2] == 1                 # dropped
+    # one source in the CIDR cannot starve another: each has its own bucket
+    fw.expect(udp(fam, src=ADDR[fam]["peer"]), "pass_policy")
+    # outside every rate-limit CIDR: not limited
+    for _ in range(5):
+        fw.expect(udp(fam, src=ADDR[fam]["local"]), "pass_policy")
+
+
+@fams
+def test_bucket_refills_with_time(fw, fam):
+    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1)
+    fw.expect(udp(fam), "pass_policy")
+    fw.expect(udp(fam), "drop_ratelimit")
+    # age the source's state by 2 s: a token is back
+    table = fw.t("rl%d_state" % fam)
+    for k, v in table.items():
+        v.last_ns -= 2 * S
+        table[k] = v
+    fw.expect(udp(fam), "pass_policy")
+
+
+@fams
+def test_syn_only_limits_only_syns(fw, fam):
+    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, syn_only=True)
+    fw.expect(syn(fam), "pass_policy")
+    fw.expect(syn(fam), "drop_ratelimit")
+    for flags in ("A", "SA", "PA"):
+        fw.expect(syn(fam, flags=flags), "pass_policy")
+    fw.expect(udp(fam), "pass_policy")
+
+
+@fams
+def test_over_the_rate_bans_with_expiry(fw, fam):
+    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, ban_ttl_ns=60 * S)
+    fw.expect(udp(fam), "pass_policy")
+    before = now_ns()
+    retval, delta, length = fw.xdp(udp(fam))
+    assert retval == XDP_DROP and delta == {"drop_ratelimit": (1, length), "auto_ban": (1, length)}, delta
+    value = fw.list_value(ADDR[fam]["src"])
+    assert value & BAN
+    assert before + 60 * S <= value & (BAN - 1) <= now_ns() + 60 * S
+    fw.expect(udp(fam), "drop_blacklist")                         # banned: the blacklist drops it now
+    fw.expect(udp(fam, src=ADDR[fam]["peer"]), "pass_policy")     # its neighbour is not
+    # the ban expires in the data plane (lookup compares the expiry without the ban bit)
+    key = fw.t("bl%d_host" % fam).Key.from_buffer_copy(__import__("ipaddress").ip_address(ADDR[fam]["src"]).packed)
+    fw.t("bl%d_host" % fam)[key] = fw.t("bl%d_host" % fam).Leaf(BAN | (now_ns() - 1))
+    table = fw.t("rl%d_state" % fam)
+    for k, v in table.items():
+        v.last_ns -= 2 * S
+        table[k] = v
+    fw.expect(udp(fam), "pass_policy")
+
+
+@fams
+def test_tracked_and_whitelisted_are_never_limited(fw, fam):
+    fw.config(policy=1, ct_enabled=1, ct_timeout_ns=300 * S)
+    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, ban_ttl_ns=60 * S)
+    out = eth() / ip(fam, ADDR[fam]["local"], ADDR[fam]["src"]) / TCP(sport=40000, dport=443, flags="PA")
+    assert fw.tc(out)[0] == TC_ACT_OK
+    inbound = eth() / ip(fam) / TCP(sport=443, dport=40000, flags="PA")
+    for _ in range(5):
+        fw.expect(inbound, "pass_conntrack")
+    fw.whitelist(ADDR[fam]["peer"] + ("/32" if fam == 4 else "/128"))
+    for _ in range(5):
+        fw.expect(udp(fam, src=ADDR[fam]["peer"]), "pass_whitelist")
+
+
+@fams
+def test_longest_prefix_rule_applies(fw, fam):
+    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1)
+    fw.ratelimit(ADDR[fam]["src"] + ("/32" if fam == 4 else "/128"), rate=1, burst=5)
+    for _ in range(5):
+        fw.expect(udp(fam), "pass_policy")
+    fw.expect(udp(fam), "drop_ratelimit")
+
+
+@fams
+def test_rate_limit_sits_before_port_rules(fw, fam):
+    fw.rule(ADDR[fam]["net"], 6, 443, 1)
+    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1)
+    fw.expect(tcp(fam), "pass_rule")
+    fw.expect(tcp(fam), "drop_ratelimit")
+
+
+@fams
+def test_global_bucket(fw, fam):
+    fw.config(rl_global_rate=1, rl_global_burst=2)
+    fw.expect(udp(fam), "pass_policy")
+    fw.expect(udp(fam, src=ADDR[fam]["peer"]), "pass_policy")
+    fw.expect(udp(fam, src=ADDR[fam]["local"]), "drop_rate_global")   # every source shares it
+    assert fw.list_value(ADDR[fam]["local"]) is None                   # nobody is banned
+
+
+def test_global_bucket_spares_tracked_flows(fw):
+    fw.config(policy=1, ct_enabled=1, ct_timeout_ns=300 * S, rl_global_rate=1, rl_global_burst=1)
+    out = eth() / ip(4, ADDR[4]["local"], ADDR[4]["src"]) / TCP(sport=40000, dport=443, flags="PA")
+    fw.tc(out)
+    fw.expect(udp(4, src=ADDR[4]["peer"]), "drop_policy")              # took the only token
+    fw.expect(udp(4, src=ADDR[4]["peer"]), "drop_rate_global")
+    fw.expect(eth() / ip(4) / TCP(sport=443, dport=40000, flags="A"), "pass_conntrack")
+
+
+def test_permanent_blacklist_value_unchanged(fw):
+    """Plain entries keep their meaning: 0 never expires, an expiry in the past counts as absent."""
+    fw.blacklist(ADDR[4]["src"] + "/32", 0)
+    fw.expect(udp(4), "drop_blacklist")
+    fw.blacklist(ADDR[4]["src"] + "/32", now_ns() - S)
+    fw.expect(udp(4), "pass_policy")
