@@ -24,7 +24,7 @@ import time
 
 from .errors import NetxfwError
 
-KINDS = ("whitelist", "blacklist", "port", "ratelimit")
+KINDS = ("whitelist", "blacklist", "port")
 STATES = ("present", "absent")
 ANY_SOURCE = "any"
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
@@ -150,8 +150,6 @@ def identity(kind, entry):
         return entry
     if kind == "blacklist":
         return entry["cidr"]
-    if kind == "ratelimit":
-        return entry["source"]
     return (entry["source"], entry["proto"], entry["ports"])
 
 
@@ -172,17 +170,14 @@ def normalize(kind, entries, ttl=None, now=None):
     if ttl is not None and kind != "blacklist":
         raise NetxfwError("ttl applies to blacklist entries only; remove it from the %s rules" % kind)
     if kind == "whitelist":
-        canonical = _unique_whitelist(entries)
-    elif kind == "blacklist":
+        return _unique_whitelist(entries)  # sorted
+    if kind == "blacklist":
         default_expires = None
         if ttl is not None:
             default_expires = (time.time() if now is None else now) + _positive_seconds(ttl)
-        canonical = _unique_blacklist(entries, default_expires)
-    elif kind == "ratelimit":
-        canonical = _unique_ratelimits(entries)
-    else:
-        canonical = _unique_port_rules(entries)
-        _check_port_overlaps(canonical)
+        return _unique_blacklist(entries, default_expires)  # sorted
+    canonical = _unique_port_rules(entries)
+    _check_port_overlaps(canonical)
     return sort_entries(kind, canonical)
 
 
@@ -224,7 +219,12 @@ def diff(kind, current, wanted, state, exclusive, now=None):
             result[key] = entry
         if exclusive:
             removed.extend(entry for key, entry in current_by_id.items() if key not in result)
-    new_list = sort_entries(kind, result.values())
+    if not added and not removed:
+        # Nothing changes: the list stays as stored (sorted when written). Sorting a million
+        # entries again only to find them equal was most of a no-op run.
+        new_list = list(current)
+    else:
+        new_list = sort_entries(kind, result.values())
     if kind == "port":
         _check_port_overlaps(new_list)
     return new_list, sort_entries(kind, added), sort_entries(kind, removed)
@@ -242,8 +242,6 @@ def sort_entries(kind, entries):
         return sorted(entries, key=_cidr_order)
     if kind == "blacklist":
         return sorted(entries, key=lambda entry: _cidr_order(entry["cidr"]))
-    if kind == "ratelimit":
-        return sorted(entries, key=lambda entry: _cidr_order(entry["source"]))
     return sorted(entries, key=_port_rule_order)
 
 
@@ -313,25 +311,41 @@ def _later(first, second):
     return max(first, second)
 
 
+def _canonical_and_order(text):
+    """(canonical_cidr(text), its sort key), computing both from one parse."""
+    fast = _fast_v4(text)
+    if fast is not None and fast[0] & _V4_MASKS[fast[1]] == fast[0]:
+        return (text if "/" in text else text + "/32"), (4, fast[0], fast[1])
+    cidr = str(parse_cidr(text))
+    return cidr, _cidr_order(cidr)
+
+
+def _by_order(order_by_item):
+    return sorted(order_by_item, key=order_by_item.__getitem__)
+
+
 def _unique_whitelist(entries):
-    return list(set(canonical_cidr(entry) for entry in entries))
+    """Sorted as sort_entries sorts, with each sort key computed while parsing."""
+    return _by_order(dict(_canonical_and_order(entry) for entry in entries))
 
 
 def _unique_blacklist(entries, default_expires):
+    """Sorted as sort_entries sorts, with each sort key computed while parsing."""
     expires_by_cidr = {}
+    order = {}
     for entry in entries:
         if isinstance(entry, dict):
             _check_fields(entry, _BLACKLIST_FIELDS, "blacklist entry")
             if "cidr" not in entry:
                 raise NetxfwError("blacklist entry %r has no 'cidr'" % (entry,))
-            cidr = canonical_cidr(entry["cidr"])
+            cidr, order[cidr] = _canonical_and_order(entry["cidr"])
             expires = _expiry(entry["expires"], entry) if "expires" in entry else default_expires
         else:
-            cidr = canonical_cidr(entry)
+            cidr, order[cidr] = _canonical_and_order(entry)
             expires = default_expires
         # The same network listed twice keeps the longer-lived block.
         expires_by_cidr[cidr] = _later(expires_by_cidr[cidr], expires) if cidr in expires_by_cidr else expires
-    return [{"cidr": cidr, "expires": expires} for cidr, expires in expires_by_cidr.items()]
+    return [{"cidr": cidr, "expires": expires_by_cidr[cidr]} for cidr in _by_order(order)]
 
 
 def _port_rule(entry):
@@ -368,58 +382,6 @@ def _unique_port_rules(entries):
             raise NetxfwError("port rules conflict: %s and %s; keep one action per source, proto and ports"
                               % (describe_port_rule(other), describe_port_rule(rule)))
     return list(rules_by_id.values())
-
-
-MAX_RATE = 10 ** 9
-RL_SYN_ONLY = 1  # rl_cfg.flags bit (bpf/netxfw.c RL_F_SYN_ONLY)
-_RATELIMIT_FIELDS = ("source", "rate", "burst", "syn_only", "ban_ttl")
-
-
-def _ratelimit(entry):
-    """Canonical rate-limit rule: {"source": CIDR, "rate": packets/s, "burst": packets,
-    "syn_only": bool, "ban_ttl": seconds (0 = drop only, no ban)}; its identity is the source."""
-    if not isinstance(entry, dict):
-        raise NetxfwError("rate-limit rule %r must be a mapping with source and rate, and optional burst, "
-                          "syn_only and ban_ttl" % (entry,))
-    _check_fields(entry, _RATELIMIT_FIELDS, "rate-limit rule")
-    if "source" not in entry or "rate" not in entry:
-        raise NetxfwError("rate-limit rule %r needs a 'source' CIDR and a 'rate' (packets per second)" % (entry,))
-
-    def number(name, value, low, high):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise NetxfwError("rate-limit rule %r: %s must be an integer between %d and %d" % (entry, name, low, high))
-        return value
-
-    rate = number("rate", entry["rate"], 1, MAX_RATE)
-    burst = entry.get("burst")
-    burst = rate if burst is None else number("burst", burst, 1, MAX_RATE)
-    ban_ttl = entry.get("ban_ttl")
-    ban_ttl = 0 if ban_ttl is None else number("ban_ttl", ban_ttl, 0, MAX_TTL)
-    syn_only = entry.get("syn_only", False)
-    if not isinstance(syn_only, bool):
-        raise NetxfwError("rate-limit rule %r: syn_only must be true or false" % (entry,))
-    return {"source": canonical_cidr(entry["source"]), "rate": rate, "burst": burst,
-            "syn_only": syn_only, "ban_ttl": ban_ttl}
-
-
-def _unique_ratelimits(entries):
-    by_source = {}
-    for entry in entries:
-        rule = _ratelimit(entry)
-        other = by_source.setdefault(rule["source"], rule)
-        if other != rule:
-            raise NetxfwError("rate-limit rules conflict for %s: %r and %r; keep one per source CIDR"
-                              % (rule["source"], other, rule))
-    return list(by_source.values())
-
-
-def ratelimit_key(rule):
-    """(family, rl4_cfg/rl6_cfg LPM key bytes, struct rl_cfg value bytes) of a canonical rate-limit rule."""
-    network = parse_cidr(rule["source"])
-    key = struct.pack("=I", network.prefixlen) + network.network_address.packed
-    value = struct.pack("=QQQQ", rule["rate"], rule["burst"], RL_SYN_ONLY if rule["syn_only"] else 0,
-                        rule["ban_ttl"] * 10 ** 9)
-    return network.version, key, value
 
 
 def _check_port_overlaps(rules):
