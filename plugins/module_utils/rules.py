@@ -24,7 +24,7 @@ import time
 
 from .errors import NetxfwError
 
-KINDS = ("whitelist", "blacklist", "port")
+KINDS = ("whitelist", "blacklist", "port", "ratelimit")
 STATES = ("present", "absent")
 ANY_SOURCE = "any"
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
@@ -150,6 +150,8 @@ def identity(kind, entry):
         return entry
     if kind == "blacklist":
         return entry["cidr"]
+    if kind == "ratelimit":
+        return entry["source"]
     return (entry["source"], entry["proto"], entry["ports"])
 
 
@@ -176,8 +178,11 @@ def normalize(kind, entries, ttl=None, now=None):
         if ttl is not None:
             default_expires = (time.time() if now is None else now) + _positive_seconds(ttl)
         return _unique_blacklist(entries, default_expires)  # sorted
-    canonical = _unique_port_rules(entries)
-    _check_port_overlaps(canonical)
+    if kind == "ratelimit":
+        canonical = _unique_ratelimits(entries)
+    else:
+        canonical = _unique_port_rules(entries)
+        _check_port_overlaps(canonical)
     return sort_entries(kind, canonical)
 
 
@@ -242,6 +247,8 @@ def sort_entries(kind, entries):
         return sorted(entries, key=_cidr_order)
     if kind == "blacklist":
         return sorted(entries, key=lambda entry: _cidr_order(entry["cidr"]))
+    if kind == "ratelimit":
+        return sorted(entries, key=lambda entry: _cidr_order(entry["source"]))
     return sorted(entries, key=_port_rule_order)
 
 
@@ -382,6 +389,58 @@ def _unique_port_rules(entries):
             raise NetxfwError("port rules conflict: %s and %s; keep one action per source, proto and ports"
                               % (describe_port_rule(other), describe_port_rule(rule)))
     return list(rules_by_id.values())
+
+
+MAX_RATE = 10 ** 9
+RL_SYN_ONLY = 1  # rl_cfg.flags bit (bpf/netxfw.c RL_F_SYN_ONLY)
+_RATELIMIT_FIELDS = ("source", "rate", "burst", "syn_only", "ban_ttl")
+
+
+def _ratelimit(entry):
+    """Canonical rate-limit rule: {"source": CIDR, "rate": packets/s, "burst": packets,
+    "syn_only": bool, "ban_ttl": seconds (0 = drop only, no ban)}; its identity is the source."""
+    if not isinstance(entry, dict):
+        raise NetxfwError("rate-limit rule %r must be a mapping with source and rate, and optional burst, "
+                          "syn_only and ban_ttl" % (entry,))
+    _check_fields(entry, _RATELIMIT_FIELDS, "rate-limit rule")
+    if "source" not in entry or "rate" not in entry:
+        raise NetxfwError("rate-limit rule %r needs a 'source' CIDR and a 'rate' (packets per second)" % (entry,))
+
+    def number(name, value, low, high):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise NetxfwError("rate-limit rule %r: %s must be an integer between %d and %d" % (entry, name, low, high))
+        return value
+
+    rate = number("rate", entry["rate"], 1, MAX_RATE)
+    burst = entry.get("burst")
+    burst = rate if burst is None else number("burst", burst, 1, MAX_RATE)
+    ban_ttl = entry.get("ban_ttl")
+    ban_ttl = 0 if ban_ttl is None else number("ban_ttl", ban_ttl, 0, MAX_TTL)
+    syn_only = entry.get("syn_only", False)
+    if not isinstance(syn_only, bool):
+        raise NetxfwError("rate-limit rule %r: syn_only must be true or false" % (entry,))
+    return {"source": canonical_cidr(entry["source"]), "rate": rate, "burst": burst,
+            "syn_only": syn_only, "ban_ttl": ban_ttl}
+
+
+def _unique_ratelimits(entries):
+    by_source = {}
+    for entry in entries:
+        rule = _ratelimit(entry)
+        other = by_source.setdefault(rule["source"], rule)
+        if other != rule:
+            raise NetxfwError("rate-limit rules conflict for %s: %r and %r; keep one per source CIDR"
+                              % (rule["source"], other, rule))
+    return list(by_source.values())
+
+
+def ratelimit_key(rule):
+    """(family, rl4_cfg/rl6_cfg LPM key bytes, struct rl_cfg value bytes) of a canonical rate-limit rule."""
+    network = parse_cidr(rule["source"])
+    key = struct.pack("=I", network.prefixlen) + network.network_address.packed
+    value = struct.pack("=QQQQ", rule["rate"], rule["burst"], RL_SYN_ONLY if rule["syn_only"] else 0,
+                        rule["ban_ttl"] * 10 ** 9)
+    return network.version, key, value
 
 
 def _check_port_overlaps(rules):
