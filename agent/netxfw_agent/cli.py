@@ -91,6 +91,23 @@ def build_parser():
     rp.add_argument("--check", action="store_true", help="only say what would change")
     command("restore", "boot restore: load the program from config.json and refill the maps from rules.json")
 
+    sn = command("snapshot", "save the current state (config, rules, loaded or not) to a JSON file")
+    sn.add_argument("file", help="where to write the snapshot")
+    ra = command("rollback-after", "snapshot now and leave a detached timer that restores the snapshot after "
+                 "SECONDS unless `netxfw confirm` runs first (confirm-or-rollback)")
+    ra.add_argument("seconds", type=float)
+    ra.add_argument("--snapshot", help="snapshot file (default STATE_DIR/rollback/snapshot.json)")
+    ra.add_argument("--foreground", action="store_true", help="run the timer in this process (tests)")
+    cf = command("confirm", "keep the applied change: cancel the pending rollback (exit 3 if it already "
+                 "rolled back)")
+    cf.add_argument("id", nargs="?", help="the id `rollback-after` printed (default: whatever is pending)")
+    cd = command("rollback-countdown", "restart the countdown of a pending rollback: it fires SECONDS from now")
+    cd.add_argument("id")
+    cd.add_argument("seconds", type=float)
+    command("rollback-status", "the pending rollback timer, and the last rollback that happened")
+    rn = command("rollback-now", "restore a snapshot file now")
+    rn.add_argument("--snapshot", help="snapshot file (default STATE_DIR/rollback/snapshot.json)")
+
     sp = command("serve", "run the API, Web UI and metrics server")
     sp.add_argument("--listen", default="127.0.0.1:11811", help="HOST:PORT (default 127.0.0.1:11811)")
     sp.add_argument("--token-file", default=auth.DEFAULT_TOKEN_FILE)
@@ -286,6 +303,62 @@ def cmd_reload(args, fw, restore=False):
     emit(args, out, text)
 
 
+def _when(epoch):
+    import time
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def cmd_rollback(args, fw):
+    from . import rollback
+    if args.command == "snapshot":
+        data = rollback.save_snapshot(fw, args.file)
+        return emit(args, data, "snapshot written to %s (data plane %s)"
+                    % (args.file, "loaded" if data["loaded"] else "not loaded"))
+    if args.command == "rollback-after":
+        rec = rollback.arm(fw, args.seconds, args.snapshot, foreground=args.foreground)
+        text = "rollback %s armed: restores %s at %s unless `netxfw confirm %s`" % (
+            rec["id"], rec["snapshot"], _when(rec["deadline"]), rec["id"])
+        if rec.get("previous_rollback"):
+            text += "\nnote: an earlier change (%s) was rolled back at %s" % (
+                rec["previous_rollback"]["id"], _when(rec["previous_rollback"]["rolled_back_at"]))
+        return emit(args, rec, text)
+    if args.command == "confirm":
+        res = rollback.confirm(fw, args.id)
+        if res["confirmed"]:
+            emit(args, res, "confirmed %s: rollback cancelled" % res["id"])
+            return 0
+        rb = res["rolled_back"]
+        emit(args, res, "too late: change %s was ROLLED BACK at %s (%s)" % (
+            rb["id"], _when(rb["rolled_back_at"]), "; ".join(rb.get("actions") or []) or rb.get("error", "")))
+        return 3
+    if args.command == "rollback-countdown":
+        res = rollback.countdown(fw, args.id, args.seconds)
+        if res["rolled_back"]:
+            emit(args, res, "too late: change %s was already ROLLED BACK" % args.id)
+            return 3
+        return emit(args, res, "rollback %s now fires at %s unless confirmed" % (args.id, _when(res["deadline"])))
+    if args.command == "rollback-status":
+        st = rollback.status(fw)
+        lines = []
+        p = st["pending"]
+        lines.append("pending: %s" % ("none" if not p else "%s, %.0fs left, timer %s" % (
+            p["id"], p["remaining"], "running" if p["timer_alive"] else "NOT running")))
+        rb = st["rolled_back"]
+        lines.append("last rollback: %s" % ("none unseen" if not rb else "%s at %s" % (
+            rb["id"], _when(rb["rolled_back_at"]))))
+        return emit(args, st, "\n".join(lines))
+    if args.command == "rollback-now":
+        path = args.snapshot or os.path.join(rollback.rollback_dir(fw), rollback.SNAPSHOT)
+        try:
+            with open(path, encoding="utf-8") as stream:
+                snap = json.load(stream)
+        except (OSError, ValueError) as exc:
+            raise NetxfwError("cannot read the snapshot %s: %s" % (path, exc))
+        actions = rollback.restore_snapshot(fw, snap)
+        return emit(args, {"changed": bool(actions), "actions": actions},
+                    "; ".join(actions) if actions else "already as in the snapshot")
+
+
 def cmd_serve(args, fw):
     from . import api
     api.serve(fw, args.listen, args.token_file, access_log=args.access_log)
@@ -317,11 +390,17 @@ def main(argv=None):
         "reload": lambda: cmd_reload(args, fw),
         "restore": lambda: cmd_reload(args, fw, restore=True),
         "serve": lambda: cmd_serve(args, fw),
+        "snapshot": lambda: cmd_rollback(args, fw),
+        "rollback-after": lambda: cmd_rollback(args, fw),
+        "confirm": lambda: cmd_rollback(args, fw),
+        "rollback-status": lambda: cmd_rollback(args, fw),
+        "rollback-countdown": lambda: cmd_rollback(args, fw),
+        "rollback-now": lambda: cmd_rollback(args, fw),
         "token": lambda: cmd_token(args, fw),
     }
     try:
-        handlers[args.command]()
-        return 0
+        rc = handlers[args.command]()
+        return rc if isinstance(rc, int) else 0
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         sys.stderr.write("%s: error: %s\n" % (PROG, exc))

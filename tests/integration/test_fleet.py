@@ -1,0 +1,212 @@
+"""The netxfw role on the lab: boot restore after a simulated reboot, and no lockouts.
+
+Fresh 2-host lab -> harden.yml (the role; the agent started without systemd) -> packets ->
+simulated reboot of nxh1 (XDP and TC detached, pins removed, agent killed) -> packets show the
+firewall gone -> `netxfw restore`, run directly -> the same maps, config, program identity and
+attachments as before -> packets again. Then a deliberate lockout: a policy that blocks the
+controller's SSH (netxfw_whitelist_controller=false, tcp/22 not opened) is rolled back by the
+host on its own, the play fails saying so, and the host is reachable over SSH afterwards.
+
+Run as root:  /opt/netxfw-venv/bin/python -m pytest tests/integration/test_fleet.py
+The tests in this file build on each other and run in file order.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location("netxfw_test_harden", os.path.join(_HERE, "test_harden.py"))
+_harden = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_harden)
+
+HARDEN = _harden.HARDEN
+LAB_VARS = _harden.LAB_VARS
+PROBE = _harden.PROBE
+N_HOSTS = 2
+HOST = "nxh1"
+CLI = "/usr/local/sbin/netxfw"
+ROLLBACK_TIMEOUT = 8
+
+pytestmark = _harden.pytestmark
+
+# map contents that define the firewall
+DUMP = r"""
+import json, sys
+sys.path.insert(0, "/usr/lib/netxfw")
+from netxfw_engine.engine import Firewall
+from netxfw_engine import layout
+fw = Firewall()
+maps = fw.open_maps()
+out = {}
+if maps is not None:
+    # the rule maps, the runtime config and configured limits; not traffic-driven state
+    # (counters, conntrack, token buckets), which the layout may grow more of
+    def wanted(name):
+        return layout.MAPS[name][3] in ("whitelist", "blacklist", "port_rules") or name == "config" \
+            or name.endswith("_cfg")
+    for name, m in sorted(maps.items()):
+        if wanted(name):
+            out[name] = sorted((k.hex(), v.hex()) for k, v in m.items())
+    # which write of rules.json the maps hold: a count of writes, not content
+    generation = layout.encode_u32(layout.CFG_RULES_GENERATION).hex()
+    out["rules_generation"] = [kv for kv in out["config"] if kv[0] == generation]
+    out["config"] = [kv for kv in out["config"] if kv[0] != generation]
+    fw.close_maps(maps)
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(root_netns):
+    with _harden.WaitingLab(hosts=N_HOSTS, force=False) as lab:
+        yield lab
+
+
+root_netns = _harden.root_netns
+ansible_env = _harden.ansible_env
+
+
+def run_harden(lab, env, *args):
+    t0 = time.monotonic()
+    r = lab.ansible_playbook(HARDEN, "-e", "@" + LAB_VARS, *args, timeout=900, env=env)
+    return r, time.monotonic() - t0
+
+
+def probe(lab, src, hosts, *args):
+    return _harden.probe(lab, src, hosts, *args)
+
+
+def host_state(lab, host):
+    dump = lab.host_exec(host, ["/usr/bin/python3", "-c", DUMP], check=True).stdout
+    status = json.loads(lab.host_exec(host, [CLI, "--json", "status", "--sample", "0"], check=True).stdout)
+    return {
+        "maps": json.loads(dump),
+        "loaded": status["loaded"],
+        "identity": status.get("identity"),
+        "config": status.get("config"),
+        "interfaces": status.get("interfaces"),
+        "rules": status.get("rules"),
+        "pins": sorted(lab.host_exec(host, "ls -A /sys/fs/bpf/netxfw 2>/dev/null; true").stdout.split()),
+    }
+
+
+def assert_same(got, want):
+    diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if k != "maps" and got.get(k) != want.get(k)}
+    for name in set(got["maps"]) | set(want["maps"]):
+        if got["maps"].get(name) != want["maps"].get(name):
+            diff["map " + name] = (got["maps"].get(name), want["maps"].get(name))
+    assert not diff, json.dumps(diff, indent=1, sort_keys=True)
+
+
+def without_generation(state):
+    """A rollback rewrites rules.json (exclusive lists back to the snapshot): same content, a
+    later generation number."""
+    state = dict(state, maps=dict(state["maps"]))
+    state["maps"].pop("rules_generation", None)
+    return state
+
+
+def agent_pid(lab, host):
+    r = lab.host_exec(host, "cat /var/lib/netxfw/agent.pid 2>/dev/null")
+    pid = r.stdout.strip()
+    if pid and os.path.exists("/proc/%s" % pid):
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            if b"serve" in f.read():
+                return int(pid)
+    return None
+
+
+def test_role_deploys_with_agent(lab, ansible_env):
+    r, elapsed = run_harden(lab, ansible_env, "-e", "netxfw_agent_run_without_systemd=true")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for host in lab.host_names:
+        assert agent_pid(lab, host), host
+        token = lab.host_exec(host, "stat -c %a /var/lib/netxfw/agent.token", check=True).stdout.strip()
+        assert token == "600", (host, token)
+        # the agent answers on its port (it needs the token for anything but the health check)
+        r = lab.host_exec(host, ["/usr/bin/python3", "-c",
+                                 "import urllib.request as u, urllib.error as e\n"
+                                 "try: print(u.urlopen('http://127.0.0.1:11811/', timeout=5).status)\n"
+                                 "except e.HTTPError as x: print(x.code)"])
+        assert r.stdout.strip() in ("200", "401"), (host, r.stdout, r.stderr)
+    # the units are installed (systemd is not PID 1 here: nothing enabled)
+    for unit in ("netxfw-restore.service", "netxfw-agent.service"):
+        with open("/etc/systemd/system/" + unit) as f:
+            assert "/usr/local/sbin/netxfw" in f.read()
+    print("\nharden.yml (role, 2 hosts, first run): %.1fs" % elapsed)
+
+
+def test_reboot_then_restore_brings_back_the_same_state(lab):
+    hosts = lab.host_names
+    before = host_state(lab, HOST)
+    assert before["loaded"] and before["maps"]["wl4_host"], before
+    packets = probe(lab, "nxattacker", hosts, "--udp", "9999", "--tcp", "22")
+    assert _harden.outcomes(packets, "udp/9999") == {h: "dropped" for h in hosts}, packets
+
+    # simulated reboot: programs detached, pins gone, agent gone (state_dir survives, as on disk)
+    pid = agent_pid(lab, HOST)
+    os.kill(pid, 9)
+    r = lab.host_exec(HOST, "ip link set dev lan0 xdp off; ip link set dev lan0 xdpgeneric off; "
+                            "tc qdisc del dev lan0 clsact; rm -rf /sys/fs/bpf/netxfw; true")
+    assert r.returncode == 0, r.stderr
+    time.sleep(0.5)
+    assert agent_pid(lab, HOST) is None
+    gone = host_state(lab, HOST)
+    assert not gone["loaded"] and gone["pins"] == [] and gone["maps"] == {}, gone
+    packets = probe(lab, "nxattacker", [HOST], "--udp", "9999")
+    assert packets[HOST]["udp/9999"] != "dropped", packets  # no firewall: the host answers
+
+    # the boot restore, run directly (what netxfw-restore.service runs)
+    r = lab.host_exec(HOST, [CLI, "restore"], timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = host_state(lab, HOST)
+    assert_same(after, before)
+    packets = probe(lab, "nxattacker", hosts, "--udp", "9999", "--tcp", "22")
+    assert _harden.outcomes(packets, "udp/9999") == {h: "dropped" for h in hosts}, packets
+    assert _harden.outcomes(packets, "tcp/22") == {h: "passed" for h in hosts}, packets
+    client = probe(lab, "nxclient", [HOST], "--ping", "--tcp", "22")
+    assert client[HOST] == {"ping": "passed", "tcp/22": "passed"}, client
+
+
+def test_lockout_is_rolled_back(lab, ansible_env):
+    before = host_state(lab, HOST)
+    lockout = json.dumps({
+        "netxfw_whitelist_controller": False,        # the explicit opt-out
+        "netxfw_management_cidrs": [],
+        "netxfw_service_ports": [{"source": "%s/32" % lab.client["ipv4"], "proto": "tcp", "port": 8080,
+                                  "action": "allow"}],
+        "netxfw_rollback_timeout": ROLLBACK_TIMEOUT,
+        "netxfw_rollback_connect_timeout": 5,
+    })
+    r, elapsed = run_harden(lab, ansible_env, "--limit", HOST, "-e", lockout)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "ROLLED BACK on %s" % HOST in out, out
+    assert "could not reconnect over SSH" in out, out
+    print("\nlockout rolled back, play reported it after %.1fs" % elapsed)
+
+    # reachable again over a fresh SSH connection, and exactly the state from before
+    r = lab.ssh(HOST, "hostname")
+    assert r.returncode == 0 and r.stdout.strip() == HOST, r.stderr
+    assert_same(without_generation(host_state(lab, HOST)), without_generation(before))
+    status = json.loads(lab.host_exec(HOST, [CLI, "--json", "rollback-status"], check=True).stdout)
+    assert status["pending"] is None and status["rolled_back"]["ok"], status
+
+    # the next run reports the earlier rollback once, and applies cleanly
+    r, _ = run_harden(lab, ansible_env, "--limit", HOST)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "was not confirmed and was ROLLED BACK" in r.stdout, r.stdout
+    assert_same(without_generation(host_state(lab, HOST)), without_generation(before))
+
+
+def test_no_timer_left_behind(lab):
+    for host in lab.host_names:
+        r = lab.host_exec(host, [CLI, "--json", "rollback-status"], check=True)
+        assert json.loads(r.stdout)["pending"] is None, (host, r.stdout)
+    r = subprocess.run(["pgrep", "-f", "netxfw.*rollback-after"], capture_output=True, text=True)
+    assert r.stdout.strip() == "", r.stdout
