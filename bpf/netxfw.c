@@ -47,6 +47,10 @@
 #ifndef NETXFW_RL_STATE_SIZE
 #define NETXFW_RL_STATE_SIZE 65536
 #endif
+/* drop sampling ring buffer, in pages (64 KiB with 4 KiB pages: over a thousand events) */
+#ifndef NETXFW_DROPLOG_PAGES
+#define NETXFW_DROPLOG_PAGES 16
+#endif
 
 /* config indices */
 #define CFG_POLICY        0
@@ -62,6 +66,8 @@
 #define CFG_SANITY        10 /* bit mask of SANITY_* */
 #define CFG_RL_GLOBAL_RATE  11 /* global bucket: packets/s reaching the rate-limit stage, 0 = off */
 #define CFG_RL_GLOBAL_BURST 12
+#define CFG_DROPLOG_RATE    13 /* drop events per second into the drops ring buffer, 0 = off */
+#define CFG_DROPLOG_BURST   14
 
 /* rl_cfg.flags */
 #define RL_F_SYN_ONLY 1 /* only TCP SYNs (no ACK) of the source are limited */
@@ -259,6 +265,20 @@ struct rl_state {
 	u64 dropped;
 };
 
+/* a sampled drop (drops ring buffer) */
+struct drop_event {
+	u64 ts_ns;     /* bpf_ktime_get_ns */
+	u8 saddr[16];  /* as in a ct key: IPv4 in the first 4 bytes */
+	u8 daddr[16];
+	__be16 sport;  /* 0 when unknown */
+	__be16 dport;
+	u8 proto;
+	u8 family;     /* 4, 6, or 0 when the packet did not parse */
+	u8 reason;     /* counter reason */
+	u8 pad;
+	u32 len;       /* packet length */
+};
+
 BPF_ARRAY(config, u64, 16);
 BPF_PERCPU_ARRAY(counters, struct counter, NX_REASONS);
 BPF_ARRAY(meta, struct meta, 1);
@@ -280,6 +300,8 @@ BPF_F_TABLE("lpm_trie", struct lpm6_key, struct rl_cfg, rl6_cfg, NETXFW_RL_SIZE,
 BPF_TABLE("lru_hash", struct addr4, struct rl_state, rl4_state, NETXFW_RL_STATE_SIZE);
 BPF_TABLE("lru_hash", struct addr6, struct rl_state, rl6_state, NETXFW_RL_STATE_SIZE);
 BPF_ARRAY(rl_global, struct bucket, 1);
+BPF_RINGBUF_OUTPUT(drops, NETXFW_DROPLOG_PAGES);
+BPF_ARRAY(droplog_bucket, struct bucket, 1);
 
 /* What the parser learns. The tuple is laid out as a ct key so the
  * conntrack lookup can use it directly. */
@@ -968,6 +990,40 @@ static __always_inline int stage_policy(void)
 	return cfg(CFG_POLICY) ? R_DROP_POLICY : R_PASS_POLICY;
 }
 
+/* Drop sampling: at most CFG_DROPLOG_RATE events per second (burst CFG_DROPLOG_BURST) go to
+ * the drops ring buffer, so a flood never turns into an event storm; a full ring drops events. */
+static __always_inline void sample_drop(struct pkt *p, u32 reason, u64 *clock, u64 len)
+{
+	u64 rate = cfg(CFG_DROPLOG_RATE), burst, now;
+	struct drop_event ev = {};
+	struct bucket *b;
+	u32 zero = 0;
+	int ok;
+
+	if (!rate)
+		return;
+	burst = cfg(CFG_DROPLOG_BURST);
+	b = droplog_bucket.lookup(&zero);
+	if (!b)
+		return;
+	now = clock_ns(clock); /* no helper call while the lock is held */
+	bpf_spin_lock(&b->lock);
+	ok = take_token(&b->credit_ns, &b->last_ns, rate, burst ? burst : 1, now);
+	bpf_spin_unlock(&b->lock);
+	if (!ok)
+		return;
+	ev.ts_ns = now;
+	__builtin_memcpy(ev.saddr, p->t.saddr, 16);
+	__builtin_memcpy(ev.daddr, p->t.daddr, 16);
+	ev.sport = p->t.sport;
+	ev.dport = p->t.dport;
+	ev.proto = p->t.proto;
+	ev.family = p->t.family;
+	ev.reason = reason;
+	ev.len = len;
+	drops.ringbuf_output(&ev, sizeof(ev), 0);
+}
+
 int xdp_ingress(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -999,7 +1055,11 @@ int xdp_ingress(struct xdp_md *ctx)
 			r = stage_policy();
 	}
 	count(r, end - data);
-	return (DROP_REASONS >> r) & 1 ? XDP_DROP : XDP_PASS;
+	if ((DROP_REASONS >> r) & 1) {
+		sample_drop(&p, r, &now, end - data);
+		return XDP_DROP;
+	}
+	return XDP_PASS;
 }
 
 /* A packet of this host on a TCP entry (flags already valid). */

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from netxfw_engine import exchange, queries
 from netxfw_engine.errors import NetxfwError
@@ -86,6 +87,10 @@ def build_parser():
     cp.add_argument("--limit", type=int, default=None)
     cp.add_argument("--offset", type=int, default=0)
     cp.add_argument("--live", action="store_true", help="only flows younger than the conntrack timeout")
+
+    dp = command("drops", "read (and consume) sampled drop events from the data plane's ring buffer")
+    dp.add_argument("--limit", type=int, default=100)
+    command("sweep", "remove expired blacklist entries and auto-bans, purge banned sources' flows, gc conntrack")
 
     rp = command("reload", "re-apply the program from config.json (recompiles only when needed)")
     rp.add_argument("--check", action="store_true", help="only say what would change")
@@ -288,6 +293,24 @@ def cmd_conntrack(args, fw):
     emit(args, listing, text)
 
 
+def cmd_drops(args, fw):
+    listing = fw.drops(limit=args.limit)
+    if not listing["loaded"]:
+        return emit(args, listing, "data plane not loaded: no drop events")
+    rows = [[time.strftime("%H:%M:%S", time.localtime(e["time"])), e["reason"], str(e["proto"]),
+             "%s:%d" % (e["src"], e["sport"]) if e["src"] else "-",
+             "%s:%d" % (e["dst"], e["dport"]) if e["dst"] else "-"] for e in listing["events"]]
+    emit(args, listing, _table(rows, ["time", "reason", "proto", "source", "destination"]) if rows
+         else "(no sampled drops)")
+
+
+def cmd_sweep(args, fw):
+    result = fw.sweep()
+    emit(args, result, "%d expired rules, %d expired map entries, %d flows of banned sources, %d conntrack entries"
+         % (len(result["rules_expired"]), result["map_entries_expired"], result["bans_purged_flows"],
+            result["conntrack"]["removed"]))
+
+
 def cmd_reload(args, fw, restore=False):
     if restore and not fw.store.read_config():
         return emit(args, {"changed": False, "restored": False},
@@ -387,6 +410,8 @@ def main(argv=None):
         "import": lambda: cmd_import(args, fw),
         "export": lambda: cmd_export(args, fw),
         "conntrack": lambda: cmd_conntrack(args, fw),
+        "drops": lambda: cmd_drops(args, fw),
+        "sweep": lambda: cmd_sweep(args, fw),
         "reload": lambda: cmd_reload(args, fw),
         "restore": lambda: cmd_reload(args, fw, restore=True),
         "serve": lambda: cmd_serve(args, fw),

@@ -25,6 +25,7 @@ BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LPM_TRIE = 11
 BPF_MAP_TYPE_LRU_HASH = 9
+BPF_MAP_TYPE_RINGBUF = 27
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 XDP_FLAGS_SKB_MODE = 1 << 1
@@ -116,6 +117,8 @@ class _ProgInfo(ctypes.Structure):
 
 
 _LIB = None
+# int (*ring_buffer_sample_fn)(void *ctx, void *data, size_t size)
+_RING_SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 
 
 def _lib():
@@ -151,6 +154,10 @@ def _lib():
             "bpf_tc_attach": ([vp, vp], i),
             "bpf_tc_detach": ([vp, vp], i),
             "bpf_tc_query": ([vp, vp], i),
+            "ring_buffer__new": ([i, _RING_SAMPLE_FN, vp, vp], vp),
+            "ring_buffer__consume": ([vp], i),
+            "ring_buffer__poll": ([vp, i], i),
+            "ring_buffer__free": ([vp], None),
         }
         for fname, (argtypes, restype) in sigs.items():
             fn = getattr(lib, fname)
@@ -287,6 +294,8 @@ class Map:
         return True
 
     def keys(self):
+        if self.type == BPF_MAP_TYPE_RINGBUF:
+            return []  # a ring buffer has no keys: read it with ring_buffer_read()
         lib = _lib()
         prev = None
         nxt = ctypes.create_string_buffer(self.key_size)
@@ -387,6 +396,31 @@ class Map:
 
     def clear(self):
         self.delete_many(self.keys())
+
+
+def ring_buffer_read(map_fd, limit=None, timeout_ms=0):
+    """Consume records of a BPF ring buffer (libbpf ring_buffer__new + __consume/__poll on the map fd,
+    e.g. of a pinned map, so a later process can read what the data plane wrote): a list of bytes,
+    oldest first, at most `limit` (the rest stay in the ring). timeout_ms > 0 waits for a first record."""
+    lib = _lib()
+    out = []
+
+    def sample(_ctx, data, size):
+        out.append(ctypes.string_at(data, size))
+        return -1 if limit is not None and len(out) >= limit else 0  # < 0 stops after this record
+
+    callback = _RING_SAMPLE_FN(sample)  # kept alive until ring_buffer__free
+    rb = lib.ring_buffer__new(map_fd, callback, None, None)
+    if not rb:
+        raise BpfCallError(ctypes.get_errno() or errno.EIO, "ring_buffer__new")
+    try:
+        if limit is None or limit > 0:
+            ret = lib.ring_buffer__poll(rb, timeout_ms) if timeout_ms else lib.ring_buffer__consume(rb)
+            if ret < 0 and not (limit is not None and len(out) >= limit):
+                _check(ret, "ring buffer read")
+    finally:
+        lib.ring_buffer__free(rb)
+    return out
 
 
 def test_run(prog_fd, data, repeat=1):

@@ -54,6 +54,9 @@ PROGRAM_DEFAULTS = {
     # global bucket of the rate-limit stage (packets/s of untracked traffic; 0 = off), against spoofed floods
     "ratelimit_global_rate": 0,
     "ratelimit_global_burst": 0,
+    # drop sampling: events per second into the drops ring buffer (0 = off), and its burst
+    "drop_sampling_rate": 10,
+    "drop_sampling_burst": 0,
     "capacity": dict((name, spec[1]) for name, spec in layout.CAPACITIES.items()),
 }
 XDP_MODES = ("auto", "native", "generic")
@@ -119,6 +122,10 @@ def normalize_program(settings):
         merged[name] = _int_in_range(name, merged[name], 0, 10 ** 9)
     if merged["ratelimit_global_rate"] and not merged["ratelimit_global_burst"]:
         merged["ratelimit_global_burst"] = merged["ratelimit_global_rate"]
+    for name in ("drop_sampling_rate", "drop_sampling_burst"):
+        merged[name] = _int_in_range(name, merged[name], 0, 10 ** 6)
+    if merged["drop_sampling_rate"] and not merged["drop_sampling_burst"]:
+        merged["drop_sampling_burst"] = merged["drop_sampling_rate"]
     merged["interfaces"] = sorted(set(merged["interfaces"]))
     return merged
 
@@ -157,6 +164,9 @@ def runtime_config(settings):
     out[layout.CFG_SANITY] = sum(bit for name, bit in layout.SANITY_BITS.items() if sanity[name])
     out[layout.CFG_RL_GLOBAL_RATE] = settings.get("ratelimit_global_rate", 0)
     out[layout.CFG_RL_GLOBAL_BURST] = settings.get("ratelimit_global_burst", 0)
+    rate = settings.get("drop_sampling_rate", PROGRAM_DEFAULTS["drop_sampling_rate"])
+    out[layout.CFG_DROPLOG_RATE] = rate
+    out[layout.CFG_DROPLOG_BURST] = settings.get("drop_sampling_burst") or rate
     return out
 
 
@@ -685,6 +695,31 @@ class Firewall:
             return out
         finally:
             self.close_maps(maps)
+
+    # ---------------------------------------------------------------- drop sampling
+    def drops(self, limit=100):
+        """Read (and consume) up to `limit` sampled drop events from the pinned drops ring buffer,
+        oldest first: [{"time" (epoch s), "reason", "proto", "src", "dst", "sport", "dport", "len"}].
+        The data plane writes at most drop_sampling_rate events per second; events not read before
+        the ring fills are lost (counters still count every drop)."""
+        fd = bpfsys.obj_get(self._pin("drops"))
+        if fd is None:
+            return {"loaded": False, "events": []}
+        try:
+            records = bpfsys.ring_buffer_read(fd, limit=limit)
+        finally:
+            os.close(fd)
+        wall, mono = time.time(), time.monotonic_ns()
+        events = []
+        for raw in records:
+            ev = layout.decode_drop_event(raw)
+            events.append({
+                "time": round(wall - (mono - ev["ts_ns"]) / 1e9, 6), "reason": ev["reason"],
+                "proto": ev["proto"], "len": ev["len"], "sport": ev["sport"], "dport": ev["dport"],
+                "src": str(ipaddress.ip_address(ev["saddr"])) if ev["family"] else None,
+                "dst": str(ipaddress.ip_address(ev["daddr"])) if ev["family"] else None,
+            })
+        return {"loaded": True, "events": events}
 
     # ---------------------------------------------------------------- info
     def info(self):

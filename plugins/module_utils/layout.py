@@ -9,6 +9,7 @@ __metaclass__ = type
 import struct
 
 from .bpfsys import (
+    BPF_MAP_TYPE_RINGBUF,
     BPF_MAP_TYPE_ARRAY,
     BPF_MAP_TYPE_HASH,
     BPF_MAP_TYPE_LPM_TRIE,
@@ -56,6 +57,8 @@ CFG_CT_ICMP_NS = 9
 CFG_SANITY = 10
 CFG_RL_GLOBAL_RATE = 11  # global bucket of the rate-limit stage, packets/s (0 = off)
 CFG_RL_GLOBAL_BURST = 12
+CFG_DROPLOG_RATE = 13  # drop events per second into the drops ring buffer (0 = off)
+CFG_DROPLOG_BURST = 14
 # A blacklist value with bit 63 is an auto-ban of the rate limiter (runtime state, not in rules.json).
 BL_F_BAN = 1 << 63
 BL_EXPIRY_MASK = BL_F_BAN - 1
@@ -129,6 +132,8 @@ MAPS = {
     "rl4_state": (BPF_MAP_TYPE_LRU_HASH, 4, 24, 65536),  # NETXFW_RL_STATE_SIZE: struct rl_state per source
     "rl6_state": (BPF_MAP_TYPE_LRU_HASH, 16, 24, 65536),
     "rl_global": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
+    "drops": (BPF_MAP_TYPE_RINGBUF, 0, 0, 16 * 4096),  # NETXFW_DROPLOG_PAGES pages of struct drop_event
+    "droplog_bucket": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
 }
 
 PROGRAMS = {"prog_xdp": "xdp_ingress", "prog_tc": "tc_egress"}
@@ -208,6 +213,22 @@ def decode_rl_cfg(raw):
 def decode_rl_state(raw):
     credit_ns, last_ns, dropped = struct.unpack("=QQQ", raw[:24])
     return {"credit_ns": credit_ns, "last_ns": last_ns, "dropped": dropped}
+
+
+DROP_EVENT = struct.Struct("=Q16s16sHHBBBxI4x")  # struct drop_event, 56 bytes
+
+
+def decode_drop_event(raw):
+    """struct drop_event -> dict (addresses as packed bytes of the family's length; ports host order)."""
+    ts_ns, saddr, daddr, sport, dport, proto, family, reason, length = DROP_EVENT.unpack(raw[:DROP_EVENT.size])
+    alen = 4 if family == 4 else 16
+    return {
+        "ts_ns": ts_ns, "family": family, "proto": proto, "len": length,
+        "reason": REASONS[reason] if reason < len(REASONS) else str(reason),
+        "saddr": saddr[:alen] if family else b"", "daddr": daddr[:alen] if family else b"",
+        "sport": int.from_bytes(struct.pack("=H", sport), "big"),
+        "dport": int.from_bytes(struct.pack("=H", dport), "big"),
+    }
 
 
 def decode_ct_key(raw):

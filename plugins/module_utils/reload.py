@@ -65,7 +65,8 @@ RULE_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host
              "rules4", "rules6", "rl4_cfg", "rl6_cfg")
 BAN_MAPS = ("bl4_host", "bl6_host")  # also hold the rate limiter's auto-bans (runtime state, bit 63)
 EXPIRING_MAPS = ("bl4_host", "bl6_host", "bl4_lpm", "bl6_lpm")  # value: u64 expires_ns, 0 = never
-NOT_COPIED = {"meta": "holds the identity of the program it belongs to; written fresh"}
+NOT_COPIED = {"meta": "holds the identity of the program it belongs to; written fresh",
+              "drops": "ring buffer of sampled drop events: unread events of the old program are not carried"}
 
 # (map name, old value size, new value size) -> function(old value bytes) -> new value bytes.
 # Used when a layout version changes a value format; a map whose key or value format changed and

@@ -18,6 +18,7 @@ from .errors import NetxfwError
 
 RULES_VERSION = 1
 RULE_LISTS = ("whitelist", "blacklist", "port_rules")
+OPTIONAL_LIST = "ratelimits"
 LOCK_POLL_SECONDS = 0.1
 
 
@@ -89,12 +90,17 @@ class StateStore:
                 raise NetxfwError("%s: '%s' must be a list; fix or remove the file"
                                   % (self.path(self.RULES_FILE), name))
             rules[name] = entries
+        # rate-limit rules: stored only when there are some (files without them stay as they were)
+        if isinstance(stored.get(OPTIONAL_LIST), list):
+            rules[OPTIONAL_LIST] = stored[OPTIONAL_LIST]
         return rules
 
     def write_rules(self, rules):
         stored = {"version": RULES_VERSION, "generation": rules.get("generation", 0)}
         for name in RULE_LISTS:
             stored[name] = list(rules.get(name, []))
+        if rules.get(OPTIONAL_LIST):
+            stored[OPTIONAL_LIST] = list(rules[OPTIONAL_LIST])
         compact = sum(len(stored[name]) for name in RULE_LISTS) > COMPACT_ABOVE
         self._write_json(self.RULES_FILE, stored, compact=compact)
 

@@ -28,6 +28,14 @@ options:
       - Needs the jmespath Python library on the host (Debian/Ubuntu C(python3-jmespath),
         RHEL/Fedora C(python3-jmespath)).
     type: str
+  drops:
+    description:
+      - Read up to this many sampled drop events (time, reason, addresses, ports) from the data plane's
+        ring buffer into RV(drops). Reading consumes them; the data plane samples at most
+        O(netxfw.firewall.netxfw_program#module:drop_sampling_rate) drops per second.
+      - V(0) reads none.
+    type: int
+    default: 0
   pin_path:
     description:
       - Directory on a BPF filesystem where the netxfw programs and maps are pinned.
@@ -134,6 +142,15 @@ bans:
   type: list
   elements: dict
   sample: [{"address": "203.0.113.66", "expires_in": 598.2}]
+drops:
+  description:
+    - Sampled drop events read (and consumed) from the data plane's ring buffer, oldest first, when
+      O(drops) > 0. C(time) is epoch seconds.
+  returned: when O(drops) > 0
+  type: list
+  elements: dict
+  sample: [{"time": 1767225600.5, "reason": "drop_ratelimit", "proto": 17, "src": "203.0.113.66",
+            "dst": "203.0.113.1", "sport": 40000, "dport": 9300, "len": 43}]
 query_result:
   description: The value of O(query) over the result.
   returned: when O(query) is given
@@ -161,7 +178,7 @@ else:
 
 
 def argument_spec():
-    spec = dict(query=dict(type="str"))
+    spec = dict(query=dict(type="str"), drops=dict(type="int", default=0))
     spec.update(common_argument_spec())
     return spec
 
@@ -188,6 +205,8 @@ def main():
         ratelimit=info.get("ratelimit") or {},
         bans=info.get("bans") or [],
     )
+    if params["drops"] > 0:
+        output["drops"] = run_engine(module, lambda: firewall.drops(limit=params["drops"]), "netxfw_info")["events"]
     if params["query"] is not None:
         data = dict((key, value) for key, value in output.items() if key != "changed")
         try:

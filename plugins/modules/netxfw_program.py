@@ -151,6 +151,18 @@ options:
       - Depth of the global bucket, in packets. V(0) means the same as O(ratelimit_global_rate).
     type: int
     default: 0
+  drop_sampling_rate:
+    description:
+      - Dropped packets sampled per second into the data plane's ring buffer of drop events (time,
+        reason, addresses, ports), which M(netxfw.firewall.netxfw_info) O(drops) reads. A token bucket in
+        the data plane bounds it, so a flood never becomes an event storm. V(0) turns sampling off.
+    type: int
+    default: 10
+  drop_sampling_burst:
+    description:
+      - Depth of the drop sampling bucket, in events. V(0) means the same as O(drop_sampling_rate).
+    type: int
+    default: 0
   capacity:
     description:
       - Map sizes, in entries. They are compile-time options; changing one recompiles and hot-reloads
@@ -270,7 +282,8 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.module_support imp
 )
 
 SETTINGS = ("interfaces", "xdp_mode", "policy", "conntrack", "conntrack_timeout", "conntrack_timeouts", "sanity",
-            "icmp_rate", "icmp_burst", "ratelimit_global_rate", "ratelimit_global_burst", "capacity")
+            "icmp_rate", "icmp_burst", "ratelimit_global_rate", "ratelimit_global_burst",
+            "drop_sampling_rate", "drop_sampling_burst", "capacity")
 
 
 def argument_spec():
@@ -305,6 +318,8 @@ def argument_spec():
         icmp_burst=dict(type="int", default=0),
         ratelimit_global_rate=dict(type="int", default=0),
         ratelimit_global_burst=dict(type="int", default=0),
+        drop_sampling_rate=dict(type="int", default=10),
+        drop_sampling_burst=dict(type="int", default=0),
         capacity=dict(
             type="dict",
             options=dict(

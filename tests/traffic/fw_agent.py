@@ -83,6 +83,7 @@ def main():
         "xdp_state": lambda ifname: xdp_state(fw, ifname),
         "gc_conntrack": fw.gc_conntrack,
         "sweep": fw.sweep,
+        "drops": fw.drops,
         "flows": lambda: queries.conntrack(fw)["items"],  # with state, inbound, live, expires_in
     }
     for line in sys.stdin:

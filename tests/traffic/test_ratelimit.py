@@ -91,3 +91,34 @@ def test_flood_is_banned_ban_expires_client_keeps_working(fw, family):
         for s in (sink, flood, receiver):
             s.close()
         fw.call("apply_rules", kind="ratelimit", entries=[], exclusive=True)
+
+
+def test_drop_events_are_readable_and_bounded_under_a_flood(fw):
+    """SETTINGS leave drop sampling at its default (10 events/s, burst 10): a bounded UDP flood
+    to a closed port (policy deny) leaves at most burst + 10/s x elapsed events, all readable."""
+    a = ADDR[4]
+    assert fw.call("info")["ratelimit"]["rules"] == []    # removing rate-limit rules empties the maps
+    time.sleep(1.1)                                      # the sampling bucket refills (10/s) after earlier drops
+    fw.call("drops", limit=2000)                         # drain what earlier tests left
+    flood = sock(NS_ATT, 4, socket.SOCK_DGRAM)
+    try:
+        flood.bind((a["att"], 0))
+        start = time.monotonic()
+        with Delta(fw) as d:
+            for _ in range(FLOOD_PACKETS):
+                if time.monotonic() - start > FLOOD_SECONDS:
+                    break
+                flood.sendto(b"x", (a["fw_att"], 9301))
+            for _ in range(20):                          # the last packets reach XDP (bounded poll)
+                if d.agent.counters()["drop_policy"] - d.before["drop_policy"] >= FLOOD_PACKETS:
+                    break
+                time.sleep(0.05)
+        elapsed = time.monotonic() - start
+        events = fw.call("drops", limit=2000)["events"]
+        assert d["drop_policy"] >= 100, d
+        ours = [e for e in events if e["src"] == a["att"] and e["dport"] == 9301]
+        assert ours and all(e["reason"] == "drop_policy" and e["proto"] == 17 and e["dst"] == a["fw_att"]
+                            for e in ours), events[:5]
+        assert len(events) <= 10 + 10 * (int(elapsed) + 1), (len(events), elapsed)
+    finally:
+        flood.close()

@@ -19,7 +19,8 @@ import pytest
 bcc = pytest.importorskip("bcc", reason="needs the distro BCC bindings (python3-bpfcc)")
 scapy_all = pytest.importorskip("scapy.all", reason="needs scapy (python3-scapy)")
 
-from ansible_collections.netxfw.firewall.plugins.module_utils.bpfsys import test_run  # noqa: E402
+from ansible_collections.netxfw.firewall.plugins.module_utils.bpfsys import ring_buffer_read, test_run  # noqa: E402
+from ansible_collections.netxfw.firewall.plugins.module_utils.layout import decode_drop_event  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SRC = os.path.join(REPO, "bpf", "netxfw.c")
@@ -44,7 +45,8 @@ REASONS = (
 # docs/internals.md, "config indices"
 CFG = {"policy": 0, "icmp_rate": 1, "icmp_burst": 2, "ct_enabled": 3, "ct_timeout_ns": 4,
        "ct_syn_ns": 5, "ct_fin_ns": 6, "ct_udp_ns": 7, "ct_udp_stream_ns": 8, "ct_icmp_ns": 9,
-       "sanity": 10, "rl_global_rate": 11, "rl_global_burst": 12}
+       "sanity": 10, "rl_global_rate": 11, "rl_global_burst": 12,
+       "droplog_rate": 13, "droplog_burst": 14}
 
 SET_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host",
             "bl4_lpm", "bl6_lpm", "rules4", "rules6", "ct", "ct_syn", "rl4_cfg", "rl6_cfg",
@@ -76,6 +78,8 @@ class Dataplane:
             self.t("config")[idx] = self.t("config").Leaf(0)
         self.t("icmp_bucket")[0] = self.t("icmp_bucket").Leaf()
         self.t("rl_global")[0] = self.t("rl_global").Leaf()
+        self.t("droplog_bucket")[0] = self.t("droplog_bucket").Leaf()
+        self.drop_events()  # drain
 
     def config(self, **settings):
         for name, value in settings.items():
@@ -131,6 +135,10 @@ class Dataplane:
             if bytes(k) == raw:
                 return v.value
         return None
+
+    def drop_events(self, limit=None):
+        """Consume the drops ring buffer with the engine's reader (libbpf ring_buffer via ctypes)."""
+        return [decode_drop_event(raw) for raw in ring_buffer_read(self.t("drops").map_fd, limit=limit)]
 
     def ct_entries(self):
         return {bytes(k): (v.last_seen_ns, v.flags) for k, v in self.t("ct").items()}
