@@ -61,6 +61,7 @@ def run_measured(cmd, timeout, env=None):
             break
         except ValueError:
             continue
+    run_measured.last_cpu = ans.get("cpu")  # user + system CPU of the process and its children
     return parsed, ans["wall"], ans["maxrss_mib"], ans["rc"], text[-2000:]
 
 
@@ -71,7 +72,8 @@ def child(args, ns=None, timeout=900):
     parsed, wall, rss, rc, tail = run_measured(cmd, timeout)
     if rc != 0 or parsed is None:
         raise RuntimeError("cp_child %s failed (rc %s): %s" % (args[0], rc, tail))
-    parsed.update({"wall_seconds": round(wall, 3), "peak_rss_mib": round(rss, 1)})
+    parsed.update({"wall_seconds": round(wall, 3), "peak_rss_mib": round(rss, 1),
+                   "cpu_seconds": round(run_measured.last_cpu or 0, 3)})
     return parsed
 
 
@@ -105,7 +107,7 @@ def module(coll_root, pin_path, state_dir, entries_file, timeout=1200):
     m = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)", tail)
     # ru_maxrss after wait4(): the largest of ansible-playbook and the module processes it waited for
     return {"wall_seconds": round(wall, 3), "peak_rss_mib": round(rss, 1),
-            "changed": None if not m else m.group(2) != "0"}
+            "cpu_seconds": round(run_measured.last_cpu or 0, 3), "changed": None if not m else m.group(2) != "0"}
 
 
 def run(opts, cleanup, syn):

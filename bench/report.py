@@ -37,6 +37,9 @@ PATHS = [
     ("merged:blacklist_prefix", "*prototype* blacklist hit, prefix"),
     ("merged:port_rule", "*prototype* IP+port rule hit"),
     ("merged:default_policy", "*prototype* default policy"),
+    ("hostfirst:conntrack", "*prototype, host hash first* conntrack hit"),
+    ("hostfirst:blacklist_host", "*prototype, host hash first* blacklist hit, exact"),
+    ("hostfirst:default_policy", "*prototype, host hash first* default policy"),
     ("bare_hash:hit", "bare hash lookup, hit"),
     ("bare_hash:miss", "bare hash lookup, miss"),
     ("bare_lpm:hit", "bare LPM lookup, hit"),
@@ -107,26 +110,31 @@ def veth_table(v):
 
 
 def control_table(c):
-    lines = ["| operation | entries | wall s | peak RSS MiB | changed |", "|---|---:|---:|---:|---|"]
-    lines.append("| first deploy: compile + load + pin + attach (engine, apply_program) | - | %.2f | %.0f | %s |"
-                 % (c["deploy"]["wall_seconds"], c["deploy"]["peak_rss_mib"], c["deploy"]["changed"]))
-    lines.append("| deploy re-run (no-op) | - | %.2f | %.0f | %s |"
-                 % (c["deploy_again"]["wall_seconds"], c["deploy_again"]["peak_rss_mib"], c["deploy_again"]["changed"]))
+    lines = ["| operation | entries | wall s | CPU s | peak RSS MiB | changed |", "|---|---:|---:|---:|---:|---|"]
+
+    def cpu(r):
+        return "%.2f" % r["cpu_seconds"] if "cpu_seconds" in r else "n/a"
+
+    lines.append("| first deploy: compile + load + pin + attach (engine, apply_program) | - | %.2f | %s | %.0f | %s |"
+                 % (c["deploy"]["wall_seconds"], cpu(c["deploy"]), c["deploy"]["peak_rss_mib"], c["deploy"]["changed"]))
+    lines.append("| deploy re-run (no-op) | - | %.2f | %s | %.0f | %s |"
+                 % (c["deploy_again"]["wall_seconds"], cpu(c["deploy_again"]), c["deploy_again"]["peak_rss_mib"],
+                    c["deploy_again"]["changed"]))
     for n in sorted(c["engine"], key=int):
         e = c["engine"][n]
         ent = int(n) + 255
-        lines.append("| engine apply_rules blacklist add | %s | %.2f | %.0f | %s |"
-                     % (fmt(ent), e["add"]["wall_seconds"], e["add"]["peak_rss_mib"], e["add"]["changed"]))
-        lines.append("| engine apply_rules same list again (no-op) | %s | %.2f | %.0f | %s |"
-                     % (fmt(ent), e["noop"]["wall_seconds"], e["noop"]["peak_rss_mib"], e["noop"]["changed"]))
+        lines.append("| engine apply_rules blacklist add | %s | %.2f | %s | %.0f | %s |"
+                     % (fmt(ent), e["add"]["wall_seconds"], cpu(e["add"]), e["add"]["peak_rss_mib"], e["add"]["changed"]))
+        lines.append("| engine apply_rules same list again (no-op) | %s | %.2f | %s | %.0f | %s |"
+                     % (fmt(ent), e["noop"]["wall_seconds"], cpu(e["noop"]), e["noop"]["peak_rss_mib"], e["noop"]["changed"]))
         m = c["module"].get(n, {})
         if "add" in m:
-            lines.append("| ansible-playbook, one netxfw_rule task, add | %s | %.2f | %.0f | %s |"
-                         % (fmt(ent), m["add"]["wall_seconds"], m["add"]["peak_rss_mib"], m["add"]["changed"]))
-            lines.append("| ansible-playbook, same task again (no-op) | %s | %.2f | %.0f | %s |"
-                         % (fmt(ent), m["noop"]["wall_seconds"], m["noop"]["peak_rss_mib"], m["noop"]["changed"]))
+            lines.append("| ansible-playbook, one netxfw_rule task, add | %s | %.2f | %s | %.0f | %s |"
+                         % (fmt(ent), m["add"]["wall_seconds"], cpu(m["add"]), m["add"]["peak_rss_mib"], m["add"]["changed"]))
+            lines.append("| ansible-playbook, same task again (no-op) | %s | %.2f | %s | %.0f | %s |"
+                         % (fmt(ent), m["noop"]["wall_seconds"], cpu(m["noop"]), m["noop"]["peak_rss_mib"], m["noop"]["changed"]))
         elif "error" in m:
-            lines.append("| ansible-playbook netxfw_rule | %s | failed | | |" % fmt(ent))
+            lines.append("| ansible-playbook netxfw_rule | %s | failed | | | |" % fmt(ent))
     return "\n".join(lines)
 
 
@@ -138,8 +146,10 @@ def goals(d):
             rows.append("| %s | n/a | %s | not measured | %s |" % (goal, target, note))
             return
         ok = value <= target if ok_if_le else value >= target
-        rows.append("| %s | %.2f | %s %s | %s | %s |" % (goal, value, "≤" if ok_if_le else "≥", target,
-                                                         "met" if ok else "**missed**", note))
+        verdict = "met" if ok else "**missed**"
+        if "(cold)" in goal:  # memory latency hides the extra work: shown, not judged
+            verdict = "(info)"
+        rows.append("| %s | %.2f | %s %s | %s | %s |" % (goal, value, "≤" if ok_if_le else "≥", target, verdict, note))
 
     x = d.get("xdp_cost")
     if x:
@@ -147,7 +157,8 @@ def goals(d):
         small = min(x["sizes"], key=int)
         p = x["sizes"][big]["paths"]
         before = "*before* (netxfw.c of %s)" % x["params"].get("compare_rev")
-        for prog, pname in (("netxfw", "netxfw"), ("before", before), ("merged", "*prototype layout*")):
+        for prog, pname in (("netxfw", "netxfw"), ("before", before), ("merged", "*prototype layout*"),
+                            ("hostfirst", "*prototype, host hash first*")):
             if prog + ":default_policy" not in p:
                 continue
             for key, kind in (("net_hot_ns", "warm"), ("net_cold_ns", "cold")):
@@ -198,8 +209,9 @@ def plots(d):
     x = d.get("xdp_cost")
     if x:
         sizes = sorted(x["sizes"], key=int)
-        plotted = [p for p in PATHS if not p[0].startswith(("before:", "merged:"))] + [
-            ("before:default_policy", "*before*: default policy"), ("before:blacklist_host", "*before*: blacklist exact"),
+        plotted = [p for p in PATHS if not p[0].startswith(("before:", "merged:", "hostfirst:"))] + [
+            ("before:default_policy", "*before*: default policy"),
+            ("before:blacklist_host", "*before*: blacklist exact"),
             ("merged:default_policy", "*prototype*: default policy"),
             ("merged:blacklist_host", "*prototype*: blacklist exact")]
         colors = plt.get_cmap("tab20").colors
@@ -283,7 +295,8 @@ def generated(d):
         pr = v["params"]
         out += ["### Drop rate and CPU on a veth pair", "",
                 "Same %s-entry set in every system (nft table + set load %.1f s; ipset "
-                "restore %.1f s; iptables backend: %s), each system on its own veth pair. %s-byte UDP frames from %d sources, up to %s frames or "
+                "restore %.1f s; iptables backend: %s), each system on its own veth pair. %s-byte UDP frames from "
+                "%d sources, up to %s frames or "
                 "%d s per run, median of %d runs."
                 % (fmt(v["load"]["entries"]), v["load"]["nft_set_seconds"],
                    v["load"]["ipset_seconds"], v["iptables"],

@@ -33,6 +33,7 @@ def main():
             out.seek(0)
             text = out.read().decode(errors="replace")
         sys.stdout.write(json.dumps({"rc": p.returncode, "wall": wall, "maxrss_mib": ru.ru_maxrss / 1024.0,
+                                     "cpu": ru.ru_utime + ru.ru_stime,
                                      "out": text[-20000:]}) + "\n")
         sys.stdout.flush()
 

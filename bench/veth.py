@@ -237,7 +237,8 @@ def run(opts, cleanup, deployment):
         "sources": len(traffic_sources()), "frame_bytes": 60}, "devices": systems.dev, "systems": {}}
     for (traffic, name), rs in runs.items():
         med = {}
-        for key in ("pps", "pkts_per_own_cpu_s", "ns_per_pkt_own", "pkts_per_rx_cpu_s", "pkts_per_total_cpu_s", "ns_per_pkt_rx", "ns_per_pkt_total"):
+        for key in ("pps", "pkts_per_own_cpu_s", "ns_per_pkt_own", "pkts_per_rx_cpu_s", "pkts_per_total_cpu_s",
+                    "ns_per_pkt_rx", "ns_per_pkt_total"):
             med[key] = statistics.median(x[key] for x in rs)
         med["drop_ratio"] = round(sum(x["dropped"] for x in rs) / max(1, sum(x["sent"] for x in rs)), 4)
         out["systems"].setdefault(traffic, {})[name] = {"median": med, "runs": rs}
