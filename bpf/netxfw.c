@@ -1007,6 +1007,10 @@ static __always_inline void sample_drop(struct pkt *p, u32 reason, u64 *clock, u
 	if (!b)
 		return;
 	now = clock_ns(clock); /* no helper call while the lock is held */
+	/* A lock-free look first: under a flood the bucket is empty and most drops stop here
+	 * (the locked take below decides; a stale read only sends a drop to it). */
+	if (b->credit_ns + (now > b->last_ns ? now - b->last_ns : 0) < NX_NSEC_PER_SEC / rate)
+		return;
 	bpf_spin_lock(&b->lock);
 	ok = take_token(&b->credit_ns, &b->last_ns, rate, burst ? burst : 1, now);
 	bpf_spin_unlock(&b->lock);
