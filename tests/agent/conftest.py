@@ -41,8 +41,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 CLONE_NEWNET = 0x40000000
 PORT = 11811
 HOST_IF, PEER_IF = "nxah0", "nxap0"
-HOST4, PEER4 = "198.51.100.1", "198.51.100.2"
-HOST6, PEER6 = "2001:db8:a9::1", "2001:db8:a9::2"
+from agent_env import HOST4, HOST6, PEER4, PEER6  # noqa: E402,F401
 CAPACITY = {"whitelist": 1024, "blacklist": 4096, "port_rules": 1024, "conntrack": 4096}
 DEFAULT_SETTINGS = {"policy": "allow", "icmp_rate": 0, "icmp_burst": 0, "conntrack": True, "conntrack_timeout": 300}
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import PEER4
+from agent_env import PEER4
 
 
 def _operations(lab):

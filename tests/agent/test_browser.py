@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import HOST4, PEER4, REPO
+from agent_env import HOST4, PEER4, REPO
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs python3-selenium")
 from selenium.webdriver.common.by import By  # noqa: E402

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import HOST4, PEER4
+from agent_env import HOST4, PEER4
 
 
 def test_rule_round_trip_every_kind(clean):

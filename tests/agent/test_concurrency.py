@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from agent_env import REPO
 
 ANSIBLE = "/opt/netxfw-venv/bin/ansible"
 

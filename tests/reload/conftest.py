@@ -28,19 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "traffic"))
 import netns  # noqa: E402
 
 RUNNER = os.path.join(HERE, "runner.py")
-EXTRA_IF, EXTRA_PEER = "rl0", "rl1"
-PAUSE_ENV = "NETXFW_RELOAD_PAUSE_AT"
-SOURCE_ENV = "NETXFW_TEST_SOURCE"
-
-SETTINGS = {
-    "interfaces": [netns.FW_IF, EXTRA_IF],
-    "policy": "deny",
-    "conntrack": True,
-    "conntrack_timeout": 120,
-    "icmp_rate": 0,
-    "icmp_burst": 0,
-    "capacity": {"whitelist": 256, "blacklist": 1024, "port_rules": 256, "conntrack": 4096},
-}
+from reload_env import EXTRA_IF, EXTRA_PEER, PAUSE_ENV, SETTINGS, SOURCE_ENV  # noqa: E402,F401
 
 
 def collections_root():

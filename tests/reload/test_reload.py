@@ -23,7 +23,7 @@ from ansible_collections.netxfw.firewall.plugins.module_utils import reload as h
 from ansible_collections.netxfw.firewall.plugins.module_utils.bpf_source import SOURCE
 
 import netns
-from conftest import EXTRA_IF, PAUSE_ENV, SETTINGS, SOURCE_ENV
+from reload_env import EXTRA_IF, PAUSE_ENV, SETTINGS, SOURCE_ENV
 
 ADDR = netns.ADDR
 PORT_UDP = 40404
