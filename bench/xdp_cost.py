@@ -259,13 +259,17 @@ def run(opts, cleanup):
         with open(opts["source"]) as f:
             main_src = f.read()
     mg_fd = mh_fd = None
+    if not opts.get("merged", True):
+        merged_src = None
     try:
+        if merged_src is None:
+            raise RuntimeError("not asked for (--quick)")
         # the prototype (bench/merged.c) calls netxfw's own stage functions: it follows their signatures
         nx = BPF(text=main_src + "\n" + merged_src, cflags=layout.cflags(caps) + ["-w"])
         mg_fd = nx.load_func(b"xdp_merged", BPF.XDP).fd
         mh_fd = nx.load_func(b"xdp_merged_hostfirst", BPF.XDP).fd
     except Exception as exc:
-        log("xdp cost: prototype layout skipped (bench/merged.c does not build against this netxfw.c: %s)"
+        log("xdp cost: prototype layout (bench/merged.c) skipped: %s"
             % str(exc)[-300:])
         nx = BPF(text=main_src, cflags=layout.cflags(caps) + ["-w"])
         mg_fd = mh_fd = None
