@@ -125,7 +125,7 @@ def detach_all():
         netns.run_in(netns.NS_FW, ["tc", "qdisc", "del", "dev", ifname, "clsact"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def topo():
     if os.geteuid() != 0:
         pytest.skip("reload tests create namespaces and load XDP programs: run as root")

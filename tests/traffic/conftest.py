@@ -38,14 +38,14 @@ def _requirements():
         pytest.skip("needs %s with the BCC bindings" % netns.SYSTEM_PYTHON)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def topo():
     _requirements()
     with netns.Topology() as topology:
         yield topology
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def engine_agent(topo):
     with topo.engine(collections_root(), netns.SETTINGS) as agent:
         yield agent
