@@ -55,7 +55,7 @@ def _fast_v4(text):
     Rule lists hold up to millions of such strings; building an ipaddress object for each,
     several times per run, was most of a netxfw_rule task's time.
     """
-    if type(text) is not str:
+    if not isinstance(text, str):
         return None
     addr, slash, plen = text.partition("/")
     try:

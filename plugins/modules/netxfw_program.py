@@ -143,7 +143,7 @@ options:
         source; it counts packets per second of traffic that is neither tracked (conntrack), whitelisted
         nor blacklisted. Over it, packets drop with reason C(drop_rate_global); nobody is banned.
       - Established flows take the conntrack fast path before this stage and are never limited.
-      - V(0) turns it off. Per-source limits are rules, see M(netxfw.firewall.netxfw_rule) O(kind=ratelimit).
+      - V(0) turns it off. Per-source limits are rules, see M(netxfw.firewall.netxfw_rule) O(netxfw.firewall.netxfw_rule#module:kind=ratelimit).
     type: int
     default: 0
   ratelimit_global_burst:
@@ -154,7 +154,7 @@ options:
   drop_sampling_rate:
     description:
       - Dropped packets sampled per second into the data plane's ring buffer of drop events (time,
-        reason, addresses, ports), which M(netxfw.firewall.netxfw_info) O(drops) reads. A token bucket in
+        reason, addresses, ports), which M(netxfw.firewall.netxfw_info) O(netxfw.firewall.netxfw_info#module:drops) reads. A token bucket in
         the data plane bounds it, so a flood never becomes an event storm. V(0) turns sampling off.
     type: int
     default: 10

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Controller side of the netxfw role: pack the host agent's library into one reproducible
 tarball (same sources -> same bytes -> same sha256), so a host needs one `copy` round trip to
