@@ -20,6 +20,8 @@ description:
   - O(query) filters the result on the host, so that only what is asked for crosses the wire.
 author:
   - netxfw developers (@netxfw)
+extends_documentation_fragment:
+  - netxfw.firewall.common
 options:
   query:
     description:
@@ -36,16 +38,6 @@ options:
       - V(0) reads none.
     type: int
     default: 0
-  pin_path:
-    description:
-      - Directory on a BPF filesystem where the netxfw programs and maps are pinned.
-    type: path
-    default: /sys/fs/bpf/netxfw
-  state_dir:
-    description:
-      - Directory holding the desired state (config.json, rules.json).
-    type: path
-    default: /var/lib/netxfw
 attributes:
   check_mode:
     description: Runs the same in check mode; it changes nothing anyway.

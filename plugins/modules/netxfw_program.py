@@ -32,6 +32,8 @@ description:
     C(/usr/libexec/platform-python)) that the distribution package installs them for.
 author:
   - netxfw developers (@netxfw)
+extends_documentation_fragment:
+  - netxfw.firewall.common
 options:
   state:
     description:
@@ -187,16 +189,6 @@ options:
         description: Tracked flows (LRU).
         type: int
         default: 262144
-  pin_path:
-    description:
-      - Directory on a BPF filesystem where the programs and maps are pinned.
-    type: path
-    default: /sys/fs/bpf/netxfw
-  state_dir:
-    description:
-      - Directory holding the desired state (config.json, rules.json) and the run lock.
-    type: path
-    default: /var/lib/netxfw
 attributes:
   check_mode:
     description: Reports what would be done (see RV(actions)) without compiling, loading or attaching.

@@ -33,6 +33,8 @@ description:
     the data-plane source change (an upgrade of the collection).
 author:
   - netxfw developers (@netxfw)
+extends_documentation_fragment:
+  - netxfw.firewall.common
 options:
   capacity:
     description:
@@ -56,16 +58,6 @@ options:
       - Reload even when the identity is unchanged.
     type: bool
     default: false
-  pin_path:
-    description:
-      - Directory on a BPF filesystem where the programs and maps are pinned.
-    type: path
-    default: /sys/fs/bpf/netxfw
-  state_dir:
-    description:
-      - Directory holding the desired state (config.json, rules.json) and the run lock.
-    type: path
-    default: /var/lib/netxfw
 attributes:
   check_mode:
     description: Reports what would be done (RV(actions), and in RV(migrated) the entries each map would

@@ -24,6 +24,8 @@ description:
   - Needs only libbpf (through ctypes), not BCC, and never recompiles anything.
 author:
   - netxfw developers (@netxfw)
+extends_documentation_fragment:
+  - netxfw.firewall.common
 options:
   kind:
     description:
@@ -74,16 +76,6 @@ options:
       - Seconds until blacklist entries given without their own C(expires) stop blocking.
       - Only for O(kind=blacklist).
     type: int
-  pin_path:
-    description:
-      - Directory on a BPF filesystem where the netxfw programs and maps are pinned.
-    type: path
-    default: /sys/fs/bpf/netxfw
-  state_dir:
-    description:
-      - Directory holding the desired state (config.json, rules.json) and the run lock.
-    type: path
-    default: /var/lib/netxfw
 attributes:
   check_mode:
     description: Reports the entries that would be added and removed without writing anything.

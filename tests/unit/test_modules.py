@@ -14,7 +14,9 @@ import yaml
 
 from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, module_support
 from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info, netxfw_program, netxfw_reload, netxfw_rule
+from ansible_collections.netxfw.firewall.plugins.doc_fragments import common as common_fragment
 
+FRAGMENTS = {"common": common_fragment}
 MODULES = {"netxfw_program": netxfw_program, "netxfw_rule": netxfw_rule, "netxfw_info": netxfw_info,
            "netxfw_reload": netxfw_reload}
 SPEC_KEYS = ("type", "default", "choices", "required", "elements")
@@ -45,12 +47,21 @@ def normalized_spec(spec):
     return out
 
 
+def documented_options(doc):
+    """The module's own options plus those of its netxfw doc fragments."""
+    options = dict(doc["options"])
+    for fragment in doc.get("extends_documentation_fragment", []):
+        assert fragment.startswith("netxfw.firewall."), fragment
+        options.update(yaml.safe_load(FRAGMENTS[fragment.split(".")[-1]].ModuleDocFragment.DOCUMENTATION)["options"])
+    return options
+
+
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_documentation_options_match_argument_spec(name):
     module = MODULES[name]
     doc = yaml.safe_load(module.DOCUMENTATION)
     assert doc["module"] == name
-    assert normalized_spec(doc_options_as_spec(doc["options"])) == normalized_spec(module.argument_spec())
+    assert normalized_spec(doc_options_as_spec(documented_options(doc))) == normalized_spec(module.argument_spec())
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
