@@ -15,7 +15,7 @@
 #include <uapi/linux/udp.h>
 #include <uapi/linux/pkt_cls.h>
 
-#define NETXFW_LAYOUT_VERSION 1
+#define NETXFW_LAYOUT_VERSION 2
 
 #ifndef NETXFW_WL_LPM_SIZE
 #define NETXFW_WL_LPM_SIZE 65536
@@ -71,10 +71,17 @@
 
 /* rl_cfg.flags */
 #define RL_F_SYN_ONLY 1 /* only TCP SYNs (no ACK) of the source are limited */
+
+/* Source class: the value of src4/6_host and src4/6_lpm. The engine resolves each entry
+ * from every whitelist, blacklist and port-rule source that covers it, so the exact
+ * address (else its longest prefix) alone gives the class. */
+#define SRC_BAN         (1ULL << 63) /* an auto-ban of the rate limiter (runtime state) */
+#define SRC_WL          (1ULL << 62) /* whitelisted: wins over everything else */
+#define SRC_BL          (1ULL << 61) /* blacklisted until the expiry */
+#define SRC_RULES       (1ULL << 60) /* some port rule's source covers it */
+#define SRC_EXPIRY_MASK (SRC_RULES - 1) /* CLOCK_MONOTONIC ns, 0 = never */
 /* A blacklist value with this bit is an auto-ban of the rate limiter (runtime state, not in
  * rules.json); the other bits are expires_ns as usual. */
-#define BL_F_BAN       (1ULL << 63)
-#define BL_EXPIRY_MASK (BL_F_BAN - 1)
 
 #define SANITY_BOGON     1
 #define SANITY_FRAGMENT  2
@@ -282,14 +289,14 @@ struct drop_event {
 BPF_ARRAY(config, u64, 16);
 BPF_PERCPU_ARRAY(counters, struct counter, NX_REASONS);
 BPF_ARRAY(meta, struct meta, 1);
-BPF_HASH(wl4_host, struct addr4, u64, NETXFW_WL_HOST_SIZE);
-BPF_HASH(wl6_host, struct addr6, u64, NETXFW_WL_HOST_SIZE);
-BPF_F_TABLE("lpm_trie", struct lpm4_key, u64, wl4_lpm, NETXFW_WL_LPM_SIZE, BPF_F_NO_PREALLOC);
-BPF_F_TABLE("lpm_trie", struct lpm6_key, u64, wl6_lpm, NETXFW_WL_LPM_SIZE, BPF_F_NO_PREALLOC);
-BPF_HASH(bl4_host, struct addr4, u64, NETXFW_BL_HOST_SIZE);
-BPF_HASH(bl6_host, struct addr6, u64, NETXFW_BL_HOST_SIZE);
-BPF_F_TABLE("lpm_trie", struct lpm4_key, u64, bl4_lpm, NETXFW_BL_LPM_SIZE, BPF_F_NO_PREALLOC);
-BPF_F_TABLE("lpm_trie", struct lpm6_key, u64, bl6_lpm, NETXFW_BL_LPM_SIZE, BPF_F_NO_PREALLOC);
+/* exact addresses (/32, /128) and prefixes of the whitelist, the blacklist and the port-rule
+ * sources, with their resolved class; a port rule's source needs one slot at most */
+#define NETXFW_SRC_HOST_SIZE (NETXFW_WL_HOST_SIZE + NETXFW_BL_HOST_SIZE + NETXFW_RULE_SIZE)
+#define NETXFW_SRC_LPM_SIZE  (NETXFW_WL_LPM_SIZE + NETXFW_BL_LPM_SIZE + NETXFW_RULE_SIZE)
+BPF_HASH(src4_host, struct addr4, u64, NETXFW_SRC_HOST_SIZE);
+BPF_HASH(src6_host, struct addr6, u64, NETXFW_SRC_HOST_SIZE);
+BPF_F_TABLE("lpm_trie", struct lpm4_key, u64, src4_lpm, NETXFW_SRC_LPM_SIZE, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("lpm_trie", struct lpm6_key, u64, src6_lpm, NETXFW_SRC_LPM_SIZE, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("lpm_trie", struct rule4_key, u32, rules4, NETXFW_RULE_SIZE, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("lpm_trie", struct rule6_key, u32, rules6, NETXFW_RULE_SIZE, BPF_F_NO_PREALLOC);
 BPF_TABLE("lru_hash", struct ct_key, struct ct_val, ct, NETXFW_CT_SIZE);
@@ -754,50 +761,52 @@ static __always_inline void track_inbound(struct pkt *p, u64 *now)
 	ct_syn.delete(&p->t);
 }
 
-static __always_inline int stage_whitelist(struct pkt *p)
+/* The exact-address entry of a source, or NULL. */
+static __always_inline u64 *source_host(u8 family, u8 *addr)
 {
-	if (p->t.family == 4) {
-		struct lpm4_key k = {.prefixlen = 32};
-
-		__builtin_memcpy(k.addr, p->t.saddr, 4);
-		if (wl4_host.lookup((struct addr4 *)k.addr) || wl4_lpm.lookup(&k))
-			return R_PASS_WHITELIST;
-	} else {
-		struct lpm6_key k = {.prefixlen = 128};
-
-		__builtin_memcpy(k.addr, p->t.saddr, 16);
-		if (wl6_host.lookup((struct addr6 *)k.addr) || wl6_lpm.lookup(&k))
-			return R_PASS_WHITELIST;
-	}
-	return NEXT;
+	if (family == 4)
+		return src4_host.lookup((struct addr4 *)addr);
+	return src6_host.lookup((struct addr6 *)addr);
 }
 
-/* A blacklist value is its expiry; 0 never expires. Bit 63 marks an auto-ban. */
-static __always_inline int active(u64 *expires_ns, u64 *now)
-{
-	return expires_ns && (*expires_ns == 0 || (*expires_ns & BL_EXPIRY_MASK) > clock_ns(now));
-}
-
-static __always_inline int blacklisted(u8 family, u8 *addr, u64 *now)
+/* The longest prefix holding a source, or NULL. */
+static __always_inline u64 *source_prefix(u8 family, u8 *addr)
 {
 	if (family == 4) {
 		struct lpm4_key k = {.prefixlen = 32};
 
 		__builtin_memcpy(k.addr, addr, 4);
-		return active(bl4_host.lookup((struct addr4 *)k.addr), now) ||
-		       active(bl4_lpm.lookup(&k), now);
+		return src4_lpm.lookup(&k);
 	} else {
 		struct lpm6_key k = {.prefixlen = 128};
 
 		__builtin_memcpy(k.addr, addr, 16);
-		return active(bl6_host.lookup((struct addr6 *)k.addr), now) ||
-		       active(bl6_lpm.lookup(&k), now);
+		return src6_lpm.lookup(&k);
 	}
 }
 
-static __always_inline int stage_blacklist(struct pkt *p, u64 *now)
+static __always_inline int blocking(u64 cls, u64 *now)
 {
-	return blacklisted(p->t.family, p->t.saddr, now) ? R_DROP_BLACKLIST : NEXT;
+	u64 expires = cls & SRC_EXPIRY_MASK;
+
+	return (cls & (SRC_WL | SRC_BL)) == SRC_BL && (expires == 0 || expires > clock_ns(now));
+}
+
+/* The whitelist and blacklist stages, decided by the source's resolved class. */
+static __always_inline int stage_source(u64 cls, u64 *now)
+{
+	if (cls & SRC_WL)
+		return R_PASS_WHITELIST;
+	return blocking(cls, now) ? R_DROP_BLACKLIST : NEXT;
+}
+
+static __always_inline u64 source_class(u8 family, u8 *addr)
+{
+	u64 *v = source_host(family, addr);
+
+	if (!v)
+		v = source_prefix(family, addr);
+	return v ? *v : 0;
 }
 
 /* Token bucket in nanoseconds of credit (as stage_icmp): 1 = a token was taken. */
@@ -843,8 +852,9 @@ static __always_inline int tcp_syn_only(struct pkt *p)
 }
 
 /* Rate limiting: the source's CIDR bucket (rl4_cfg/rl6_cfg, longest prefix), state per source
- * address (LRU), optional auto-ban into bl4_host/bl6_host; then the global bucket. */
-static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes)
+ * address (LRU), optional auto-ban into src4_host/src6_host (keeping the source's port-rule bit,
+ * cls); then the global bucket. */
+static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes, u64 cls)
 {
 	struct rl_state *s, fresh = {};
 	struct rl_cfg *c;
@@ -864,9 +874,10 @@ static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes)
 					rl4_state.update((struct addr4 *)k.addr, &fresh);
 			} else {
 				if (c->ban_ttl_ns) {
-					u64 ban = ((now + c->ban_ttl_ns) & BL_EXPIRY_MASK) | BL_F_BAN;
+					u64 ban = ((now + c->ban_ttl_ns) & SRC_EXPIRY_MASK) | SRC_BAN | SRC_BL |
+						  (cls & SRC_RULES);
 
-					bl4_host.update((struct addr4 *)k.addr, &ban);
+					src4_host.update((struct addr4 *)k.addr, &ban);
 					count(R_AUTO_BAN, bytes);
 				}
 				over = 1;
@@ -885,9 +896,10 @@ static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes)
 					rl6_state.update((struct addr6 *)k.addr, &fresh);
 			} else {
 				if (c->ban_ttl_ns) {
-					u64 ban = ((now + c->ban_ttl_ns) & BL_EXPIRY_MASK) | BL_F_BAN;
+					u64 ban = ((now + c->ban_ttl_ns) & SRC_EXPIRY_MASK) | SRC_BAN | SRC_BL |
+						  (cls & SRC_RULES);
 
-					bl6_host.update((struct addr6 *)k.addr, &ban);
+					src6_host.update((struct addr6 *)k.addr, &ban);
 					count(R_AUTO_BAN, bytes);
 				}
 				over = 1;
@@ -1041,14 +1053,24 @@ int xdp_ingress(struct xdp_md *ctx)
 	if (r == NEXT)
 		r = stage_sanity(&p);
 	if (r == NEXT) {
-		r = stage_conntrack(&p, &now);
+		/* An exact address is decided before conntrack: one hash lookup drops a listed
+		 * attacker. Same verdicts as the stage order, as no tracked flow belongs to a
+		 * blocked source (a block purges them, tc_egress opens none). */
+		u64 *hit = source_host(p.t.family, p.t.saddr);
+		u64 cls = hit ? *hit : 0;
+
+		if (hit)
+			r = stage_source(cls, &now);
 		if (r == NEXT)
-			r = stage_whitelist(&p);
+			r = stage_conntrack(&p, &now);
+		if (r == NEXT && !hit) {
+			hit = source_prefix(p.t.family, p.t.saddr);
+			cls = hit ? *hit : 0;
+			r = stage_source(cls, &now);
+		}
 		if (r == NEXT)
-			r = stage_blacklist(&p, &now);
-		if (r == NEXT)
-			r = stage_ratelimit(&p, &now, end - data);
-		if (r == NEXT) {
+			r = stage_ratelimit(&p, &now, end - data, cls);
+		if (r == NEXT && (cls & SRC_RULES)) {
 			r = stage_rules(&p);
 			if (r == R_PASS_RULE)
 				track_inbound(&p, &now);
@@ -1152,7 +1174,7 @@ int tc_egress(struct __sk_buff *skb)
 		}
 		/* Blocking a peer purges its flows; a retransmission to it must not
 		 * re-open the fast path that the blacklist stage sits behind. */
-		if (blacklisted(k.family, k.saddr, &v.last_seen_ns))
+		if (blocking(source_class(k.family, k.saddr), &v.last_seen_ns))
 			return TC_ACT_OK;
 		ct.update(&k, &v);
 	}

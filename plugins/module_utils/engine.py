@@ -20,7 +20,7 @@ import socket
 import subprocess
 import time
 
-from . import bpfsys, layout, rules
+from . import bpfsys, layout, rules, sources
 from . import reload as hot_reload
 from .errors import NetxfwError
 from .state import StateStore
@@ -32,7 +32,7 @@ TC_HANDLE = 1
 TC_PRIO = 0x4E58
 
 RULE_KINDS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules", "ratelimit": "ratelimits"}
-BAN_MAPS = ("bl4_host", "bl6_host")  # also hold the rate limiter's auto-bans (value bit 63, not in rules.json)
+SOURCE_KINDS = ("whitelist", "blacklist", "port")  # kinds whose entries (or sources) go into the src maps
 
 # seconds per conntrack state (tcp_established is conntrack_timeout)
 CT_TIMEOUT_DEFAULTS = {"tcp_syn": 60, "tcp_fin": 30, "udp": 30, "udp_stream": 180, "icmp": 30}
@@ -170,79 +170,35 @@ def runtime_config(settings):
     return out
 
 
-def wall_to_monotonic_ns(expires, now_wall=None, now_mono_ns=None):
-    """Wall-clock expiry (JSON) -> CLOCK_MONOTONIC ns (maps); 0 means never."""
-    if expires is None:
-        return 0
-    now_wall = time.time() if now_wall is None else now_wall
-    now_mono_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
-    return max(1, now_mono_ns + int((expires - now_wall) * 10 ** 9))
-
-
-def entry_keys(kind, entry):
-    """[(map name, key)] an entry occupies."""
-    if kind == "port":
-        return [(layout.rules_map(family), key) for family, key, _action in rules.rule_keys(entry)]
-    if kind == "ratelimit":
-        family, key, _value = rules.ratelimit_key(entry)
-        return [("rl%d_cfg" % family, key)]
-    family, where, key = rules.cidr_key(entry if kind == "whitelist" else entry["cidr"])
-    return [(layout.list_map(kind, family, where), key)]
-
-
-def effective_expiry(blacklist):
-    """cidr -> the expiry its map value must carry.
-
-    An LPM lookup returns only the longest matching prefix, so an expiring
-    prefix carries the latest expiry of every blacklist prefix covering it:
-    an expired /28 then never hides a live /24 around it. None = never.
-    """
-    expires = dict((e["cidr"], e["expires"]) for e in blacklist)
-    effective = dict(expires)
-    for cidr, own in expires.items():
-        if own is None:
-            continue
-        network = rules.parse_cidr(cidr)
-        for plen in range(network.prefixlen - 1, -1, -1):
-            cover = str(network.supernet(new_prefix=plen))
-            if cover in expires:
-                outer = expires[cover]
-                if outer is None or outer > effective[cidr]:
-                    effective[cidr] = outer
-                if outer is None:
-                    break
-    return effective
-
-
 def expected_entries(kind, entries):
-    """Rule entries of one kind -> {map name: {key: value}}."""
-    out = {}
+    """Port rules or rate-limit rules -> {map name: {key: value}} of their own maps (the sources of
+    every kind go to the src maps: sources.expected)."""
+    out = dict((name, {}) for name in kind_maps(kind))
     if kind == "port":
         for rule in entries:
             for family, key, action in rules.rule_keys(rule):
-                out.setdefault(layout.rules_map(family), {})[key] = layout.encode_u32(action)
-        return out
-    if kind == "ratelimit":
+                out[layout.rules_map(family)][key] = layout.encode_u32(action)
+    elif kind == "ratelimit":
         for rule in entries:
             family, key, value = rules.ratelimit_key(rule)
-            out.setdefault("rl%d_cfg" % family, {})[key] = value
-        return out
-    if kind == "blacklist":
-        expiry = effective_expiry(entries)
-    now_wall, now_mono = time.time(), time.monotonic_ns()
-    for entry in entries:
-        [(name, key)] = entry_keys(kind, entry)
-        value = 0 if kind == "whitelist" else wall_to_monotonic_ns(expiry[entry["cidr"]], now_wall, now_mono)
-        out.setdefault(name, {})[key] = layout.encode_u64(value)
+            out["rl%d_cfg" % family][key] = value
     return out
 
 
 def kind_maps(kind):
+    """The maps of a kind besides the src maps."""
     if kind == "port":
         return [layout.rules_map(4), layout.rules_map(6)]
     if kind == "ratelimit":
         return ["rl4_cfg", "rl6_cfg"]
-    return [layout.list_map(kind, fam, where) for fam in (4, 6) for where in ("host", "lpm")]
+    return []
+
+
+def sync_map(m, want):
+    """Make one map hold exactly `want`, writing only what differs."""
+    current = dict(m.items())
+    m.update_many([(k, v) for k, v in want.items() if current.get(k) != v])
+    m.delete_many([k for k in current if k not in want])
 
 
 def require_root():
@@ -550,34 +506,42 @@ class Firewall:
         if self._rules_generation_stale(maps, data):
             self._sync_all_rules(maps, data)
 
-    def _sync_all_rules(self, maps, data):
+    def _sync_all_rules(self, maps, data, capacities=None):
         """Make every rule map hold exactly what rules.json says; capacity is checked before any write."""
-        expected = {}
-        for kind, key in RULE_KINDS.items():
-            entries = [e for e in data.get(key, []) if kind != "blacklist" or not rules.is_expired(e)]
-            expected[kind] = expected_entries(kind, entries)
-            self._check_capacity(maps, kind, expected[kind])
-        self._mark_generation(maps, None)
+        data = dict(data, blacklist=[e for e in data.get("blacklist", []) if not rules.is_expired(e)])
+        expected = dict((kind, expected_entries(kind, data.get(key, []))) for kind, key in RULE_KINDS.items())
         for kind in RULE_KINDS:
-            for name in kind_maps(kind):
-                want = expected[kind].get(name, {})
-                if name in BAN_MAPS:  # auto-bans are runtime state, not in rules.json: they stay
-                    maps[name].delete_many([k for k, v in maps[name].items()
-                                            if k not in want and not layout.blacklist_value(v)[1]])
-                else:
-                    maps[name].delete_many([k for k in maps[name].keys() if k not in want])
-                maps[name].update_many(want.items())
+            self._check_capacity(maps, kind, data, expected[kind], capacities)
+        self._mark_generation(maps, None)
+        sources.write(maps, sources.expected(data))
+        for kind in RULE_KINDS:
+            for name, want in expected[kind].items():
+                sync_map(maps[name], want)
         self._mark_generation(maps, data)
 
-    @staticmethod
-    def _check_capacity(maps, kind, expected):
-        for name in kind_maps(kind):
-            count = len(expected.get(name, {}))
-            if count > maps[name].max_entries:
+    def _capacities(self):
+        config = self.store.read_config() or {}
+        return config.get("capacity") or PROGRAM_DEFAULTS["capacity"]
+
+    def _check_capacity(self, maps, kind, data, expected, capacities=None):
+        """Each kind's entries against its capacity: whitelist and blacklist per family and per exact
+        address / prefix (capacity.whitelist, capacity.blacklist), the others per map."""
+        if kind in ("whitelist", "blacklist"):
+            capacity = (capacities or self._capacities())[kind]
+            for (family, where), count in sorted(sources.counts(data, kind).items()):
+                if count > capacity:
+                    raise NetxfwError(
+                        "%s needs %d %s entries (IPv%d) but capacity.%s is %d: raise capacity.%s with "
+                        "netxfw.firewall.netxfw_program (a hot reload) and try again"
+                        % (kind, count, "exact-address" if where == "host" else "prefix", family, kind,
+                           capacity, kind))
+            return
+        for name, want in expected.items():
+            if len(want) > maps[name].max_entries:
                 raise NetxfwError(
                     "%s needs %d entries in map %s but its capacity is %d: raise capacity.%s with "
                     "netxfw.firewall.netxfw_program (a hot reload) and try again"
-                    % (kind, count, name, maps[name].max_entries, _capacity_name(kind))
+                    % (kind, len(want), name, maps[name].max_entries, _capacity_name(kind))
                 )
 
     def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False):
@@ -605,43 +569,31 @@ class Firewall:
                 }
                 if not result["changed"]:
                     return result  # the maps already hold new_list: no need to encode it for the capacity check
+                new_data = dict(data)
+                new_data[RULE_KINDS[kind]] = new_list
+                new_expected = expected_entries(kind, new_list)
                 if maps is not None:
-                    new_expected = expected_entries(kind, new_list)
-                    self._check_capacity(maps, kind, new_expected)
+                    self._check_capacity(maps, kind, new_data, new_expected)
                 if check_mode:
                     return result
-                data[RULE_KINDS[kind]] = new_list
-                data["generation"] = data.get("generation", 0) + 1
+                new_data["generation"] = data.get("generation", 0) + 1
                 if maps is not None:
                     if stale:
-                        self._sync_all_rules(maps, data)
-                        if kind == "blacklist" and added:
-                            purge_conntrack(maps["ct"], (rules.parse_cidr(e["cidr"]) for e in added))
+                        self._sync_all_rules(maps, new_data)
                     else:
                         self._mark_generation(maps, None)
-                        self._apply_changes(maps, kind, added, removed, new_expected, new_list)
-                self.store.write_rules(data)
+                        if kind in SOURCE_KINDS:
+                            sources.write(maps, sources.expected(new_data))
+                        for name, want in new_expected.items():
+                            sync_map(maps[name], want)
+                    if kind == "blacklist" and added:
+                        purge_conntrack(maps["ct"], (rules.parse_cidr(e["cidr"]) for e in added))
+                self.store.write_rules(new_data)
                 if maps is not None:
-                    self._mark_generation(maps, data)
+                    self._mark_generation(maps, new_data)
                 return result
             finally:
                 self.close_maps(maps)
-
-    def _apply_changes(self, maps, kind, added, removed, new_expected, new_list):
-        for name, key in (nk for entry in removed for nk in entry_keys(kind, entry)):
-            if key not in new_expected.get(name, {}):
-                maps[name].delete(key)
-        touched = list(added)
-        if kind == "blacklist":
-            # Expiring entries take their covering prefixes' expiry: any change may move it.
-            touched.extend(e for e in new_list if e["expires"] is not None)
-        writes = {}
-        for name, key in (nk for entry in touched for nk in entry_keys(kind, entry)):
-            writes.setdefault(name, {})[key] = new_expected[name][key]
-        for name, pairs in writes.items():
-            maps[name].update_many(pairs.items())
-        if kind == "blacklist" and added:
-            purge_conntrack(maps["ct"], (rules.parse_cidr(e["cidr"]) for e in added))
 
     # ---------------------------------------------------------------- conntrack
     def gc_conntrack(self):
@@ -660,8 +612,8 @@ class Firewall:
     # ---------------------------------------------------------------- sweeping
     def sweep(self, check_mode=False):
         """Remove what has expired: blacklist entries of rules.json (and their map keys), expired
-        entries left in the blacklist maps (auto-bans included), expired conntrack entries; and cut
-        the tracked flows of live auto-bans (the data plane bans without purging conntrack)."""
+        auto-bans, expired conntrack entries; and cut the tracked flows of live auto-bans (the data
+        plane bans without purging conntrack)."""
         require_root()
         result = self.apply_rules("blacklist", [], state="present", check_mode=check_mode)
         out = {"changed": result["changed"], "rules_expired": result["removed"], "map_entries_expired": 0,
@@ -671,21 +623,28 @@ class Firewall:
             return out
         try:
             now = time.monotonic_ns()
-            live_bans = []
-            for name in ("bl4_host", "bl6_host", "bl4_lpm", "bl6_lpm"):
-                doomed = []
+            live_bans, doomed = [], {}
+            for name in sources.HOST_MAPS:
                 for key, value in maps[name].items():
-                    expires, ban = layout.blacklist_value(value)
+                    bits, expires = layout.source_class(value)
+                    if not bits & layout.SRC_BAN:
+                        continue
                     if 0 < expires <= now:
-                        doomed.append((key, value))
-                    elif ban:
+                        doomed.setdefault(name, []).append((key, value))
+                    else:
                         live_bans.append(rules.parse_cidr(str(ipaddress.ip_address(key))))
-                if not check_mode:  # an entry rewritten meanwhile (a new ban) stays
-                    gone = [k for k, v in doomed if maps[name].lookup(k) == v]
-                    maps[name].delete_many(gone)
-                    out["map_entries_expired"] += len(gone)
-                else:
-                    out["map_entries_expired"] += len(doomed)
+            out["map_entries_expired"] = sum(len(pairs) for pairs in doomed.values())
+            if doomed and not check_mode:
+                # an expired ban gives its address back: to the entry rules.json has for it, if any
+                want = sources.expected(self.store.read_rules())
+                for name, pairs in doomed.items():
+                    for key, value in pairs:
+                        if maps[name].lookup(key) != value:
+                            continue  # banned again meanwhile
+                        if key in want[name]:
+                            maps[name].update(key, want[name][key])
+                        else:
+                            maps[name].delete(key)
             if not check_mode:
                 if live_bans:
                     out["bans_purged_flows"] = purge_conntrack(maps["ct"], live_bans)
@@ -760,10 +719,10 @@ def bans(maps, now_ns=None):
     """Live auto-bans of the rate limiter: [{"address", "expires_in" (seconds)}], soonest first."""
     now_ns = time.monotonic_ns() if now_ns is None else now_ns
     out = []
-    for name in BAN_MAPS:
+    for name in sources.HOST_MAPS:
         for key, value in maps[name].items():
-            expires, ban = layout.blacklist_value(value)
-            if ban and expires > now_ns:
+            bits, expires = layout.source_class(value)
+            if bits & layout.SRC_BAN and expires > now_ns:
                 out.append({"address": str(ipaddress.ip_address(key)),
                             "expires_in": round((expires - now_ns) / 1e9, 3)})
     return sorted(out, key=lambda b: b["expires_in"])

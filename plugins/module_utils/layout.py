@@ -17,7 +17,7 @@ from .bpfsys import (
     BPF_MAP_TYPE_PERCPU_ARRAY,
 )
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 REASONS = (
     "pass_conntrack",
@@ -59,9 +59,12 @@ CFG_RL_GLOBAL_RATE = 11  # global bucket of the rate-limit stage, packets/s (0 =
 CFG_RL_GLOBAL_BURST = 12
 CFG_DROPLOG_RATE = 13  # drop events per second into the drops ring buffer (0 = off)
 CFG_DROPLOG_BURST = 14
-# A blacklist value with bit 63 is an auto-ban of the rate limiter (runtime state, not in rules.json).
-BL_F_BAN = 1 << 63
-BL_EXPIRY_MASK = BL_F_BAN - 1
+# Source class, the u64 value of src4/6_host and src4/6_lpm (docs/internals.md, "Source classes").
+SRC_BAN = 1 << 63  # an auto-ban of the rate limiter (runtime state, not in rules.json)
+SRC_WL = 1 << 62
+SRC_BL = 1 << 61
+SRC_RULES = 1 << 60  # a port rule's source covers it: the port-rule stage looks
+SRC_EXPIRY_MASK = SRC_RULES - 1  # blacklist expiry, CLOCK_MONOTONIC ns, 0 = never
 # conntrack_timeouts setting -> config index (seconds in the settings, ns in the map)
 CT_TIMEOUT_INDEX = {
     "tcp_syn": CFG_CT_TCP_SYN_NS,
@@ -107,24 +110,20 @@ CAPACITIES = {
     "conntrack": (("NETXFW_CT_SIZE",), 262144),
 }
 
-LIST_PREFIX = {"whitelist": "wl", "blacklist": "bl"}
-
-# name -> (type, key_size, value_size, capacity name or fixed size)
+# name -> (type, key_size, value_size, fixed size or capacity names whose sizes add up)
+SRC_HOST_SIZE = ("whitelist", "blacklist", "port_rules")  # NETXFW_SRC_HOST_SIZE
+SRC_LPM_SIZE = ("whitelist", "blacklist", "port_rules")  # NETXFW_SRC_LPM_SIZE
 MAPS = {
     "config": (BPF_MAP_TYPE_ARRAY, 4, 8, 16),
     "counters": (BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16, COUNTER_SLOTS),
     "meta": (BPF_MAP_TYPE_ARRAY, 4, 40, 1),
-    "wl4_host": (BPF_MAP_TYPE_HASH, 4, 8, "whitelist"),
-    "wl6_host": (BPF_MAP_TYPE_HASH, 16, 8, "whitelist"),
-    "wl4_lpm": (BPF_MAP_TYPE_LPM_TRIE, 8, 8, "whitelist"),
-    "wl6_lpm": (BPF_MAP_TYPE_LPM_TRIE, 20, 8, "whitelist"),
-    "bl4_host": (BPF_MAP_TYPE_HASH, 4, 8, "blacklist"),
-    "bl6_host": (BPF_MAP_TYPE_HASH, 16, 8, "blacklist"),
-    "bl4_lpm": (BPF_MAP_TYPE_LPM_TRIE, 8, 8, "blacklist"),
-    "bl6_lpm": (BPF_MAP_TYPE_LPM_TRIE, 20, 8, "blacklist"),
-    "rules4": (BPF_MAP_TYPE_LPM_TRIE, 12, 4, "port_rules"),
-    "rules6": (BPF_MAP_TYPE_LPM_TRIE, 24, 4, "port_rules"),
-    "ct": (BPF_MAP_TYPE_LRU_HASH, 40, 16, "conntrack"),
+    "src4_host": (BPF_MAP_TYPE_HASH, 4, 8, SRC_HOST_SIZE),
+    "src6_host": (BPF_MAP_TYPE_HASH, 16, 8, SRC_HOST_SIZE),
+    "src4_lpm": (BPF_MAP_TYPE_LPM_TRIE, 8, 8, SRC_LPM_SIZE),
+    "src6_lpm": (BPF_MAP_TYPE_LPM_TRIE, 20, 8, SRC_LPM_SIZE),
+    "rules4": (BPF_MAP_TYPE_LPM_TRIE, 12, 4, ("port_rules",)),
+    "rules6": (BPF_MAP_TYPE_LPM_TRIE, 24, 4, ("port_rules",)),
+    "ct": (BPF_MAP_TYPE_LRU_HASH, 40, 16, ("conntrack",)),
     "ct_syn": (BPF_MAP_TYPE_LRU_HASH, 40, 16, 65536),  # NETXFW_CT_SYN_SIZE: embryonic inbound TCP
     "icmp_bucket": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
     "rl4_cfg": (BPF_MAP_TYPE_LPM_TRIE, 8, 32, 4096),  # NETXFW_RL_SIZE: struct rl_cfg per source CIDR
@@ -143,7 +142,7 @@ def expected_map(name, capacities):
     """(type, key_size, value_size, max_entries) the layout wants for a map."""
     mtype, key_size, value_size, size = MAPS[name]
     if not isinstance(size, int):
-        size = capacities[size]
+        size = sum(capacities[name] for name in size)
     return mtype, key_size, value_size, size
 
 
@@ -153,11 +152,6 @@ def cflags(capacities):
         for macro in CAPACITIES[cap_name][0]:
             flags.append("-D%s=%d" % (macro, capacities[cap_name]))
     return flags
-
-
-def list_map(kind, family, where):
-    """Map holding a whitelist/blacklist entry: list_map('blacklist', 4, 'host') -> 'bl4_host'."""
-    return "%s%d_%s" % (LIST_PREFIX[kind], family, where)
 
 
 def rules_map(family):
@@ -195,14 +189,15 @@ def sum_counters(raw, ncpus):
     return packets, octets
 
 
-def blacklist_value(raw):
-    """bl* map value -> (expires_ns or 0 for never, auto-ban?)."""
+def source_class(raw):
+    """src* map value -> (class bits without the expiry, blacklist expiry ns or 0 for never)."""
     value = decode_u64(raw)
-    return value & BL_EXPIRY_MASK, bool(value & BL_F_BAN)
+    return value & ~SRC_EXPIRY_MASK, value & SRC_EXPIRY_MASK
 
 
-def encode_ban(expires_ns):
-    return encode_u64((expires_ns & BL_EXPIRY_MASK) | BL_F_BAN)
+def encode_ban(expires_ns, rules_bit=0):
+    """An auto-ban as the data plane writes it (rules_bit: SRC_RULES of the covering prefix)."""
+    return encode_u64((expires_ns & SRC_EXPIRY_MASK) | SRC_BAN | SRC_BL | rules_bit)
 
 
 def decode_rl_cfg(raw):

@@ -38,7 +38,7 @@ import socket
 import struct
 import time
 
-from . import bpfsys, layout
+from . import bpfsys, layout, sources
 from .bpf_source import SOURCE
 from .errors import NetxfwError
 
@@ -61,10 +61,11 @@ AT_FDCWD = -100
 RENAME_EXCHANGE = 1 << 1
 
 # Maps refilled from rules.json when their pinned contents cannot be trusted or copied.
-RULE_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host", "bl4_lpm", "bl6_lpm",
-             "rules4", "rules6", "rl4_cfg", "rl6_cfg")
-BAN_MAPS = ("bl4_host", "bl6_host")  # also hold the rate limiter's auto-bans (runtime state, bit 63)
-EXPIRING_MAPS = ("bl4_host", "bl6_host", "bl4_lpm", "bl6_lpm")  # value: u64 expires_ns, 0 = never
+RULE_MAPS = sources.SRC_MAPS + ("rules4", "rules6", "rl4_cfg", "rl6_cfg")
+# Where the auto-bans (runtime state, not in rules.json) live: this layout's maps, and those of
+# layout 1 (bl4_host/bl6_host, value bit 63 = ban, the other bits its expiry) they move from.
+BAN_SOURCES = (("src4_host", "src4_host", layout.SRC_EXPIRY_MASK), ("src6_host", "src6_host", layout.SRC_EXPIRY_MASK),
+               ("bl4_host", "src4_host", (1 << 63) - 1), ("bl6_host", "src6_host", (1 << 63) - 1))
 NOT_COPIED = {"meta": "holds the identity of the program it belongs to; written fresh",
               "drops": "ring buffer of sampled drop events: unread events of the old program are not carried"}
 
@@ -183,8 +184,8 @@ def _config_value(maps, index, default=0):
 
 def _live_filter(name, old_maps, now_ns):
     """A predicate value -> live? for maps whose entries expire; None when every entry is live."""
-    if name in EXPIRING_MAPS:
-        return lambda value: not (0 < layout.blacklist_value(value)[0] <= now_ns)
+    if name in sources.HOST_MAPS:  # an expired auto-ban is not carried (an expired listed entry is)
+        return lambda value: not sources.expired_ban(value, now_ns)
     if name in ("ct", "ct_syn"):
         # each conntrack state has its own timeout (layout.CT_STATE_TIMEOUT); an old program without
         # states wrote flags 0, which reads as established with CFG_CT_TIMEOUT_NS
@@ -260,7 +261,8 @@ def compile_program(fw, settings):
 def first_copy(fw, old, new_maps, settings, identity, report):
     """Fill the new maps: copy from the old ones, refill rule maps from rules.json when needed."""
     data = fw.store.read_rules()
-    refill = not old.loaded or not _rules_in_step(fw, old.maps, data)
+    refill = not old.loaded or not _rules_in_step(fw, old.maps, data) or \
+        any(name not in old.maps for name in RULE_MAPS)  # another layout: rebuilt from rules.json
     now = time.monotonic_ns()
     for name in sorted(old.maps):
         if name not in new_maps:
@@ -308,7 +310,7 @@ def first_copy(fw, old, new_maps, settings, identity, report):
         report["migrated"][name] = entry
     if refill:
         start = time.monotonic()
-        fw._sync_all_rules(new_maps, data)  # checks capacity before writing
+        fw._sync_all_rules(new_maps, data, settings["capacity"])  # checks capacity before writing
         copy_bans(old.maps, new_maps, now)  # auto-bans are not in rules.json: carry them over
         per_map = _ms(time.monotonic() - start)
         for name in RULE_MAPS:
@@ -323,18 +325,30 @@ def first_copy(fw, old, new_maps, settings, identity, report):
 
 
 def copy_bans(old_maps, new_maps, now_ns):
-    """Copy live auto-bans (blacklist host entries with bit 63) the new maps lack; returns the count."""
+    """Copy the live auto-bans the new maps lack; returns the count. A listed entry of the same
+    address, or a whitelisted prefix covering it, wins over a ban (as in sources.write)."""
     copied = 0
-    for name in BAN_MAPS:
-        if name not in old_maps or name not in new_maps or not _compatible(old_maps[name], new_maps[name]):
+    for old_name, name, expiry_mask in BAN_SOURCES:
+        if old_name not in old_maps or name not in new_maps:
             continue
-        writes = []
-        for key, value in old_maps[name].items():
-            expires, ban = layout.blacklist_value(value)
-            if ban and expires > now_ns and new_maps[name].lookup(key) is None:
-                writes.append((key, value))
-        new_maps[name].update_many(writes)
-        copied += len(writes)
+        lpm = new_maps[name.replace("_host", "_lpm")]
+        for key, value in old_maps[old_name].items():
+            bits = layout.decode_u64(value)
+            expires = bits & expiry_mask
+            if not bits >> 63 or 0 < expires <= now_ns:
+                continue
+            current = new_maps[name].lookup(key)
+            if current is None:
+                cover = lpm.lookup(struct.pack("=I", len(key) * 8) + key)
+                cover = layout.decode_u64(cover) if cover is not None else 0
+                if cover & layout.SRC_WL:
+                    continue
+            else:
+                cover = layout.decode_u64(current)
+                if cover & (layout.SRC_BAN | layout.SRC_WL | layout.SRC_BL):
+                    continue
+            new_maps[name].update(key, layout.encode_ban(expires, cover & layout.SRC_RULES))
+            copied += 1
     return copied
 
 

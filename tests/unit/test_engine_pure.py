@@ -11,12 +11,12 @@ def bl(cidr, expires=None):
 
 
 def test_expiring_prefix_takes_the_expiry_of_a_permanent_cover():
-    eff = engine.effective_expiry([bl("203.0.113.0/24"), bl("203.0.113.16/28", 100.0)])
+    eff = sources.effective_expiry([bl("203.0.113.0/24"), bl("203.0.113.16/28", 100.0)])
     assert eff == {"203.0.113.0/24": None, "203.0.113.16/28": None}
 
 
 def test_expiring_prefix_takes_the_latest_covering_expiry():
-    eff = engine.effective_expiry([bl("203.0.113.0/24", 500.0), bl("203.0.113.0/16", 300.0),
+    eff = sources.effective_expiry([bl("203.0.113.0/24", 500.0), bl("203.0.113.0/16", 300.0),
                                    bl("203.0.113.16/28", 100.0), bl("198.51.100.0/24", 50.0)])
     assert eff["203.0.113.16/28"] == 500.0
     assert eff["203.0.113.0/24"] == 500.0
@@ -24,14 +24,14 @@ def test_expiring_prefix_takes_the_latest_covering_expiry():
 
 
 def test_ipv6_cover():
-    eff = engine.effective_expiry([bl("2001:db8::/32"), bl("2001:db8:1::/48", 10.0)])
+    eff = sources.effective_expiry([bl("2001:db8::/32"), bl("2001:db8:1::/48", 10.0)])
     assert eff["2001:db8:1::/48"] is None
 
 
 def test_wall_to_monotonic():
-    assert engine.wall_to_monotonic_ns(None) == 0
-    assert engine.wall_to_monotonic_ns(110.0, now_wall=100.0, now_mono_ns=5) == 5 + 10 * 10**9
-    assert engine.wall_to_monotonic_ns(10.0, now_wall=100.0, now_mono_ns=5) == 1  # already expired, never 0
+    assert sources.wall_to_monotonic_ns(None) == 0
+    assert sources.wall_to_monotonic_ns(110.0, now_wall=100.0, now_mono_ns=5) == 5 + 10 * 10**9
+    assert sources.wall_to_monotonic_ns(10.0, now_wall=100.0, now_mono_ns=5) == 1  # already expired, never 0
 
 
 def test_program_defaults_and_identity():

@@ -1,0 +1,218 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Source classes: the whitelist, the blacklist and the port rules' sources in one exact-address
+hash and one LPM trie per family (src4_host, src6_host, src4_lpm, src6_lpm).
+
+Each entry carries its *resolved* class: its own and that of every listed prefix covering it
+(whitelisted, blacklisted with the latest covering expiry, covered by a port rule's source), so
+the data plane decides a source with one lookup: the exact address, else its longest prefix
+(docs/internals.md, "Source classes").
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import struct
+import time
+
+from . import layout, rules
+
+HOST_MAPS = ("src4_host", "src6_host")
+SRC_MAPS = HOST_MAPS + ("src4_lpm", "src6_lpm")
+ANY_SOURCE_KEYS = ((4, "lpm", struct.pack("=I", 0) + bytes(4)), (6, "lpm", struct.pack("=I", 0) + bytes(16)))
+
+
+def map_name(family, where):
+    return "src%d_%s" % (family, where)
+
+
+def effective_expiry(blacklist):
+    """cidr -> the expiry its map value must carry.
+
+    An LPM lookup returns only the longest matching prefix, so an expiring
+    prefix carries the latest expiry of every blacklist prefix covering it:
+    an expired /28 then never hides a live /24 around it. None = never.
+    """
+    expires = dict((e["cidr"], e["expires"]) for e in blacklist)
+    effective = dict(expires)
+    for cidr, own in expires.items():
+        if own is None:
+            continue
+        network = rules.parse_cidr(cidr)
+        for plen in range(network.prefixlen - 1, -1, -1):
+            cover = str(network.supernet(new_prefix=plen))
+            if cover in expires:
+                outer = expires[cover]
+                if outer is None or outer > effective[cidr]:
+                    effective[cidr] = outer
+                if outer is None:
+                    break
+    return effective
+
+
+def wall_to_monotonic_ns(expires, now_wall=None, now_mono_ns=None):
+    """Epoch seconds -> CLOCK_MONOTONIC ns as the data plane compares them; None (never) -> 0."""
+    if expires is None:
+        return 0
+    now_wall = time.time() if now_wall is None else now_wall
+    now_mono_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
+    return max(1, now_mono_ns + int((expires - now_wall) * 10 ** 9))
+
+
+def _network(family, where, key):
+    """(address as int, prefix length, address bits) of a src map key."""
+    bits = 32 if family == 4 else 128
+    if where == "host":
+        return int.from_bytes(key, "big"), bits, bits
+    return int.from_bytes(key[4:], "big"), struct.unpack_from("=I", key)[0], bits
+
+
+def _later(first, second):
+    """The later of two expiries, None (never) being the latest."""
+    if first is None or second is None:
+        return None
+    return max(first, second)
+
+
+def resolve(whitelist, blacklist, port_rules):
+    """Listed sources -> {(family, where, key): (class bits, blacklist expiry or None)}.
+
+    whitelist: CIDR strings; blacklist: live entries {"cidr", "expires"}; port_rules: canonical
+    rules (their "source"). Each entry gets the classes of the prefixes covering it; a
+    blacklisted one its effective expiry (that of the covering blacklist entries included)."""
+    cls = {}
+    expiry = {}
+    for cidr in whitelist:
+        k = rules.cidr_key(cidr)
+        cls[k] = cls.get(k, 0) | layout.SRC_WL
+    effective = effective_expiry(blacklist)
+    for entry in blacklist:
+        k = rules.cidr_key(entry["cidr"])
+        cls[k] = cls.get(k, 0) | layout.SRC_BL
+        expiry[k] = effective[entry["cidr"]]
+    for source in set(rule["source"] for rule in port_rules):
+        for k in ANY_SOURCE_KEYS if source == rules.ANY_SOURCE else (rules.cidr_key(source),):
+            cls[k] = cls.get(k, 0) | layout.SRC_RULES
+
+    # covering prefixes, by family and class: {(family, bit): {prefixlen: {network int: expiry}}}
+    covering = {}
+    for k, bits in cls.items():
+        family, where, key = k
+        if where != "lpm":
+            continue
+        addr, plen, _width = _network(family, where, key)
+        for bit in (layout.SRC_WL, layout.SRC_BL, layout.SRC_RULES):
+            if bits & bit:
+                covering.setdefault((family, bit), {}).setdefault(plen, {})[addr] = expiry.get(k)
+    if not covering:
+        return dict((k, (bits, expiry.get(k))) for k, bits in cls.items())
+
+    out = {}
+    for k, bits in cls.items():
+        family, where, key = k
+        addr, plen, width = _network(family, where, key)
+        exp = expiry.get(k)
+        for bit in (layout.SRC_WL, layout.SRC_RULES, layout.SRC_BL):
+            by_len = covering.get((family, bit))
+            # a blacklisted entry's expiry already counts its covering entries (effective_expiry)
+            if not by_len or bits & bit or (bit == layout.SRC_BL and bits & layout.SRC_WL):
+                continue
+            for cover_len, nets in by_len.items():
+                net = addr >> (width - cover_len) << (width - cover_len) if cover_len else 0
+                if cover_len < plen and net in nets:
+                    if bit == layout.SRC_BL:
+                        exp = _later(exp, nets[net]) if bits & bit else nets[net]
+                    bits |= bit
+                    if bit != layout.SRC_BL:
+                        break
+        out[k] = (bits, exp)
+    return out
+
+
+def to_maps(resolved, expiry_ns):
+    """resolve() output -> {src map name: {key: value bytes}}; expiry_ns(expiry) -> monotonic ns (0 = never)."""
+    out = dict((name, {}) for name in SRC_MAPS)
+    for (family, where, key), (bits, exp) in resolved.items():
+        if bits & layout.SRC_BL:
+            bits |= expiry_ns(exp) & layout.SRC_EXPIRY_MASK
+        out[map_name(family, where)][key] = layout.encode_u64(bits)
+    return out
+
+
+def expected(data, now_wall=None, now_mono_ns=None):
+    """rules.json data -> {src map name: {key: value bytes}} (expired blacklist entries left out)."""
+    now_wall = time.time() if now_wall is None else now_wall
+    now_mono_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
+    blacklist = [e for e in data.get("blacklist", []) if not rules.is_expired(e, now_wall)]
+    resolved = resolve(data.get("whitelist", []), blacklist, data.get("port_rules", []))
+    return to_maps(resolved, lambda exp: wall_to_monotonic_ns(exp, now_wall, now_mono_ns))
+
+
+def live_ban(value, now_ns):
+    """A src host value that is an auto-ban still in force."""
+    bits, expires = layout.source_class(value)
+    return bool(bits & layout.SRC_BAN) and (expires == 0 or expires > now_ns)
+
+
+def expired_ban(value, now_ns):
+    bits, expires = layout.source_class(value)
+    return bool(bits & layout.SRC_BAN) and 0 < expires <= now_ns
+
+
+def write(maps, want, now_ns=None):
+    """Make the src maps hold `want` ({name: {key: value}}); only differing entries are written.
+
+    Live auto-bans (runtime state, not in rules.json) stay, with the port-rule bit of the
+    prefix covering them; a ban on an address now whitelisted, or now listed by the user,
+    gives way. Returns the number of entries written and deleted."""
+    now_ns = time.monotonic_ns() if now_ns is None else now_ns
+    touched = 0
+    bans = {}
+    for name in SRC_MAPS:
+        target = want.get(name, {})
+        current = dict(maps[name].items())
+        writes, deletes = [], []
+        for key, value in target.items():
+            old = current.get(key)
+            if old == value:
+                continue
+            if old is not None and name in HOST_MAPS and live_ban(old, now_ns) \
+                    and not layout.decode_u64(value) & (layout.SRC_WL | layout.SRC_BL):
+                bans[(name, key)] = old  # a port rule's source: the ban stays, its rule bit follows below
+                continue
+            writes.append((key, value))
+        for key, value in current.items():
+            if key in target:
+                continue
+            if name in HOST_MAPS and live_ban(value, now_ns):
+                bans[(name, key)] = value
+            else:
+                deletes.append(key)
+        maps[name].update_many(writes)
+        maps[name].delete_many(deletes)
+        touched += len(writes) + len(deletes)
+    for (name, key), value in bans.items():
+        family = 4 if name == "src4_host" else 6
+        target = want.get(name, {}).get(key)
+        cover = target if target is not None else maps[map_name(family, "lpm")].lookup(
+            struct.pack("=I", len(key) * 8) + key)
+        cover = layout.decode_u64(cover) if cover is not None else 0
+        if cover & layout.SRC_WL:
+            maps[name].delete(key)
+            touched += 1
+            continue
+        new = (layout.decode_u64(value) & ~layout.SRC_RULES) | (cover & layout.SRC_RULES)
+        if new != layout.decode_u64(value):
+            maps[name].update(key, layout.encode_u64(new))
+            touched += 1
+    return touched
+
+
+def counts(data, kind):
+    """{(family, "host" or "lpm"): entries} of the whitelist or blacklist, for its capacity check."""
+    out = {}
+    for entry in data.get(kind, []):
+        family, where, _key = rules.cidr_key(entry if kind == "whitelist" else entry["cidr"])
+        out[(family, where)] = out.get((family, where), 0) + 1
+    return out
