@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, sources
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -23,8 +23,7 @@ SETTINGS = {
     "policy": "deny",
     "capacity": {"whitelist": 8, "blacklist": 65536, "port_rules": 256, "conntrack": 1024},
 }
-RULE_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host",
-             "bl4_lpm", "bl6_lpm", "rules4", "rules6")
+RULE_MAPS = sources.SRC_MAPS + ("rules4", "rules6")
 SNAPSHOT_MAPS = RULE_MAPS + ("config", "ct", "meta")
 KINDS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}
 
@@ -81,6 +80,7 @@ class Env:
         """What the rule maps must hold according to rules.json (no expiring entries in these tests)."""
         data = self.rules_json()
         want = dict((name, {}) for name in RULE_MAPS)
+        want.update(sources.expected(data))
         for kind, key in KINDS.items():
             for name, pairs in engine.expected_entries(kind, data.get(key, [])).items():
                 want[name].update(pairs)

@@ -13,6 +13,7 @@ import tempfile
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 
 from engine_env import SETTINGS
@@ -98,24 +99,43 @@ def test_missing_kernel_headers(loaded):
     assert os.path.isdir("/lib/modules/%s/build" % release)
 
 
+def whitelisted(env, name):
+    """Keys of a src map whose class has the whitelist bit."""
+    return [k for k, v in env.maps([name])[name] if layout.decode_u64(v) & layout.SRC_WL]
+
+
 def test_full_map_refused_before_any_write(loaded):
-    """capacity.whitelist is 8 here: wl4_host already holds one entry."""
-    more = ["198.51.100.%d" % n for n in range(10, 18)]  # 8 more: 9 in wl4_host
-    message = fails_cleanly(loaded, r"needs 9 entries in map wl4_host but its capacity is 8",
+    """capacity.whitelist is 8 here: the whitelist already holds one IPv4 address."""
+    more = ["198.51.100.%d" % n for n in range(10, 18)]  # 8 more: 9 exact IPv4 addresses
+    message = fails_cleanly(loaded, r"whitelist needs 9 exact-address entries \(IPv4\) but capacity.whitelist is 8",
                             loaded.fw.apply_rules, "whitelist", more)
     assert "raise capacity.whitelist" in message
     # check mode reports the same problem
-    fails_cleanly(loaded, r"capacity is 8", loaded.fw.apply_rules, "whitelist", more, check_mode=True)
+    fails_cleanly(loaded, r"capacity.whitelist is 8", loaded.fw.apply_rules, "whitelist", more, check_mode=True)
     # exactly full is fine
     result = loaded.fw.apply_rules("whitelist", more[:7])
     assert result["changed"]
     loaded.assert_maps_match_json()
-    assert len(loaded.maps()["wl4_host"]) == 8
+    assert len(whitelisted(loaded, "src4_host")) == 8
+    # the capacity is per list: blacklisted and port-rule sources do not count against it
+    loaded.fw.apply_rules("blacklist", ["203.0.113.%d" % n for n in range(1, 21)])
+    loaded.fw.apply_rules("port", [{"proto": "udp", "port": 53, "source": "192.0.2.%d" % n} for n in range(1, 11)])
+    loaded.assert_maps_match_json()
+    assert len(loaded.maps(["src4_host"])["src4_host"]) == 8 + 20 + 10
 
 
 def test_full_map_in_one_call(fresh):
-    fails_cleanly(fresh, r"needs 20 entries in map wl6_host but its capacity is 8", fresh.fw.apply_rules,
-                  "whitelist", ["2001:db8::%x" % n for n in range(1, 21)])
+    fails_cleanly(fresh, r"whitelist needs 20 exact-address entries \(IPv6\) but capacity.whitelist is 8",
+                  fresh.fw.apply_rules, "whitelist", ["2001:db8::%x" % n for n in range(1, 21)])
+
+
+def test_prefixes_have_their_own_capacity(fresh):
+    """8 prefixes and 8 exact addresses per family fit capacity.whitelist = 8; a 9th prefix does not."""
+    fresh.fw.apply_rules("whitelist", ["198.51.100.%d" % n for n in range(1, 9)]
+                         + ["10.%d.0.0/16" % n for n in range(1, 9)])
+    fresh.assert_maps_match_json()
+    fails_cleanly(fresh, r"whitelist needs 9 prefix entries \(IPv4\) but capacity.whitelist is 8",
+                  fresh.fw.apply_rules, "whitelist", ["10.9.0.0/16"])
 
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]

@@ -123,10 +123,10 @@ def start_and_kill_mid_write(env, entries):
             while layout.decode_u64(config.lookup(key)) != 0:
                 assert proc.poll() is None, "the run finished before it could be killed: %r" % (proc.communicate(),)
                 assert time.monotonic() < deadline, "the maps were never marked dirty"
-        # then until new entries are in the LPM map: the writes are under way
-        with bpfsys.Map.open_pinned(os.path.join(env.pin_path, "bl6_lpm")) as lpm:
-            marker = rules.host_or_lpm(entries[len(entries) // 10])[1]  # an LPM entry
-            while lpm.lookup(marker) is None:
+        # then until a new entry is in the exact-address map (written before the LPM trie): the writes are under way
+        with bpfsys.Map.open_pinned(os.path.join(env.pin_path, "src6_host")) as host:
+            marker = rules.cidr_key(entries[-1])[2]  # an exact address
+            while host.lookup(marker) is None:
                 assert proc.poll() is None, "the run finished before it could be killed: %r" % (proc.communicate(),)
                 assert time.monotonic() < deadline, "the writes never started"
         os.kill(proc.pid, signal.SIGKILL)
@@ -140,14 +140,14 @@ def start_and_kill_mid_write(env, entries):
 @pytest.fixture
 def crashed(based):
     before = based.snapshot()
-    # two maps to write (bl6_lpm, then bl6_host: one batch each); the kill lands after the first
+    # two maps to write (src6_host, then src6_lpm); the kill lands after the first
     big = v6_nets(0x300, 15000) + ["2001:db8:400::%x" % n for n in range(1, 15001)]
     start_and_kill_mid_write(based, big)
     # rules.json is written only after the maps: the old file is intact
     assert based.read_file("rules.json") == before["rules.json"]
     assert based.generation() == 0, "the maps are not marked dirty after the crash"
     maps = based.maps()
-    assert len(maps["bl6_lpm"]) > 1, "none of the new entries reached the maps"
+    assert len(maps["src6_host"]) > 1, "none of the new entries reached the maps"
     assert maps != based.expected_from_json()
     return based, before, big
 
