@@ -19,6 +19,7 @@ import pytest
 bcc = pytest.importorskip("bcc", reason="needs the distro BCC bindings (python3-bpfcc)")
 scapy_all = pytest.importorskip("scapy.all", reason="needs scapy (python3-scapy)")
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, rules, sources  # noqa: E402
 from ansible_collections.netxfw.firewall.plugins.module_utils.bpfsys import ring_buffer_read, test_run  # noqa: E402
 from ansible_collections.netxfw.firewall.plugins.module_utils.layout import decode_drop_event  # noqa: E402
 
@@ -48,9 +49,8 @@ CFG = {"policy": 0, "icmp_rate": 1, "icmp_burst": 2, "ct_enabled": 3, "ct_timeou
        "sanity": 10, "rl_global_rate": 11, "rl_global_burst": 12,
        "droplog_rate": 13, "droplog_burst": 14}
 
-SET_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host",
-            "bl4_lpm", "bl6_lpm", "rules4", "rules6", "ct", "ct_syn", "rl4_cfg", "rl6_cfg",
-            "rl4_state", "rl6_state")
+SET_MAPS = ("src4_host", "src6_host", "src4_lpm", "src6_lpm", "rules4", "rules6", "ct", "ct_syn",
+            "rl4_cfg", "rl6_cfg", "rl4_state", "rl6_state")
 
 
 def packed(addr):
@@ -63,13 +63,22 @@ class Dataplane:
         self.src, self.cflags = SRC, CFLAGS
         self.xdp_fd = bpf.load_func(b"xdp_ingress", bcc.BPF.XDP).fd
         self.tc_fd = bpf.load_func(b"tc_egress", bcc.BPF.SCHED_CLS).fd
+        # the src maps through the engine's own map wrapper (the fds stay BCC's)
+        self.src_maps = dict((name, bpfsys.Map(bpf[name.encode()].map_fd, name)) for name in sources.SRC_MAPS)
+        self._clear_lists()
 
     # ---- map state ----
 
     def t(self, name):
         return self.b[name.encode()]
 
+    def _clear_lists(self):
+        self.wl = []  # CIDR strings
+        self.bl = {}  # CIDR -> expiry (CLOCK_MONOTONIC ns) or None for never
+        self.rule_sources = []  # CIDR strings of the port rules' sources
+
     def reset(self):
+        self._clear_lists()
         for name in SET_MAPS:
             table = self.t(name)
             for key in list(table.keys()):
@@ -93,25 +102,38 @@ class Dataplane:
         net = ipaddress.ip_network(cidr)
         return net.network_address.packed, net.prefixlen, net.max_prefixlen
 
-    def _list(self, kind, cidr, value):
-        addr, plen, full = self._split(cidr)
-        fam = 4 if full == 32 else 6
-        if plen == full:
-            self._put("%s%d_host" % (kind, fam), addr, value)
-        else:
-            self._put("%s%d_lpm" % (kind, fam), struct.pack("<I", plen) + addr, value)
+    def sync_sources(self):
+        """(Re)write the src maps from the lists as the engine resolves them (sources.resolve,
+        to_maps, write): expiries stay in monotonic ns, live auto-bans are kept."""
+        blacklist = [{"cidr": cidr, "expires": exp} for cidr, exp in self.bl.items()]
+        port_rules = [{"source": cidr} for cidr in self.rule_sources]
+        resolved = sources.resolve(self.wl, blacklist, port_rules)
+        sources.write(self.src_maps, sources.to_maps(resolved, lambda e: e or 0))
 
     def whitelist(self, cidr):
-        self._list("wl", cidr, 0)
+        if cidr not in self.wl:
+            self.wl.append(cidr)
+        self.sync_sources()
 
     def blacklist(self, cidr, expires_ns=0):
-        self._list("bl", cidr, expires_ns)
+        """expires_ns: CLOCK_MONOTONIC ns, 0 never; listing a CIDR again replaces its expiry."""
+        self.bl[cidr] = expires_ns or None
+        self.sync_sources()
 
-    def rule(self, cidr, proto, dport, action):
-        """action 1 allow, 2 deny; the key's prefixlen is 24 + source prefix."""
+    def rule_key(self, cidr, proto, dport, action):
+        """Only the rules4/rules6 key of a port rule (its source left out of the src maps)."""
         addr, plen, full = self._split(cidr)
         key = struct.pack("<IB2s%dsx" % len(addr), 24 + plen, proto, dport.to_bytes(2, "big"), addr)
         self._put("rules%d" % (4 if full == 32 else 6), key, action)
+
+    def rule(self, cidr, proto, dport, action):
+        """action 1 allow, 2 deny; the key's prefixlen is 24 + source prefix ("any": 0.0.0.0/0
+        and ::/0). The source goes to the src maps (SRC_RULES) as a port rule's source does."""
+        for source in ("0.0.0.0/0", "::/0") if cidr == rules.ANY_SOURCE else (cidr,):
+            self.rule_key(source, proto, dport, action)
+        if cidr not in self.rule_sources:
+            self.rule_sources.append(cidr)
+        self.sync_sources()
 
     def ratelimit(self, cidr, rate, burst, syn_only=False, ban_ttl_ns=0):
         addr, plen, full = self._split(cidr)
@@ -128,13 +150,15 @@ class Dataplane:
         return None
 
     def list_value(self, addr):
-        """bl*_host value of an address, or None."""
+        """src*_host value of an address (u64), or None."""
         raw = packed(addr)
-        table = self.t("bl%d_host" % (4 if len(raw) == 4 else 6))
-        for k, v in table.items():
-            if bytes(k) == raw:
-                return v.value
-        return None
+        value = self.src_maps["src%d_host" % (4 if len(raw) == 4 else 6)].lookup(raw)
+        return None if value is None else struct.unpack("=Q", value)[0]
+
+    def set_list_value(self, addr, value):
+        """Write a src*_host value directly (an auto-ban aged by the test, say)."""
+        raw = packed(addr)
+        self.src_maps["src%d_host" % (4 if len(raw) == 4 else 6)].update(raw, struct.pack("=Q", value))
 
     def drop_events(self, limit=None):
         """Consume the drops ring buffer with the engine's reader (libbpf ring_buffer via ctypes)."""

@@ -131,15 +131,41 @@ def test_conntrack_disabled(fw, fam):
 
 
 @fams
-def test_conntrack_comes_before_blacklist(fw, fam):
-    """Stage 3 precedes stage 5: blocking a peer relies on the engine purging its flows."""
+def test_conntrack_comes_before_blacklisted_prefix(fw, fam):
+    """Stage 3 precedes a prefix's class: blocking a peer by prefix relies on the engine purging its flows."""
     fw.config(ct_enabled=1, **CT_ALL)
     egress(fw, outbound(fam, "tcp"))
-    fw.blacklist(host(fam))
+    fw.blacklist(ADDR[fam]["net"])
     fw.expect(reply(fam, "tcp"), "pass_conntrack")
     for key in list(fw.t("ct").keys()):
         del fw.t("ct")[key]
     fw.expect(reply(fam, "tcp"), "drop_blacklist")
+
+
+@fams
+def test_exact_address_comes_before_conntrack(fw, fam):
+    """Layout 2: the exact-address hash is looked up before conntrack, so a blacklisted /32 or
+    /128 drops its tracked flow too (layout 1 passed it: pass_conntrack until the purge)."""
+    fw.config(ct_enabled=1, **CT_ALL)
+    egress(fw, outbound(fam, "tcp"))
+    fw.blacklist(host(fam))
+    fw.expect(reply(fam, "tcp"), "drop_blacklist")
+    assert reply_key(fam, "tcp") in fw.ct_entries()   # the flow is still there: the host hash decided
+    for key in list(fw.t("ct").keys()):
+        del fw.t("ct")[key]
+    fw.expect(reply(fam, "tcp"), "drop_blacklist")
+
+
+@fams
+def test_whitelisted_exact_address_with_a_tracked_flow(fw, fam):
+    """Layout 2: a whitelisted exact address passes before conntrack (pass_whitelist, not
+    pass_conntrack); a whitelisted prefix comes after conntrack."""
+    fw.config(policy=1, ct_enabled=1, **CT_ALL)
+    egress(fw, outbound(fam, "udp"))
+    fw.whitelist(ADDR[fam]["net"])
+    fw.expect(reply(fam, "udp"), "pass_conntrack")
+    fw.whitelist(host(fam))
+    fw.expect(reply(fam, "udp"), "pass_whitelist")
 
 
 @fams

@@ -1,0 +1,261 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Source classes (layout 2, docs/internals.md "Source classes"): the whitelist, the blacklist
+and the port rules' sources resolved by the engine (sources.resolve) into src4/6_host and
+src4/6_lpm, the exact address decided first, the port-rule trie consulted only for sources a
+rule covers, and auto-bans in the host hash keeping the rule bit."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+import pytest
+
+from verdict_packets import ADDR, FAMILIES, TC_ACT_OK, TCP_P, UDP_P, host, now_ns, tcp, udp
+
+fams = pytest.mark.parametrize("fam", FAMILIES)
+
+S = 10 ** 9
+ALLOW, DENY = 1, 2
+BAN, WL, BL, RULES = 1 << 63, 1 << 62, 1 << 61, 1 << 60
+EXPIRY = RULES - 1
+
+# a prefix of src (ADDR[fam]["src"]) inside ADDR[fam]["net"], one bit longer
+HALF = {4: "198.51.100.0/25", 6: "2001:db8:1::/65"}
+# outside every prefix above, neither src nor peer
+OUT = {4: "198.51.100.200", 6: "2001:db8:1:0:8000::9"}
+
+
+def out_udp(fw, fam):
+    """local:40000 -> src:53 through tc_egress (records the reply tuple if conntrack is on)."""
+    pkt = udp(fam, sport=40000, dport=53, src=ADDR[fam]["local"], dst=ADDR[fam]["src"])
+    retval, _, _ = fw.tc(pkt)
+    assert retval == TC_ACT_OK
+
+
+def back_udp(fam):
+    """The reply src:53 -> local:40000."""
+    return udp(fam, sport=53, dport=40000)
+
+
+# ---- whitelist and blacklist nested ----
+
+@fams
+def test_blacklisted_host_inside_whitelisted_prefix_passes(fw, fam):
+    fw.config(policy=1)
+    fw.whitelist(ADDR[fam]["net"])
+    fw.blacklist(host(fam))
+    # resolved: the /32 (/128) carries the whitelist of its prefix; the whitelist wins
+    assert fw.list_value(ADDR[fam]["src"]) & ~EXPIRY == WL | BL
+    fw.expect(tcp(fam), "pass_whitelist")
+    fw.expect(tcp(fam, src=ADDR[fam]["peer"]), "pass_whitelist")
+    fw.expect(tcp(fam, src=ADDR[fam]["other"]), "drop_policy")
+
+
+@fams
+def test_blacklisted_host_inside_whitelisted_prefix_passes_with_a_tracked_flow(fw, fam):
+    """Host first: the exact entry decides before conntrack, and it is whitelisted."""
+    fw.config(policy=1, ct_enabled=1, ct_udp_ns=60 * S, ct_udp_stream_ns=60 * S)
+    out_udp(fw, fam)
+    fw.whitelist(ADDR[fam]["net"])
+    fw.blacklist(host(fam))
+    fw.expect(back_udp(fam), "pass_whitelist")
+
+
+@fams
+@pytest.mark.parametrize("order", ["whitelist_first", "blacklist_first"])
+def test_whitelisted_host_inside_blacklisted_prefix_passes(fw, fam, order):
+    calls = [lambda: fw.whitelist(host(fam)), lambda: fw.blacklist(ADDR[fam]["net"])]
+    for call in calls if order == "whitelist_first" else calls[::-1]:
+        call()
+    fw.expect(tcp(fam), "pass_whitelist")
+    fw.expect(tcp(fam, src=ADDR[fam]["peer"]), "drop_blacklist")
+    fw.expect(tcp(fam, src=ADDR[fam]["other"]), "pass_policy")
+
+
+@fams
+def test_whitelisted_prefix_inside_blacklisted_prefix_passes(fw, fam):
+    fw.blacklist(ADDR[fam]["net"])
+    fw.whitelist(HALF[fam])
+    fw.expect(tcp(fam), "pass_whitelist")
+    fw.expect(tcp(fam, src=OUT[fam]), "drop_blacklist")
+
+
+@fams
+def test_expiring_prefix_inside_a_permanent_one_never_expires(fw, fam):
+    """An expired /25 must not hide the live /24 around it: it carries the /24's expiry."""
+    fw.blacklist(ADDR[fam]["net"])
+    fw.blacklist(HALF[fam], expires_ns=now_ns() - S)
+    fw.expect(tcp(fam), "drop_blacklist")
+    fw.expect(tcp(fam, src=OUT[fam]), "drop_blacklist")
+
+
+@fams
+def test_expiring_host_takes_the_latest_covering_expiry(fw, fam):
+    fw.blacklist(ADDR[fam]["net"], expires_ns=now_ns() + 60 * S)
+    fw.blacklist(host(fam), expires_ns=now_ns() - S)
+    value = fw.list_value(ADDR[fam]["src"])
+    assert value & ~EXPIRY == BL and value & EXPIRY > now_ns()
+    fw.expect(tcp(fam), "drop_blacklist")
+
+
+@fams
+def test_egress_opens_flows_by_resolved_class(fw, fam):
+    """tc_egress opens no flow to a blocked source, by its exact entry or its prefix, and does
+    open one to a whitelisted host inside a blacklisted prefix."""
+    fw.config(policy=1, ct_enabled=1, ct_udp_ns=60 * S, ct_udp_stream_ns=60 * S)
+    fw.blacklist(ADDR[fam]["net"])
+    out_udp(fw, fam)
+    assert fw.ct_entries() == {}
+    fw.whitelist(host(fam))
+    out_udp(fw, fam)
+    assert len(fw.ct_entries()) == 1
+
+
+@fams
+def test_egress_opens_a_flow_once_the_blacklist_expired(fw, fam):
+    fw.config(policy=1, ct_enabled=1, ct_udp_ns=60 * S, ct_udp_stream_ns=60 * S)
+    fw.blacklist(ADDR[fam]["net"], expires_ns=now_ns() - S)
+    out_udp(fw, fam)
+    assert len(fw.ct_entries()) == 1
+    fw.expect(back_udp(fam), "pass_conntrack")
+
+
+# ---- port rules and their sources ----
+
+@fams
+def test_rule_source_inside_blacklisted_prefix_follows_its_expiry(fw, fam):
+    """A port rule whose source (a /25) sits inside a blacklisted /24: dropped while the /24
+    is live (the /25 carries the /24's blacklist and expiry), allowed once it expired."""
+    fw.config(policy=1)
+    fw.blacklist(ADDR[fam]["net"], expires_ns=now_ns() + 300 * 10 ** 6)
+    fw.rule(HALF[fam], TCP_P, 443, ALLOW)
+    fw.expect(tcp(fam, dport=443), "drop_blacklist")
+    fw.expect(tcp(fam, dport=443, src=OUT[fam]), "drop_blacklist")
+    time.sleep(0.35)  # the data plane compares the expiry itself: nothing is rewritten
+    fw.expect(tcp(fam, dport=443), "pass_rule")
+    fw.expect(tcp(fam, dport=444), "drop_policy")
+    fw.expect(tcp(fam, dport=443, src=OUT[fam]), "drop_policy")   # outside the rule's source
+
+
+@fams
+def test_rule_host_inside_blacklisted_prefix_is_dropped(fw, fam):
+    fw.blacklist(ADDR[fam]["net"])
+    fw.rule(host(fam), TCP_P, 443, ALLOW)
+    assert fw.list_value(ADDR[fam]["src"]) & ~EXPIRY == BL | RULES
+    fw.expect(tcp(fam, dport=443), "drop_blacklist")
+
+
+@fams
+def test_source_outside_every_rule_source_skips_the_rules(fw, fam):
+    """A port with rules for other sources: a source none of them covers meets the policy."""
+    fw.rule(host(fam, "peer"), TCP_P, 443, DENY)
+    fw.expect(tcp(fam, dport=443, src=ADDR[fam]["peer"]), "drop_rule")
+    fw.expect(tcp(fam, dport=443), "pass_policy")
+    fw.config(policy=1)
+    fw.rule(host(fam, "peer"), TCP_P, 444, ALLOW)
+    fw.expect(tcp(fam, dport=444, src=ADDR[fam]["peer"]), "pass_rule")
+    fw.expect(tcp(fam, dport=444), "drop_policy")
+
+
+@fams
+def test_rule_trie_is_consulted_only_with_the_rule_bit(fw, fam):
+    """A rules4/6 key whose source is in no src map (SRC_RULES unset) is never looked up."""
+    fw.rule_key(host(fam), TCP_P, 443, DENY)
+    fw.expect(tcp(fam, dport=443), "pass_policy")
+    fw.rule(ADDR[fam]["net"], TCP_P, 22, ALLOW)     # now a rule source covers src
+    fw.expect(tcp(fam, dport=443), "drop_rule")      # the most specific key, /32 deny
+
+
+@fams
+def test_expired_blacklisted_host_inside_a_rule_source_keeps_the_rule(fw, fam):
+    """The exact entry shadows the prefixes: it must carry the rule bit of the rule's source."""
+    fw.rule(ADDR[fam]["net"], TCP_P, 443, DENY)
+    fw.blacklist(host(fam), expires_ns=now_ns() - S)
+    assert fw.list_value(ADDR[fam]["src"]) & ~EXPIRY == BL | RULES
+    fw.expect(tcp(fam, dport=443), "drop_rule")
+    fw.expect(tcp(fam, dport=80), "pass_policy")
+
+
+@fams
+def test_any_source_rule_applies_to_everyone(fw, fam):
+    """An "any"-source rule (0.0.0.0/0 and ::/0 with SRC_RULES): every source, those with
+    exact entries included (an expired blacklisted host, a rule's own host)."""
+    fw.rule("any", UDP_P, 53, DENY)
+    fw.blacklist(host(fam), expires_ns=now_ns() - S)
+    fw.rule(host(fam, "peer"), TCP_P, 22, ALLOW)
+    fw.blacklist(HALF[fam], expires_ns=now_ns() - S)
+    for src in (ADDR[fam]["src"], ADDR[fam]["peer"], OUT[fam], ADDR[fam]["other"]):
+        fw.expect(udp(fam, dport=53, src=src), "drop_rule")
+        fw.expect(udp(fam, dport=54, src=src), "pass_policy")
+    # the whitelist still wins over it, and a live blacklist entry too
+    fw.whitelist(host(fam, "other"))
+    fw.expect(udp(fam, dport=53, src=ADDR[fam]["other"]), "pass_whitelist")
+    fw.blacklist(host(fam), expires_ns=0)
+    fw.expect(udp(fam, dport=53), "drop_blacklist")
+
+
+def test_any_source_rule_covers_both_families(fw):
+    fw.rule("any", TCP_P, 8080, DENY)
+    for fam in FAMILIES:
+        fw.expect(tcp(fam, dport=8080), "drop_rule")
+        fw.expect(tcp(fam, dport=8081), "pass_policy")
+
+
+# ---- auto-bans ----
+
+def _age_rl_state(fw, fam):
+    table = fw.t("rl%d_state" % fam)
+    for k, v in table.items():
+        v.last_ns -= 2 * S
+        table[k] = v
+
+
+def _ban(fw, fam, passed):
+    """One packet within the rate (passed), the next bans src."""
+    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, ban_ttl_ns=60 * S)
+    fw.expect(tcp(fam, dport=443), passed)
+    retval, delta, length = fw.xdp(tcp(fam, dport=443))
+    assert retval == 1 and delta == {"drop_ratelimit": (1, length), "auto_ban": (1, length)}, delta
+
+
+@fams
+def test_auto_ban_keeps_the_rule_bit_and_the_rule_applies_after_it(fw, fam):
+    fw.config(policy=1)
+    fw.rule(ADDR[fam]["net"], TCP_P, 443, ALLOW)
+    _ban(fw, fam, "pass_rule")
+    value = fw.list_value(ADDR[fam]["src"])
+    assert value & ~EXPIRY == BAN | BL | RULES
+    fw.expect(tcp(fam, dport=443), "drop_blacklist")
+    fw.expect(tcp(fam, dport=443, src=ADDR[fam]["peer"]), "pass_rule")
+    # the ban expires: the host entry still shadows the /24, and carries its rule bit
+    fw.set_list_value(ADDR[fam]["src"], (value & ~EXPIRY) | (now_ns() - 1))
+    _age_rl_state(fw, fam)
+    fw.expect(tcp(fam, dport=443), "pass_rule")
+    _age_rl_state(fw, fam)
+    fw.expect(tcp(fam, dport=444), "drop_policy")
+
+
+@fams
+def test_auto_ban_survives_a_rewrite_and_takes_a_new_rule_bit(fw, fam):
+    """sources.write keeps a live ban, with the rule bit of the prefix now covering it."""
+    fw.config(policy=1)
+    _ban(fw, fam, "drop_policy")
+    assert fw.list_value(ADDR[fam]["src"]) & ~EXPIRY == BAN | BL
+    fw.rule(HALF[fam], TCP_P, 443, ALLOW)
+    value = fw.list_value(ADDR[fam]["src"])
+    assert value & ~EXPIRY == BAN | BL | RULES
+    fw.expect(tcp(fam, dport=443), "drop_blacklist")
+    fw.set_list_value(ADDR[fam]["src"], (value & ~EXPIRY) | (now_ns() - 1))
+    _age_rl_state(fw, fam)
+    fw.expect(tcp(fam, dport=443), "pass_rule")
+
+
+@fams
+def test_auto_ban_gives_way_to_the_whitelist(fw, fam):
+    _ban(fw, fam, "pass_policy")
+    fw.expect(tcp(fam, dport=443), "drop_blacklist")
+    fw.whitelist(HALF[fam])
+    assert fw.list_value(ADDR[fam]["src"]) is None
+    fw.expect(tcp(fam, dport=443), "pass_whitelist")
