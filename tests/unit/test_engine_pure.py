@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import engine
+from ansible_collections.netxfw.firewall.plugins.module_utils import engine, sources
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 
 

@@ -63,14 +63,20 @@ def test_map_encoding():
     family, key, value = rules.ratelimit_key(rule)
     assert family == 4 and key == struct.pack("=I", 24) + bytes([198, 51, 100, 0])
     assert layout.decode_rl_cfg(value) == {"rate": 7, "burst": 9, "syn_only": True, "ban_ttl": 3}
-    assert engine.entry_keys("ratelimit", rule) == [("rl4_cfg", key)]
-    assert engine.expected_entries("ratelimit", [rule]) == {"rl4_cfg": {key: value}}
+    assert engine.kind_maps("ratelimit") == ["rl4_cfg", "rl6_cfg"]
+    assert engine.expected_entries("ratelimit", [rule]) == {"rl4_cfg": {key: value}, "rl6_cfg": {}}
 
 
 def test_ban_value_and_settings():
-    expires, ban = layout.blacklist_value(layout.encode_ban(12345))
-    assert (expires, ban) == (12345, True)
-    assert layout.blacklist_value(layout.encode_u64(777)) == (777, False)
+    # an auto-ban is a blacklisted source (SRC_BAN | SRC_BL) with its expiry in the low 60 bits
+    assert layout.source_class(layout.encode_ban(12345)) == (layout.SRC_BAN | layout.SRC_BL, 12345)
+    assert layout.source_class(layout.encode_ban(12345, layout.SRC_RULES)) == \
+        (layout.SRC_BAN | layout.SRC_BL | layout.SRC_RULES, 12345)
+    assert layout.source_class(layout.encode_ban(layout.SRC_RULES | 5)) == (layout.SRC_BAN | layout.SRC_BL, 5)
+    # a user's blacklist entry: no ban bit
+    assert layout.source_class(layout.encode_u64(layout.SRC_BL | 777)) == (layout.SRC_BL, 777)
+    assert layout.source_class(layout.encode_u64(layout.SRC_WL)) == (layout.SRC_WL, 0)
+    assert layout.SRC_EXPIRY_MASK == (1 << 60) - 1
     cfg = engine.runtime_config(engine.normalize_program({"ratelimit_global_rate": 100, "drop_sampling_rate": 3}))
     assert cfg[layout.CFG_RL_GLOBAL_RATE] == 100 and cfg[layout.CFG_RL_GLOBAL_BURST] == 100
     assert cfg[layout.CFG_DROPLOG_RATE] == 3 and cfg[layout.CFG_DROPLOG_BURST] == 3
