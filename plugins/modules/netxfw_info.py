@@ -70,10 +70,10 @@ EXAMPLES = r"""
     query: "counters | {blacklist: drop_blacklist.packets, policy: drop_policy.packets}"
   register: drops
 
-- name: Blacklist entries in use, summed on the host
+- name: Source entries in use (whitelist, blacklist, port-rule sources, auto-bans; one per address or prefix), summed on the host
   netxfw.firewall.netxfw_info:
-    query: "sum(maps.[bl4_host.entries, bl6_host.entries, bl4_lpm.entries, bl6_lpm.entries])"
-  register: blacklist_size
+    query: "sum(maps.[src4_host.entries, src6_host.entries, src4_lpm.entries, src6_lpm.entries])"
+  register: source_entries
 """
 
 RETURN = r"""
@@ -110,7 +110,7 @@ maps:
   description: Entries in use and capacity of each rule and conntrack map. Empty when not loaded.
   returned: always
   type: dict
-  sample: {"bl4_host": {"entries": 2, "capacity": 1048576}, "ct": {"entries": 31, "capacity": 262144}}
+  sample: {"src4_host": {"entries": 2, "capacity": 1179648}, "ct": {"entries": 31, "capacity": 262144}}
 conntrack:
   description: Conntrack table size, usage and live entries by state (ct plus ct_syn). Empty when not loaded.
   returned: always

@@ -121,14 +121,14 @@ migrated:
       C(per-cpu sum at the swap) (counters); C(recopied) counts entries copied again after the swap.
   returned: always
   type: dict
-  sample: {"bl4_host": {"entries": 1000000, "source": "copy", "duration_ms": 812.4},
+  sample: {"src4_host": {"entries": 1000000, "source": "copy", "duration_ms": 812.4},
            "ct": {"entries": 52, "source": "copy", "duration_ms": 0.4, "recopied": 3}}
 skipped:
   description: Entries not migrated and why (expired entries, maps whose format changed without a converter).
   returned: always
   type: list
   elements: dict
-  sample: [{"map": "bl4_host", "entries": 3, "reason": "expired"}]
+  sample: [{"map": "src4_host", "entries": 3, "reason": "expired"}]
 duration_ms:
   description: Wall time of the reload, in milliseconds (0 when nothing was reloaded).
   returned: always

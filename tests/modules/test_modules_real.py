@@ -9,10 +9,13 @@ __metaclass__ = type
 
 import os
 import shutil
+import struct
 
 import pytest
+import yaml
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import layout
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, layout
+from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info
 
 FW_ADDR = "198.51.100.1"  # conftest.py: vm0, where the firewall attaches
 PEER_ADDR = "198.51.100.2"  # conftest.py: vm1, in the peer namespace
@@ -28,6 +31,17 @@ def _python_without_bcc():
                 and os.system("%s -c 'import bcc' 2>/dev/null" % path) != 0:
             return path
     return None
+
+
+def src_classes(env, name):
+    """{key: class bits (expiry left out)} of a pinned src map (src4_host, src6_lpm, ...)."""
+    with bpfsys.Map.open_pinned(os.path.join(env.pin_path, name)) as m:
+        return dict((key, layout.source_class(value)[0]) for key, value in m.items())
+
+
+def src_capacity(capacity, name):
+    """max_entries of a src map: the sum of the capacities whose entries it holds."""
+    return layout.expected_map(name, capacity)[3]
 
 
 # ---------------------------------------------------------------- netxfw_program
@@ -88,8 +102,11 @@ def test_program_capacity_change_recompiles_and_keeps_rules(loaded):
     assert result["rc"] == 0, result
     assert result["changed"] is True and result["compiled"] is True
     info = env.run("netxfw_info")
-    assert info["maps"]["wl4_lpm"] == {"entries": 1, "capacity": 1024}
     assert info["config"]["capacity"]["whitelist"] == 1024
+    capacity = info["config"]["capacity"]
+    assert capacity["blacklist"] == layout.CAPACITIES["blacklist"][1]
+    assert info["maps"]["src4_lpm"] == {"entries": 1, "capacity": 1024 + capacity["blacklist"] + capacity["port_rules"]}
+    assert list(src_classes(env, "src4_lpm").values()) == [layout.SRC_WL]
     assert info["interfaces"]["vm0"]["xdp"] is True
 
 
@@ -176,7 +193,8 @@ def test_rule_blacklist_diff_check_apply_and_idempotence(loaded):
     assert env.ping_from_peer()
     info = env.run("netxfw_info")
     assert info["counters"]["drop_blacklist"]["packets"] >= 1
-    assert info["maps"]["bl4_lpm"]["entries"] == 1 and info["maps"]["bl4_host"]["entries"] == 0
+    assert info["maps"]["src4_lpm"]["entries"] == 1 and info["maps"]["src4_host"]["entries"] == 0
+    assert list(src_classes(env, "src4_lpm").values()) == [layout.SRC_BL]
 
 
 def test_rule_ttl_shows_expiry_in_diff(loaded):
@@ -200,8 +218,9 @@ def test_rule_exclusive_replaces_the_whole_list(loaded):
     assert result["diff"]["after"] == "2001:db8:2::/48\n"
     assert env.rules()["whitelist"] == ["203.0.113.5/32", "2001:db8:2::/48"]
     info = env.run("netxfw_info")
-    assert info["maps"]["wl4_host"]["entries"] == 1 and info["maps"]["wl4_lpm"]["entries"] == 0
-    assert info["maps"]["wl6_lpm"]["entries"] == 1
+    assert info["maps"]["src4_host"]["entries"] == 1 and info["maps"]["src4_lpm"]["entries"] == 0
+    assert info["maps"]["src6_lpm"]["entries"] == 1 and info["maps"]["src6_host"]["entries"] == 0
+    assert src_classes(env, "src4_host") == {bytes([203, 0, 113, 5]): layout.SRC_WL}
     empty = env.run("netxfw_rule", {"kind": "whitelist", "entries": [], "exclusive": True})
     assert empty["changed"] is True and env.rules()["whitelist"] == []
 
@@ -215,6 +234,10 @@ def test_rule_port_rules(loaded):
     assert result["diff"]["after"] == "udp 5000-5003 from any deny\ntcp 22 from 198.51.100.0/24 allow\n"
     info = env.run("netxfw_info")
     assert info["maps"]["rules4"]["entries"] == 5 and info["maps"]["rules6"]["entries"] == 4
+    # the sources: 198.51.100.0/24 and "any" (a /0 per family), marked for the port-rule stage
+    assert src_classes(env, "src4_lpm") == {struct.pack("=I", 24) + bytes([198, 51, 100, 0]): layout.SRC_RULES,
+                                            bytes(8): layout.SRC_RULES}
+    assert src_classes(env, "src6_lpm") == {bytes(20): layout.SRC_RULES}
     assert env.run("netxfw_rule", {"kind": "port", "entries": entries})["changed"] is False
 
 
@@ -238,7 +261,8 @@ def test_rule_invalid_entries_fail_and_leave_rules_json_unchanged(loaded, kind, 
     assert message in result["msg"], result["msg"]
     assert "exception" not in result
     assert env.read_state("rules.json") == before
-    assert env.run("netxfw_info")["maps"]["bl4_host"]["entries"] == 1
+    assert env.run("netxfw_info")["maps"]["src4_host"]["entries"] == 1
+    assert src_classes(env, "src4_host") == {bytes([203, 0, 113, 200]): layout.SRC_BL}
 
 
 def test_rule_without_loaded_program_persists_and_warns(env):
@@ -248,7 +272,8 @@ def test_rule_without_loaded_program_persists_and_warns(env):
     assert env.pins() == []
     load = env.run("netxfw_program", {"interfaces": ["vm0"]})
     assert load["compiled"] is True
-    assert env.run("netxfw_info")["maps"]["bl4_host"]["entries"] == 1
+    assert env.run("netxfw_info")["maps"]["src4_host"]["entries"] == 1
+    assert src_classes(env, "src4_host") == {bytes([198, 51, 100, 2]): layout.SRC_BL}
     assert not env.ping_from_peer()
 
 
@@ -275,6 +300,16 @@ def test_info_counters_maps_and_query(loaded):
     assert len(result["identity"]) == 64
     query = env.run("netxfw_info", {"query": "{passed: counters.pass_policy.packets, vm0: interfaces.vm0.xdp}"})
     assert query["query_result"]["passed"] >= 2 and query["query_result"]["vm0"] is True
+    for name in ("src4_host", "src6_host", "src4_lpm", "src6_lpm"):
+        assert result["maps"][name] == {"entries": 0, "capacity": src_capacity(result["config"]["capacity"], name)}
+    # the query of the module's EXAMPLES: a CIDR both whitelisted and a port rule's source is one entry
+    assert env.run("netxfw_rule", {"kind": "whitelist", "entries": ["203.0.113.5", "2001:db8:1::/48"]})["changed"]
+    assert env.run("netxfw_rule", {"kind": "blacklist", "entries": ["192.0.2.0/24"]})["changed"]
+    assert env.run("netxfw_rule", {"kind": "port", "entries": [
+        {"proto": "tcp", "port": 22, "source": "2001:db8:1::/48"}]})["changed"]
+    example = [task for task in yaml.safe_load(netxfw_info.EXAMPLES) if "source_entries" == task.get("register")]
+    total = env.run("netxfw_info", {"query": example[0]["netxfw.firewall.netxfw_info"]["query"]})
+    assert total["query_result"] == 3, total
     bad = env.run("netxfw_info", {"query": "counters.["})
     assert bad["failed"] is True and "invalid query" in bad["msg"]
 
