@@ -30,16 +30,6 @@ PATHS = [
     ("before:blacklist_prefix", "*before* blacklist hit, prefix"),
     ("before:port_rule", "*before* IP+port rule hit"),
     ("before:default_policy", "*before* default policy"),
-    ("merged:conntrack", "*prototype* conntrack hit"),
-    ("merged:whitelist_host", "*prototype* whitelist hit, exact"),
-    ("merged:whitelist_prefix", "*prototype* whitelist hit, prefix"),
-    ("merged:blacklist_host", "*prototype* blacklist hit, exact"),
-    ("merged:blacklist_prefix", "*prototype* blacklist hit, prefix"),
-    ("merged:port_rule", "*prototype* IP+port rule hit"),
-    ("merged:default_policy", "*prototype* default policy"),
-    ("hostfirst:conntrack", "*prototype, host hash first* conntrack hit"),
-    ("hostfirst:blacklist_host", "*prototype, host hash first* blacklist hit, exact"),
-    ("hostfirst:default_policy", "*prototype, host hash first* default policy"),
     ("bare_hash:hit", "bare hash lookup, hit"),
     ("bare_hash:miss", "bare hash lookup, miss"),
     ("bare_lpm:hit", "bare LPM lookup, hit"),
@@ -157,8 +147,7 @@ def goals(d):
         small = min(x["sizes"], key=int)
         p = x["sizes"][big]["paths"]
         before = "*before* (netxfw.c of %s)" % x["params"].get("compare_rev")
-        for prog, pname in (("netxfw", "netxfw"), ("before", before), ("merged", "*prototype layout*"),
-                            ("hostfirst", "*prototype, host hash first*")):
+        for prog, pname in (("netxfw", "netxfw"), ("before", before)):
             if prog + ":default_policy" not in p:
                 continue
             for key, kind in (("net_hot_ns", "warm"), ("net_cold_ns", "cold")):
@@ -215,11 +204,9 @@ def plots(d):
     x = d.get("xdp_cost")
     if x:
         sizes = sorted(x["sizes"], key=int)
-        plotted = [p for p in PATHS if not p[0].startswith(("before:", "merged:", "hostfirst:"))] + [
+        plotted = [p for p in PATHS if not p[0].startswith("before:")] + [
             ("before:default_policy", "*before*: default policy"),
-            ("before:blacklist_host", "*before*: blacklist exact"),
-            ("merged:default_policy", "*prototype*: default policy"),
-            ("merged:blacklist_host", "*prototype*: blacklist exact")]
+            ("before:blacklist_host", "*before*: blacklist exact")]
         colors = plt.get_cmap("tab20").colors
         fig, axes = plt.subplots(1, 2, figsize=(15, 6))
         for ax, key, title in ((axes[0], "net_hot_ns", "warm (repeat=%d)" % x["params"]["repeat"]),

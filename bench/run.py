@@ -2,8 +2,7 @@
 """netxfw benchmarks, side by side in one run (issue 7). Run as root from the repository:
 
     /opt/netxfw-venv/bin/python bench/run.py            # full run, ~15 min on 2 cores
-    /opt/netxfw-venv/bin/python bench/run.py --quick    # ~3 min: fewer repeats, 100k control plane,
-                                                        # no prototype layout
+    /opt/netxfw-venv/bin/python bench/run.py --quick    # ~3 min: fewer repeats, 100k control plane
 
 Writes bench/results/run-<time>.json and bench/results/latest.json (git-ignored), then
 regenerates the tables and plots of docs/benchmarks.md with bench/report.py (--no-report to skip).
@@ -27,7 +26,6 @@ FULL = {"sizes": [1000, 100000, 1000000], "packets": 1024, "repeat": 200, "round
         "cp_sizes": [100000, 1000000], "module": True,
         "frames": 30000000, "seconds": 8, "veth_rounds": 3, "background_seconds": 2}
 QUICK = {"sizes": [1000, 100000, 1000000], "packets": 256, "repeat": 100, "rounds": 5, "cold_rounds": 1,
-         "merged": False,  # the prototype layout's 2M-entry resolve and fill take a minute
          "cp_sizes": [100000], "module": True,
          "frames": 5000000, "seconds": 3, "veth_rounds": 1, "background_seconds": 1}
 

@@ -47,31 +47,8 @@ def ct_key(src, dst, sport, dport, proto=6):
             + struct.pack("!HH", sport, dport) + struct.pack("=BB2x", proto, 4))
 
 
-def resolve(items):
-    """Prototype control plane of bench/merged.c. items: {(addr, plen): [wl, bl, expires, rules]}.
-    One sweep over the prefixes sorted by (address, length): each entry gets the OR of its own
-    classes and those of every covering prefix (blacklist expiry: the latest, 0 = never).
-    Returns (host pairs, lpm pairs) of map keys and packed values."""
-    hosts, lpms = [], []
-    stack = []  # (addr, plen, wl, bl, exp, rules) of the open covering prefixes
-    for (addr, plen) in sorted(items):
-        wl, bl, exp, rules = items[(addr, plen)]
-        while stack and (addr & _mask(stack[-1][1]) if stack[-1][1] else 0) != stack[-1][0]:
-            stack.pop()
-        if stack:
-            _, _, pwl, pbl, pexp, prules = stack[-1]
-            if pbl and bl:
-                exp = 0 if (exp == 0 or pexp == 0) else max(exp, pexp)
-            elif pbl:
-                exp = pexp
-            wl, bl, rules = wl | pwl, bl | pbl, rules | prules
-        value = struct.pack("=BBB5xQ", wl, bl, rules, exp)
-        if plen == 32:
-            hosts.append((host_key(addr), value))
-        else:
-            lpms.append((lpm_key(addr, plen), value))
-            stack.append((addr, plen, wl, bl, exp, rules))
-    return hosts, lpms
+def cidr(a, plen=32):
+    return "%s/%d" % (ip4(a), plen)
 
 
 class XdpFilter:
@@ -173,7 +150,7 @@ def validate(combos, expected):
 def run(opts, cleanup):
     common.import_root()
     from bcc import BPF
-    from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, layout
+    from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, layout, sources
     from ansible_collections.netxfw.firewall.plugins.module_utils.bpf_source import SOURCE
 
     sizes = opts["sizes"]
@@ -252,27 +229,11 @@ def run(opts, cleanup):
         before = BPF(text=before_src, cflags=layout.cflags(caps) + ["-w"])
         cleanup.push(before.cleanup)
         before_fd = before.load_func(b"xdp_ingress", BPF.XDP).fd
-    with open(os.path.join(common.BENCH, "merged.c")) as f:
-        merged_src = f.read()
     main_src = SOURCE
     if opts.get("source"):  # another netxfw.c in place of the engine's (a change not yet in bpf_source.py)
         with open(opts["source"]) as f:
             main_src = f.read()
-    mg_fd = mh_fd = None
-    if not opts.get("merged", True):
-        merged_src = None
-    try:
-        if merged_src is None:
-            raise RuntimeError("not asked for (--quick)")
-        # the prototype (bench/merged.c) calls netxfw's own stage functions: it follows their signatures
-        nx = BPF(text=main_src + "\n" + merged_src, cflags=layout.cflags(caps) + ["-w"])
-        mg_fd = nx.load_func(b"xdp_merged", BPF.XDP).fd
-        mh_fd = nx.load_func(b"xdp_merged_hostfirst", BPF.XDP).fd
-    except Exception as exc:
-        log("xdp cost: prototype layout (bench/merged.c) skipped: %s"
-            % str(exc)[-300:])
-        nx = BPF(text=main_src, cflags=layout.cflags(caps) + ["-w"])
-        mg_fd = mh_fd = None
+    nx = BPF(text=main_src, cflags=layout.cflags(caps) + ["-w"])
     cleanup.push(nx.cleanup)
     nx_fd = nx.load_func(b"xdp_ingress", BPF.XDP).fd
     bare = BPF(src_file=os.path.join(common.BENCH, "bare.c").encode(),
@@ -286,17 +247,40 @@ def run(opts, cleanup):
                for _ in range(CT_FILL)] + [ct_key(s, dst, sp, RULE_PORT) for s, sp in ct_flows]
     zero = layout.encode_u64(0)
 
+    def per_list(bpf):
+        """A program of layout 1 (--compare-rev before this layout) has a hash and a trie per list."""
+        try:
+            bpf[b"bl4_host"]
+        except KeyError:
+            return False
+        return True
+
+    # what rules.json would hold: the whitelist, the port rules' sources, the blacklist as it grows
+    wl_cidrs = [cidr(a) for a in wl_hosts] + [cidr(a, p) for a, p in wl_prefixes]
+    rule_sources = [{"source": cidr(a, 24)} for a in rule_prefixes]
+
     def setup_nx(bpf):
         """Fixed content of a netxfw program's maps: config, whitelist, port rules."""
         cfg = m(bpf, "config")
         for idx, val in ((layout.CFG_POLICY, 1), (layout.CFG_CT_ENABLED, 1),
                          (layout.CFG_CT_TIMEOUT_NS, 86400 * 10 ** 9)):
             cfg.update(layout.encode_u32(idx), layout.encode_u64(val))
-        m(bpf, "wl4_host").update_many((host_key(a), zero) for a in wl_hosts)
-        m(bpf, "wl4_lpm").update_many((lpm_key(a, p), zero) for a, p in wl_prefixes)
+        if per_list(bpf):
+            m(bpf, "wl4_host").update_many((host_key(a), zero) for a in wl_hosts)
+            m(bpf, "wl4_lpm").update_many((lpm_key(a, p), zero) for a, p in wl_prefixes)
         m(bpf, "rules4").update_many(
             (struct.pack("=IB", 24 + 24, 6) + struct.pack("!H", RULE_PORT) + struct.pack("!I", a) + b"\0",
              layout.encode_u32(1)) for a in rule_prefixes)
+
+    def fill_sources(bpf, n):
+        """The engine's own resolution and writer, as apply_rules runs them."""
+        blacklist = [{"cidr": cidr(a), "expires": None} for a in syn.hosts[:n]] + \
+            [{"cidr": cidr(a, p), "expires": None} for a, p in syn.prefixes[:n]]
+        t_r = time.time()
+        want = sources.to_maps(sources.resolve(wl_cidrs, blacklist, rule_sources), lambda e: 0)
+        resolved_s = time.time() - t_r
+        sources.write(dict((name, m(bpf, name)) for name in sources.SRC_MAPS), want)
+        return resolved_s
 
     nx_progs = [nx] + ([before] if before is not None else [])
     for bpf in nx_progs:
@@ -310,7 +294,7 @@ def run(opts, cleanup):
 
     devs = holder_namespace(cleanup)
     for fd, name in ((nx_fd, "netxfw"), (empty_fd, "empty"), (bhash_fd, "bare_hash"), (blpm_fd, "bare_lpm"),
-                     (mg_fd, "merged"), (mh_fd, "merged_hostfirst"), (before_fd, "before")):
+                     (before_fd, "before")):
         if fd is not None:
             hold(fd, name, devs)
     xf = None
@@ -337,9 +321,13 @@ def run(opts, cleanup):
         t = time.time()
         hosts = syn.hosts[done:n]
         prefixes = syn.prefixes[done:n]
+        resolve_s = None
         for bpf in nx_progs:
-            m(bpf, "bl4_host").update_many((host_key(a), zero) for a in hosts)
-            m(bpf, "bl4_lpm").update_many((lpm_key(a, p), zero) for a, p in prefixes)
+            if per_list(bpf):
+                m(bpf, "bl4_host").update_many((host_key(a), zero) for a in hosts)
+                m(bpf, "bl4_lpm").update_many((lpm_key(a, p), zero) for a, p in prefixes)
+            else:
+                resolve_s = fill_sources(bpf, n)
         b_hash.update_many((host_key(a), zero) for a in hosts)
         b_lpm.update_many((lpm_key(a, p), zero) for a, p in prefixes)
         xf_n = 0
@@ -351,23 +339,6 @@ def run(opts, cleanup):
                 new = new[4:]
             xf.add_bulk(new)
             xf_n = xf.count
-        if mg_fd is not None:
-            t_r = time.time()
-            items = {}
-            for a in wl_hosts:
-                items[(a, 32)] = [1, 0, 0, 0]
-            for a, p in wl_prefixes:
-                items[(a, p)] = [1, 0, 0, 0]
-            for a in rule_prefixes:
-                items.setdefault((a, 24), [0, 0, 0, 0])[3] = 1
-            for a in syn.hosts[:n]:
-                items.setdefault((a, 32), [0, 0, 0, 0])[1] = 1
-            for a, p in syn.prefixes[:n]:
-                items.setdefault((a, p), [0, 0, 0, 0])[1] = 1
-            mh, ml = resolve(items)
-            resolve_s = time.time() - t_r
-            m(nx, "src4_host").update_many(mh)
-            m(nx, "src4_lpm").update_many(ml)
         ct_refresh()
         done = n
         fill_s = time.time() - t
@@ -401,25 +372,6 @@ def run(opts, cleanup):
                 if label.startswith("netxfw:"):
                     combos.append(("before:" + label[7:], before_fd, pkts))
                     expected["before:" + label[7:]] = expected[label]
-        if mg_fd is not None:
-            combos += [
-                ("merged:conntrack", mg_fd, ct_pkts),
-                ("merged:whitelist_host", mg_fd, tcp(wl_host_srcs)),
-                ("merged:whitelist_prefix", mg_fd, tcp(wl_lpm_srcs)),
-                ("merged:blacklist_host", mg_fd, bl_host_pkts),
-                ("merged:blacklist_prefix", mg_fd, bl_lpm_pkts),
-                ("merged:port_rule", mg_fd, tcp(rule_srcs)),
-                ("merged:default_policy", mg_fd, miss_pkts),
-            ]
-            combos += [
-                ("hostfirst:conntrack", mh_fd, ct_pkts),
-                ("hostfirst:blacklist_host", mh_fd, bl_host_pkts),
-                ("hostfirst:default_policy", mh_fd, miss_pkts),
-            ]
-            for k in list(expected):
-                if k.startswith("netxfw:"):
-                    expected["merged:" + k[7:]] = expected[k]
-                    expected["hostfirst:" + k[7:]] = expected[k]
         if xf is not None:
             xf_srcs = [syn.hosts[rnd.randrange(xf_n)] for _ in range(npk)]
             combos += [("xdp_filter:deny", xf.fd, tcp(xf_srcs)), ("xdp_filter:miss", xf.fd, miss_pkts)]
@@ -433,7 +385,7 @@ def run(opts, cleanup):
             r["net_cold_ns"] = None if r["cold_ns"] is None else round(r["cold_ns"] - e_cold, 2)
         result["sizes"][str(n)] = {"paths": res, "fill_seconds": round(fill_s, 2), "xdp_filter_entries": xf_n,
                                    "measure_seconds": round(time.time() - t - fill_s, 1),
-                                   "merged_resolve_seconds": round(resolve_s, 2) if mg_fd is not None else None}
+                                   "resolve_seconds": None if resolve_s is None else round(resolve_s, 2)}
         log("xdp cost @%d: %s" % (n, ", ".join("%s=%.1f" % (k, v["net_hot_ns"]) for k, v in res.items())))
     result["seconds"] = round(time.time() - t0, 1)
     return result
