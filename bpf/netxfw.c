@@ -73,13 +73,15 @@
 #define RL_F_SYN_ONLY 1 /* only TCP SYNs (no ACK) of the source are limited */
 
 /* Source class: the value of src4/6_host and src4/6_lpm. The engine resolves each entry
- * from every whitelist, blacklist and port-rule source that covers it, so the exact
- * address (else its longest prefix) alone gives the class. */
+ * from every whitelist, blacklist, port-rule and rate-limit source that covers it, so the
+ * exact address (else its longest prefix) alone gives the class. */
 #define SRC_BAN         (1ULL << 63) /* an auto-ban of the rate limiter (runtime state) */
 #define SRC_WL          (1ULL << 62) /* whitelisted: wins over everything else */
 #define SRC_BL          (1ULL << 61) /* blacklisted until the expiry */
 #define SRC_RULES       (1ULL << 60) /* some port rule's source covers it */
-#define SRC_EXPIRY_MASK (SRC_RULES - 1) /* CLOCK_MONOTONIC ns, 0 = never */
+#define SRC_RL          (1ULL << 59) /* some rate-limit rule's source covers it */
+#define SRC_EXPIRY_MASK (SRC_RL - 1) /* CLOCK_MONOTONIC ns, 0 = never */
+#define SRC_INHERITED   (SRC_RULES | SRC_RL) /* what an auto-ban keeps of the source's class */
 /* A blacklist value with this bit is an auto-ban of the rate limiter (runtime state, not in
  * rules.json); the other bits are expires_ns as usual. */
 
@@ -851,9 +853,9 @@ static __always_inline int tcp_syn_only(struct pkt *p)
 	return p->t.proto == IPPROTO_TCP && p->has_ports && (p->tcp_flags & (TH_SYN | TH_ACK)) == TH_SYN;
 }
 
-/* Rate limiting: the source's CIDR bucket (rl4_cfg/rl6_cfg, longest prefix), state per source
- * address (LRU), optional auto-ban into src4_host/src6_host (keeping the source's port-rule bit,
- * cls); then the global bucket. */
+/* Rate limiting: for a source a rate-limit rule covers (cls), its CIDR bucket (rl4_cfg/rl6_cfg,
+ * longest prefix), state per source address (LRU), optional auto-ban into src4_host/src6_host
+ * (keeping the rule bits of cls); then the global bucket. */
 static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes, u64 cls)
 {
 	struct rl_state *s, fresh = {};
@@ -861,7 +863,9 @@ static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes,
 	u64 rate, now;
 	int over = 0;
 
-	if (p->t.family == 4) {
+	if (!(cls & SRC_RL)) {
+		/* no rule: the global bucket only */
+	} else if (p->t.family == 4) {
 		struct lpm4_key k = {.prefixlen = 32};
 
 		__builtin_memcpy(k.addr, p->t.saddr, 4);
@@ -875,7 +879,7 @@ static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes,
 			} else {
 				if (c->ban_ttl_ns) {
 					u64 ban = ((now + c->ban_ttl_ns) & SRC_EXPIRY_MASK) | SRC_BAN | SRC_BL |
-						  (cls & SRC_RULES);
+						  (cls & SRC_INHERITED);
 
 					src4_host.update((struct addr4 *)k.addr, &ban);
 					count(R_AUTO_BAN, bytes);
@@ -897,7 +901,7 @@ static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes,
 			} else {
 				if (c->ban_ttl_ns) {
 					u64 ban = ((now + c->ban_ttl_ns) & SRC_EXPIRY_MASK) | SRC_BAN | SRC_BL |
-						  (cls & SRC_RULES);
+						  (cls & SRC_INHERITED);
 
 					src6_host.update((struct addr6 *)k.addr, &ban);
 					count(R_AUTO_BAN, bytes);

@@ -32,7 +32,7 @@ TC_HANDLE = 1
 TC_PRIO = 0x4E58
 
 RULE_KINDS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules", "ratelimit": "ratelimits"}
-SOURCE_KINDS = ("whitelist", "blacklist", "port")  # kinds whose entries (or sources) go into the src maps
+SOURCE_KINDS = ("whitelist", "blacklist", "port", "ratelimit")  # kinds whose entries (or sources) go into the src maps
 
 # seconds per conntrack state (tcp_established is conntrack_timeout)
 CT_TIMEOUT_DEFAULTS = {"tcp_syn": 60, "tcp_fin": 30, "udp": 30, "udp_stream": 180, "icmp": 30}

@@ -64,7 +64,9 @@ SRC_BAN = 1 << 63  # an auto-ban of the rate limiter (runtime state, not in rule
 SRC_WL = 1 << 62
 SRC_BL = 1 << 61
 SRC_RULES = 1 << 60  # a port rule's source covers it: the port-rule stage looks
-SRC_EXPIRY_MASK = SRC_RULES - 1  # blacklist expiry, CLOCK_MONOTONIC ns, 0 = never
+SRC_RL = 1 << 59  # a rate-limit rule's source covers it: the rate-limit stage looks
+SRC_EXPIRY_MASK = SRC_RL - 1  # blacklist expiry, CLOCK_MONOTONIC ns, 0 = never
+SRC_INHERITED = SRC_RULES | SRC_RL  # what an auto-ban keeps of the class of the prefix covering it
 # conntrack_timeouts setting -> config index (seconds in the settings, ns in the map)
 CT_TIMEOUT_INDEX = {
     "tcp_syn": CFG_CT_TCP_SYN_NS,
@@ -195,9 +197,9 @@ def source_class(raw):
     return value & ~SRC_EXPIRY_MASK, value & SRC_EXPIRY_MASK
 
 
-def encode_ban(expires_ns, rules_bit=0):
-    """An auto-ban as the data plane writes it (rules_bit: SRC_RULES of the covering prefix)."""
-    return encode_u64((expires_ns & SRC_EXPIRY_MASK) | SRC_BAN | SRC_BL | rules_bit)
+def encode_ban(expires_ns, inherited=0):
+    """An auto-ban as the data plane writes it (inherited: the SRC_INHERITED bits of the source's class)."""
+    return encode_u64((expires_ns & SRC_EXPIRY_MASK) | SRC_BAN | SRC_BL | (inherited & SRC_INHERITED))
 
 
 def decode_rl_cfg(raw):

@@ -325,9 +325,9 @@ def first_copy(fw, old, new_maps, settings, identity, report):
 
 
 def copy_bans(old_maps, new_maps, now_ns):
-    """Copy the live auto-bans the new maps lack; returns the count. A listed entry of the same
-    address, or a whitelisted prefix covering it, wins over a ban (as in sources.write); a ban that
-    a blacklisted prefix outlives is not copied."""
+    """Copy the live auto-bans the new maps lack; returns the count. A ban gives way where the
+    address's class decides it anyway (sources.ban_over): whitelisted, or blacklisted at least as
+    long, since an exact entry shadows the prefixes covering it."""
     copied = 0
     for old_name, name, expiry_mask in BAN_SOURCES:
         if old_name not in old_maps or name not in new_maps:
@@ -340,22 +340,13 @@ def copy_bans(old_maps, new_maps, now_ns):
                 continue
             current = new_maps[name].lookup(key)
             if current is None:
-                cover = lpm.lookup(struct.pack("=I", len(key) * 8) + key)
-                cover = layout.decode_u64(cover) if cover is not None else 0
-                if cover & layout.SRC_WL:
-                    continue
-                # A blacklisted prefix that blocks the address at least as long makes the ban
-                # redundant, and a host entry shadows the prefix: once expired, it would let the
-                # address through (layout 1 looked up both maps).
-                cover_expiry = cover & layout.SRC_EXPIRY_MASK
-                if cover & layout.SRC_BL and (cover_expiry == 0 or 0 < expires <= cover_expiry):
-                    continue
-            else:
-                cover = layout.decode_u64(current)
-                if cover & (layout.SRC_BAN | layout.SRC_WL | layout.SRC_BL):
-                    continue
-            new_maps[name].update(key, layout.encode_ban(expires, cover & layout.SRC_RULES))
-            copied += 1
+                current = lpm.lookup(struct.pack("=I", len(key) * 8) + key)
+            elif layout.decode_u64(current) & layout.SRC_BAN:
+                continue
+            ban = sources.ban_over(expires, layout.decode_u64(current) if current is not None else 0)
+            if ban is not None:
+                new_maps[name].update(key, ban)
+                copied += 1
     return copied
 
 

@@ -75,12 +75,13 @@ def _later(first, second):
     return max(first, second)
 
 
-def resolve(whitelist, blacklist, port_rules):
+def resolve(whitelist, blacklist, port_rules, ratelimits=()):
     """Listed sources -> {(family, where, key): (class bits, blacklist expiry or None)}.
 
-    whitelist: CIDR strings; blacklist: live entries {"cidr", "expires"}; port_rules: canonical
-    rules (their "source"). Each entry gets the classes of the prefixes covering it; a
-    blacklisted one its effective expiry (that of the covering blacklist entries included)."""
+    whitelist: CIDR strings; blacklist: live entries {"cidr", "expires"}; port_rules and
+    ratelimits: canonical rules (their "source"). Each entry gets the classes of the prefixes
+    covering it; a blacklisted one its effective expiry (that of the covering blacklist entries
+    included)."""
     cls = {}
     expiry = {}
     for cidr in whitelist:
@@ -91,9 +92,10 @@ def resolve(whitelist, blacklist, port_rules):
         k = rules.cidr_key(entry["cidr"])
         cls[k] = cls.get(k, 0) | layout.SRC_BL
         expiry[k] = effective[entry["cidr"]]
-    for source in set(rule["source"] for rule in port_rules):
-        for k in ANY_SOURCE_KEYS if source == rules.ANY_SOURCE else (rules.cidr_key(source),):
-            cls[k] = cls.get(k, 0) | layout.SRC_RULES
+    for bit, listed in ((layout.SRC_RULES, port_rules), (layout.SRC_RL, ratelimits)):
+        for source in set(rule["source"] for rule in listed):
+            for k in ANY_SOURCE_KEYS if source == rules.ANY_SOURCE else (rules.cidr_key(source),):
+                cls[k] = cls.get(k, 0) | bit
 
     # covering prefixes, by family and class: {(family, bit): {prefixlen: {network int: expiry}}}
     covering = {}
@@ -102,7 +104,7 @@ def resolve(whitelist, blacklist, port_rules):
         if where != "lpm":
             continue
         addr, plen, _width = _network(family, where, key)
-        for bit in (layout.SRC_WL, layout.SRC_BL, layout.SRC_RULES):
+        for bit in (layout.SRC_WL, layout.SRC_BL, layout.SRC_RULES, layout.SRC_RL):
             if bits & bit:
                 covering.setdefault((family, bit), {}).setdefault(plen, {})[addr] = expiry.get(k)
     if not covering:
@@ -113,7 +115,7 @@ def resolve(whitelist, blacklist, port_rules):
         family, where, key = k
         addr, plen, width = _network(family, where, key)
         exp = expiry.get(k)
-        for bit in (layout.SRC_WL, layout.SRC_RULES, layout.SRC_BL):
+        for bit in (layout.SRC_WL, layout.SRC_RULES, layout.SRC_RL, layout.SRC_BL):
             by_len = covering.get((family, bit))
             # a blacklisted entry's expiry already counts its covering entries (effective_expiry)
             if not by_len or bits & bit or (bit == layout.SRC_BL and bits & layout.SRC_WL):
@@ -145,7 +147,7 @@ def expected(data, now_wall=None, now_mono_ns=None):
     now_wall = time.time() if now_wall is None else now_wall
     now_mono_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
     blacklist = [e for e in data.get("blacklist", []) if not rules.is_expired(e, now_wall)]
-    resolved = resolve(data.get("whitelist", []), blacklist, data.get("port_rules", []))
+    resolved = resolve(data.get("whitelist", []), blacklist, data.get("port_rules", []), data.get("ratelimits", []))
     return to_maps(resolved, lambda exp: wall_to_monotonic_ns(exp, now_wall, now_mono_ns))
 
 
@@ -153,6 +155,18 @@ def live_ban(value, now_ns):
     """A src host value that is an auto-ban still in force."""
     bits, expires = layout.source_class(value)
     return bool(bits & layout.SRC_BAN) and (expires == 0 or expires > now_ns)
+
+
+def ban_over(expires_ns, cls):
+    """The value a live auto-ban takes over an address of class `cls` (its exact entry's, else its
+    longest prefix's; 0 = listed nowhere), keeping the rule bits; None when that class decides the
+    address anyway: whitelisted, or blacklisted at least as long as the ban."""
+    if cls & layout.SRC_WL:
+        return None
+    listed_until = cls & layout.SRC_EXPIRY_MASK
+    if cls & layout.SRC_BL and (listed_until == 0 or listed_until >= expires_ns):
+        return None
+    return layout.encode_ban(expires_ns, cls)
 
 
 def expired_ban(value, now_ns):
@@ -163,9 +177,9 @@ def expired_ban(value, now_ns):
 def write(maps, want, now_ns=None):
     """Make the src maps hold `want` ({name: {key: value}}); only differing entries are written.
 
-    Live auto-bans (runtime state, not in rules.json) stay, with the port-rule bit of the
-    prefix covering them; a ban on an address now whitelisted, or now listed by the user,
-    gives way. Returns the number of entries written and deleted."""
+    Live auto-bans (runtime state, not in rules.json) stay, with the rule bits of the class the
+    address has otherwise (ban_over); a ban on an address now whitelisted, or blacklisted at least
+    as long, gives way. Returns the number of entries written and deleted."""
     now_ns = time.monotonic_ns() if now_ns is None else now_ns
     touched = 0
     bans = {}
@@ -177,9 +191,8 @@ def write(maps, want, now_ns=None):
             old = current.get(key)
             if old == value:
                 continue
-            if old is not None and name in HOST_MAPS and live_ban(old, now_ns) \
-                    and not layout.decode_u64(value) & (layout.SRC_WL | layout.SRC_BL):
-                bans[(name, key)] = old  # a port rule's source: the ban stays, its rule bit follows below
+            if old is not None and name in HOST_MAPS and live_ban(old, now_ns):
+                bans[(name, key)] = old  # decided below, once the tries hold the new classes
                 continue
             writes.append((key, value))
         for key, value in current.items():
@@ -193,19 +206,20 @@ def write(maps, want, now_ns=None):
         maps[name].delete_many(deletes)
         touched += len(writes) + len(deletes)
     for (name, key), value in bans.items():
-        family = 4 if name == "src4_host" else 6
-        target = want.get(name, {}).get(key)
-        cover = target if target is not None else maps[map_name(family, "lpm")].lookup(
-            struct.pack("=I", len(key) * 8) + key)
-        cover = layout.decode_u64(cover) if cover is not None else 0
-        if cover & layout.SRC_WL:
+        listed = want.get(name, {}).get(key)
+        if listed is not None:
+            cls = layout.decode_u64(listed)
+        else:
+            cover = maps[name.replace("_host", "_lpm")].lookup(struct.pack("=I", len(key) * 8) + key)
+            cls = layout.decode_u64(cover) if cover is not None else 0
+        new = ban_over(layout.source_class(value)[1], cls)
+        if new is None and listed is not None:
+            maps[name].update(key, listed)
+        elif new is None:
             maps[name].delete(key)
-            touched += 1
-            continue
-        new = (layout.decode_u64(value) & ~layout.SRC_RULES) | (cover & layout.SRC_RULES)
-        if new != layout.decode_u64(value):
-            maps[name].update(key, layout.encode_u64(new))
-            touched += 1
+        elif new != value:
+            maps[name].update(key, new)
+        touched += new != value
     return touched
 
 

@@ -68,7 +68,7 @@ def test_map_encoding():
 
 
 def test_ban_value_and_settings():
-    # an auto-ban is a blacklisted source (SRC_BAN | SRC_BL) with its expiry in the low 60 bits
+    # an auto-ban is a blacklisted source (SRC_BAN | SRC_BL) with its expiry in the low 59 bits
     assert layout.source_class(layout.encode_ban(12345)) == (layout.SRC_BAN | layout.SRC_BL, 12345)
     assert layout.source_class(layout.encode_ban(12345, layout.SRC_RULES)) == \
         (layout.SRC_BAN | layout.SRC_BL | layout.SRC_RULES, 12345)
@@ -76,7 +76,10 @@ def test_ban_value_and_settings():
     # a user's blacklist entry: no ban bit
     assert layout.source_class(layout.encode_u64(layout.SRC_BL | 777)) == (layout.SRC_BL, 777)
     assert layout.source_class(layout.encode_u64(layout.SRC_WL)) == (layout.SRC_WL, 0)
-    assert layout.SRC_EXPIRY_MASK == (1 << 60) - 1
+    assert layout.SRC_EXPIRY_MASK == (1 << 59) - 1
+    # a ban keeps the rule bits of the class it replaces, nothing else
+    assert layout.source_class(layout.encode_ban(9, layout.SRC_RL | layout.SRC_WL)) == \
+        (layout.SRC_BAN | layout.SRC_BL | layout.SRC_RL, 9)
     cfg = engine.runtime_config(engine.normalize_program({"ratelimit_global_rate": 100, "drop_sampling_rate": 3}))
     assert cfg[layout.CFG_RL_GLOBAL_RATE] == 100 and cfg[layout.CFG_RL_GLOBAL_BURST] == 100
     assert cfg[layout.CFG_DROPLOG_RATE] == 3 and cfg[layout.CFG_DROPLOG_BURST] == 3
