@@ -76,6 +76,7 @@ class Dataplane:
         self.wl = []  # CIDR strings
         self.bl = {}  # CIDR -> expiry (CLOCK_MONOTONIC ns) or None for never
         self.rule_sources = []  # CIDR strings of the port rules' sources
+        self.rl_sources = []  # CIDR strings of the rate-limit rules' sources
 
     def reset(self):
         self._clear_lists()
@@ -107,7 +108,8 @@ class Dataplane:
         to_maps, write): expiries stay in monotonic ns, live auto-bans are kept."""
         blacklist = [{"cidr": cidr, "expires": exp} for cidr, exp in self.bl.items()]
         port_rules = [{"source": cidr} for cidr in self.rule_sources]
-        resolved = sources.resolve(self.wl, blacklist, port_rules)
+        ratelimits = [{"source": cidr} for cidr in self.rl_sources]
+        resolved = sources.resolve(self.wl, blacklist, port_rules, ratelimits)
         sources.write(self.src_maps, sources.to_maps(resolved, lambda e: e or 0))
 
     def whitelist(self, cidr):
@@ -140,6 +142,9 @@ class Dataplane:
         table = self.t("rl%d_cfg" % (4 if full == 32 else 6))
         key = table.Key.from_buffer_copy(struct.pack("<I", plen) + addr)
         table[key] = table.Leaf(rate, burst, 1 if syn_only else 0, ban_ttl_ns)
+        if cidr not in self.rl_sources:
+            self.rl_sources.append(cidr)
+        self.sync_sources()
 
     def rl_state(self, addr):
         raw = packed(addr)

@@ -9,12 +9,12 @@ __metaclass__ = type
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 from verdict_packets import ADDR, FAMILIES, TCP, TC_ACT_OK, eth, ip, now_ns, tcp, udp
 
 fams = pytest.mark.parametrize("fam", FAMILIES)
 S = 10 ** 9
-BAN, BL, RULES = 1 << 63, 1 << 61, 1 << 60
-EXPIRY = RULES - 1
+BAN, BL, RL, EXPIRY = layout.SRC_BAN, layout.SRC_BL, layout.SRC_RL, layout.SRC_EXPIRY_MASK
 XDP_DROP = 1
 
 
@@ -67,12 +67,12 @@ def test_over_the_rate_bans_with_expiry(fw, fam):
     retval, delta, length = fw.xdp(udp(fam))
     assert retval == XDP_DROP and delta == {"drop_ratelimit": (1, length), "auto_ban": (1, length)}, delta
     value = fw.list_value(ADDR[fam]["src"])
-    assert value & ~EXPIRY == BAN | BL                            # no port rule covers it: no SRC_RULES
+    assert value & ~EXPIRY == BAN | BL | RL                       # the rate-limit source's bit, no port rule's
     assert before + 60 * S <= value & EXPIRY <= now_ns() + 60 * S
     fw.expect(udp(fam), "drop_blacklist")                         # banned: the blacklist drops it now
     fw.expect(udp(fam, src=ADDR[fam]["peer"]), "pass_policy")     # its neighbour is not
     # the ban expires in the data plane (lookup compares the expiry without the class bits)
-    fw.set_list_value(ADDR[fam]["src"], BAN | BL | (now_ns() - 1))
+    fw.set_list_value(ADDR[fam]["src"], BAN | BL | RL | (now_ns() - 1))
     table = fw.t("rl%d_state" % fam)
     for k, v in table.items():
         v.last_ns -= 2 * S

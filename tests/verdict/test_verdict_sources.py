@@ -8,18 +8,21 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
+import random
 import time
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 from verdict_packets import ADDR, FAMILIES, TC_ACT_OK, TCP_P, UDP_P, host, now_ns, tcp, udp
 
 fams = pytest.mark.parametrize("fam", FAMILIES)
 
 S = 10 ** 9
 ALLOW, DENY = 1, 2
-BAN, WL, BL, RULES = 1 << 63, 1 << 62, 1 << 61, 1 << 60
-EXPIRY = RULES - 1
+BAN, WL, BL, RULES, RL = layout.SRC_BAN, layout.SRC_WL, layout.SRC_BL, layout.SRC_RULES, layout.SRC_RL
+EXPIRY = layout.SRC_EXPIRY_MASK
 
 # a prefix of src (ADDR[fam]["src"]) inside ADDR[fam]["net"], one bit longer
 HALF = {4: "198.51.100.0/25", 6: "2001:db8:1::/65"}
@@ -226,7 +229,7 @@ def test_auto_ban_keeps_the_rule_bit_and_the_rule_applies_after_it(fw, fam):
     fw.rule(ADDR[fam]["net"], TCP_P, 443, ALLOW)
     _ban(fw, fam, "pass_rule")
     value = fw.list_value(ADDR[fam]["src"])
-    assert value & ~EXPIRY == BAN | BL | RULES
+    assert value & ~EXPIRY == BAN | BL | RULES | RL
     fw.expect(tcp(fam, dport=443), "drop_blacklist")
     fw.expect(tcp(fam, dport=443, src=ADDR[fam]["peer"]), "pass_rule")
     # the ban expires: the host entry still shadows the /24, and carries its rule bit
@@ -242,10 +245,10 @@ def test_auto_ban_survives_a_rewrite_and_takes_a_new_rule_bit(fw, fam):
     """sources.write keeps a live ban, with the rule bit of the prefix now covering it."""
     fw.config(policy=1)
     _ban(fw, fam, "drop_policy")
-    assert fw.list_value(ADDR[fam]["src"]) & ~EXPIRY == BAN | BL
+    assert fw.list_value(ADDR[fam]["src"]) & ~EXPIRY == BAN | BL | RL
     fw.rule(HALF[fam], TCP_P, 443, ALLOW)
     value = fw.list_value(ADDR[fam]["src"])
-    assert value & ~EXPIRY == BAN | BL | RULES
+    assert value & ~EXPIRY == BAN | BL | RULES | RL
     fw.expect(tcp(fam, dport=443), "drop_blacklist")
     fw.set_list_value(ADDR[fam]["src"], (value & ~EXPIRY) | (now_ns() - 1))
     _age_rl_state(fw, fam)
@@ -259,3 +262,58 @@ def test_auto_ban_gives_way_to_the_whitelist(fw, fam):
     fw.whitelist(HALF[fam])
     assert fw.list_value(ADDR[fam]["src"]) is None
     fw.expect(tcp(fam, dport=443), "pass_whitelist")
+
+
+# ---- model check: random lists, every address of a small corner, both families ----
+
+def _random_lists(rnd, fam):
+    """Prefixes of the first 16 addresses of 198.51.100.0 or 2001:db8:1::, often nested."""
+    base = ipaddress.ip_address(ADDR[fam]["net"].split("/")[0])
+    width = 32 if fam == 4 else 128
+
+    def cidr():
+        plen = rnd.choice([0, width - 4, width - 3, width - 2, width - 1, width, width])
+        return str(ipaddress.ip_network((int(base) + rnd.randrange(16), plen), strict=False))
+
+    now = now_ns()
+    wl = [cidr() for _ in range(rnd.randrange(3))]
+    bl = dict((cidr(), rnd.choice([None, now - S, now + 600 * S])) for _ in range(rnd.randrange(5)))
+    rl = dict(("any" if rnd.random() < 0.15 else cidr(), rnd.choice([ALLOW, DENY]))
+              for _ in range(rnd.randrange(4)))
+    return base, wl, bl, rl
+
+
+def _model(fam, address, wl, bl, rl, policy, now):
+    """The reason docs/internals.md gives for TCP to port 443 from address."""
+    def covers(c):
+        return c == "any" or address in ipaddress.ip_network(c)
+    if any(covers(c) for c in wl):
+        return "pass_whitelist"
+    if any(covers(c) and (e is None or e > now) for c, e in bl.items()):
+        return "drop_blacklist"
+    covering = [c for c in rl if covers(c)]
+    if covering:
+        best = max(covering, key=lambda c: -1 if c == "any" else ipaddress.ip_network(c).prefixlen)
+        return "pass_rule" if rl[best] == ALLOW else "drop_rule"
+    return "drop_policy" if policy else "pass_policy"
+
+
+@fams
+@pytest.mark.parametrize("seed", range(25))
+def test_random_lists_match_the_model(fw, fam, seed):
+    rnd = random.Random(seed * 10 + fam)
+    base, wl, bl, rl = _random_lists(rnd, fam)
+    policy = rnd.randrange(2)
+    fw.config(policy=policy)
+    for c in wl:
+        fw.whitelist(c)
+    for c, e in bl.items():
+        fw.blacklist(c, expires_ns=e or 0)
+    for c, action in rl.items():
+        fw.rule(c, TCP_P, 443, action)
+    now = now_ns()
+    for n in range(18):
+        address = ipaddress.ip_address(int(base) + n)
+        want = _model(fam, address, wl, bl, rl, policy, now)
+        retval, delta, length = fw.xdp(tcp(fam, dport=443, src=str(address)))
+        assert delta == {want: (1, length)}, (str(address), wl, bl, rl, policy, delta)
