@@ -34,7 +34,7 @@ from netxfw_agent import devpath  # noqa: E402
 
 devpath.install(REPO)
 
-from netxfw_engine import engine, layout  # noqa: E402
+from netxfw_engine import engine, layout, sources  # noqa: E402
 
 LAUNCHER = os.path.join(REPO, "agent", "bin", "netxfw")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -221,6 +221,18 @@ class Lab:
         finally:
             self.fw.close_maps(maps)
 
+    def source_keys(self, name, cls):
+        """Keys of a src map (src4_host, src6_lpm, ...) whose resolved class includes `cls`:
+        "whitelist", "blacklist", "rules" (a port rule's source covers it) or "ban" (an auto-ban)."""
+        bit = {"whitelist": layout.SRC_WL, "blacklist": layout.SRC_BL, "rules": layout.SRC_RULES,
+               "ban": layout.SRC_BAN}[cls]
+        maps = self.fw.open_maps()
+        assert maps is not None, "the program is not loaded"
+        try:
+            return set(k for k, v in maps[name].items() if layout.source_class(v)[0] & bit)
+        finally:
+            self.fw.close_maps(maps)
+
     def assert_in_step(self):
         """rules.json and the rule maps hold the same thing, and the maps know which generation."""
         data = self.rules_json()
@@ -231,12 +243,16 @@ class Lab:
             assert gen == data.get("generation", 0) + 1, "maps hold generation %d, rules.json %d" % (
                 gen - 1, data.get("generation", 0))
             for kind, listname in engine.RULE_KINDS.items():
-                entries = data.get(listname, [])
-                if kind == "blacklist":
-                    entries = [e for e in entries if e["expires"] is None or e["expires"] > time.time()]
-                expected = engine.expected_entries(kind, entries)
+                expected = engine.expected_entries(kind, data.get(listname, []))
                 for name in engine.kind_maps(kind):
                     assert set(maps[name].keys()) == set(expected.get(name, {})), "map %s differs from rules.json" % name
+            # the src maps: every listed source with its class (blacklist expiries aside), auto-bans aside
+            for name, want in sources.expected(data).items():
+                have = dict((k, layout.source_class(v)[0]) for k, v in maps[name].items())
+                bans = set(k for k, bits in have.items() if bits & layout.SRC_BAN)
+                have = dict((k, bits) for k, bits in have.items() if k not in bans)
+                want = dict((k, layout.source_class(v)[0]) for k, v in want.items() if k not in bans)
+                assert have == want, "map %s differs from rules.json" % name
         finally:
             self.fw.close_maps(maps)
         return data

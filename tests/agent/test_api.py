@@ -168,10 +168,10 @@ def test_blacklist_through_the_api_drops_packets(clean):
     lab = clean
     assert lab.ping("198.51.100.1")
     assert lab.request("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": PEER4})[0] == 201
-    assert lab.map_keys("bl4_host") == {bytes([198, 51, 100, 2])}
+    assert lab.map_keys("src4_host") == lab.source_keys("src4_host", "blacklist") == {bytes([198, 51, 100, 2])}
     assert not lab.ping("198.51.100.1")
     assert lab.request("DELETE", "/api/v1/rules?kind=blacklist&cidr=" + PEER4)[0] == 200
-    assert lab.map_keys("bl4_host") == set()
+    assert lab.map_keys("src4_host") == set()
     assert lab.ping("198.51.100.1")
 
 
@@ -199,7 +199,8 @@ def test_status_counters_conntrack(clean):
     status, info, _ = lab.request("GET", "/api/v1/status")
     assert status == 200 and info["loaded"] and info["interfaces"]["nxah0"]["xdp"]
     assert info["counters"]["pass_policy"]["packets"] >= 3
-    assert info["maps"]["bl4_host"]["capacity"] == 4096
+    # the source maps hold the whitelist, the blacklist and the port rules' sources: their capacities add up
+    assert info["maps"]["src4_host"]["capacity"] == 1024 + 4096 + 1024
     time.sleep(0.3)  # rates need two samples at least 0.2 s apart
     status, counters, _ = lab.request("GET", "/api/v1/counters")
     assert counters["rates"] is not None and counters["rates"]["pass_policy"]["packets"] >= 0
@@ -230,8 +231,8 @@ def test_metrics(clean):
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     assert 'netxfw_packets_total{reason="pass_policy"}' in text
     assert 'netxfw_bytes_total{reason="drop_blacklist"}' in text
-    assert 'netxfw_map_entries{map="bl4_host"} 1.0' in text
-    assert 'netxfw_map_capacity{map="bl4_host"} 4096.0' in text
+    assert 'netxfw_map_entries{map="src4_host"} 1.0' in text
+    assert 'netxfw_map_capacity{map="src4_host"} 6144.0' in text
     assert "netxfw_conntrack_entries" in text and "netxfw_loaded 1.0" in text
     assert 'netxfw_rules{kind="blacklist"} 1.0' in text
 

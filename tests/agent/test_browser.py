@@ -113,7 +113,7 @@ def test_login_block_unblock_through_the_ui(browser, clean, tmp_path):
     wait.until(lambda drv: drv.execute_script("return state.history.length") >= 3)
     wait.until(EC.text_to_be_present_in_element((By.ID, "host-state"), "loaded"))
     assert "nxah0" in d.find_element(By.ID, "ifaces").text
-    assert "bl4_host" in d.find_element(By.ID, "maps").text
+    assert "src4_host" in d.find_element(By.ID, "maps").text
     assert d.execute_script("return Math.max(...state.history.map(h => h.pass))") > 0
     pinger.join()
 
@@ -125,7 +125,7 @@ def test_login_block_unblock_through_the_ui(browser, clean, tmp_path):
     d.find_element(By.ID, "bl-add").click()
     row = '#bl-table tr[data-rule="198.51.100.2/32"]'
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, row)))
-    assert PEER_KEY in lab.map_keys("bl4_host")
+    assert PEER_KEY in lab.source_keys("src4_host", "blacklist")
     assert [e["cidr"] for e in lab.rules_json()["blacklist"]] == ["198.51.100.2/32"]
     assert not lab.ping(HOST4), "the peer still gets through after the UI blocked it"
     d.find_element(By.ID, "wl-cidr").send_keys("203.0.113.0/24")
@@ -149,7 +149,7 @@ def test_login_block_unblock_through_the_ui(browser, clean, tmp_path):
     d.find_element(By.CSS_SELECTOR, '.tab[data-tab="rules"]').click()
     click(d, row + " button.remove")
     wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, row)))
-    wait_until(lambda: PEER_KEY not in lab.map_keys("bl4_host"), what="the map entry to go")
+    wait_until(lambda: PEER_KEY not in lab.map_keys("src4_host"), what="the map entry to go")
     assert lab.rules_json()["blacklist"] == []
     assert lab.ping(HOST4)
     lab.assert_in_step()

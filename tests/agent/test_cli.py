@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import struct
 
 import pytest
 
@@ -20,7 +21,10 @@ def test_rule_round_trip_every_kind(clean):
     assert data["whitelist"] == ["203.0.113.0/25", "2001:db8:77::/48"]
     assert data["blacklist"][0]["cidr"] == "198.51.100.77/32" and data["blacklist"][0]["expires"] > 0
     assert len(data["port_rules"]) == 2
-    assert lab.map_keys("bl4_host") == {bytes([198, 51, 100, 77])}
+    assert lab.map_keys("src4_host") == lab.source_keys("src4_host", "blacklist") == {bytes([198, 51, 100, 77])}
+    # 203.0.113.0/25 is whitelisted and inside the port rules' source: one entry, both classes
+    assert lab.source_keys("src4_lpm", "whitelist") == lab.source_keys("src4_lpm", "rules") - {
+        struct.pack("=I", 24) + bytes([203, 0, 113, 0])} == {struct.pack("=I", 25) + bytes([203, 0, 113, 0])}
     assert len(lab.map_keys("rules4")) == 1 + 4  # one key per port
 
     listing = json.loads(lab.cli("--json", "rule", "list").stdout)
@@ -39,7 +43,8 @@ def test_rule_round_trip_every_kind(clean):
     data = lab.assert_in_step()
     assert data["whitelist"] == ["203.0.113.0/25"] and data["blacklist"] == []
     assert [r["ports"] for r in data["port_rules"]] == ["22"]
-    assert lab.map_keys("bl4_host") == set() and len(lab.map_keys("rules4")) == 1
+    assert lab.map_keys("src4_host") == set() and len(lab.map_keys("rules4")) == 1
+    assert lab.map_keys("src6_lpm") == set() and len(lab.map_keys("src4_lpm")) == 2  # /25 whitelisted, /24 a source
 
 
 def test_cli_blacklist_drops_packets(clean):
@@ -111,7 +116,7 @@ def test_status_and_conntrack(clean):
     lab = clean
     assert lab.ping(HOST4, count=2)
     text = lab.cli("status", "--sample", "0.3").stdout
-    assert "loaded" in text and "nxah0" in text and "pass_policy" in text and "bl4_host" in text
+    assert "loaded" in text and "nxah0" in text and "pass_policy" in text and "src4_host" in text
     info = json.loads(lab.cli("status", "--json", "--sample", "0.2").stdout)
     assert info["loaded"] and info["interfaces"]["nxah0"]["xdp"] and info["interfaces"]["nxah0"]["tc"]
     assert set(info["rates"]) == set(info["counters"]) and info["counters"]["pass_policy"]["packets"] >= 2
@@ -134,7 +139,7 @@ def test_reload_and_boot_restore(clean):
         assert lab.ping(HOST4)
         out = json.loads(lab.cli("restore", "--json").stdout)
         assert out["restored"] and out["compiled"]
-        assert lab.map_keys("bl4_host") == {bytes([198, 51, 100, 2])}
+        assert lab.source_keys("src4_host", "blacklist") == {bytes([198, 51, 100, 2])}
         assert not lab.ping(HOST4)
         lab.assert_in_step()
     finally:

@@ -143,8 +143,8 @@ def test_concurrent_cli_api_engine_module(clean):
         assert set(e["cidr"] for e in data["blacklist"]) == added["blacklist"]
         assert set((r["source"], r["proto"], r["ports"]) for r in data["port_rules"]) == added["port"]
         assert len(added["blacklist"]) == 12 + 15 and len(added["whitelist"]) >= 30 and len(added["port"]) >= 10
-        assert len(lab.map_keys("bl4_host")) == 27
-        assert len(lab.map_keys("wl6_host")) == len(added["whitelist"])
+        assert len(lab.source_keys("src4_host", "blacklist")) == len(lab.map_keys("src4_host")) == 27
+        assert len(lab.source_keys("src6_host", "whitelist")) == len(lab.map_keys("src6_host")) == len(added["whitelist"])
         assert len(lab.map_keys("rules4")) == len(added["port"])
         print("concurrent adds: %s" % dict((k, len(v)) for k, v in added.items()))
 
@@ -152,5 +152,5 @@ def test_concurrent_cli_api_engine_module(clean):
         data = lab.assert_in_step()
         assert removed["blacklist"] == added["blacklist"]
         assert data["whitelist"] == [] and data["blacklist"] == [] and data["port_rules"] == []
-        for name in ("bl4_host", "wl6_host", "rules4", "rules6"):
+        for name in ("src4_host", "src6_host", "src4_lpm", "src6_lpm", "rules4", "rules6"):
             assert lab.map_keys(name) == set(), name
