@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import ipaddress
 import random
+import struct
 import time
 
 import pytest
@@ -317,3 +318,51 @@ def test_random_lists_match_the_model(fw, fam, seed):
         want = _model(fam, address, wl, bl, rl, policy, now)
         retval, delta, length = fw.xdp(tcp(fam, dport=443, src=str(address)))
         assert delta == {want: (1, length)}, (str(address), wl, bl, rl, policy, delta)
+
+
+# ---- rate limiting and the class ----
+
+@fams
+def test_ratelimit_trie_is_consulted_only_with_the_rl_bit(fw, fam):
+    """An rl4/6_cfg entry whose source is in no src map (SRC_RL unset) limits nobody."""
+    table = fw.t("rl%d_cfg" % fam)
+    key = table.Key.from_buffer_copy(
+        struct.pack("<I", 32 if fam == 4 else 128) + ipaddress.ip_address(ADDR[fam]["src"]).packed)
+    table[key] = table.Leaf(1, 1, 0, 60 * S)
+    for _ in range(3):
+        fw.expect(udp(fam), "pass_policy")
+    assert fw.list_value(ADDR[fam]["src"]) is None
+    fw.ratelimit(ADDR[fam]["net"], rate=1000, burst=1000)  # now a rate-limit source covers src:
+    fw.expect(udp(fam), "pass_policy")                     # the /32 (/128) entry, the longest, applies
+    retval, delta, length = fw.xdp(udp(fam))
+    assert delta == {"drop_ratelimit": (1, length), "auto_ban": (1, length)}, delta
+
+
+@fams
+def test_auto_ban_drops_the_sources_tracked_flows_too(fw, fam):
+    """Layout 2: the ban sits in the host hash, decided before conntrack, so a tracked flow of the
+    banned source is dropped at once (layout 1 let it pass until Firewall.sweep() purged it)."""
+    fw.config(ct_enabled=1, ct_udp_ns=60 * S, ct_udp_stream_ns=60 * S)
+    out_udp(fw, fam)
+    fw.expect(back_udp(fam), "pass_conntrack")
+    _ban(fw, fam, "pass_policy")
+    fw.expect(back_udp(fam), "drop_blacklist")
+
+
+@fams
+def test_auto_ban_gives_way_to_a_blacklist_that_outlives_it(fw, fam):
+    _ban(fw, fam, "pass_policy")
+    fw.blacklist(ADDR[fam]["net"])                       # never expires: the ban is not needed
+    assert fw.list_value(ADDR[fam]["src"]) is None
+    fw.expect(tcp(fam, dport=443), "drop_blacklist")
+
+
+@fams
+def test_auto_ban_stays_over_a_shorter_blacklist(fw, fam):
+    _ban(fw, fam, "pass_policy")
+    ban = fw.list_value(ADDR[fam]["src"])
+    fw.blacklist(ADDR[fam]["net"], expires_ns=now_ns() + 200 * 10 ** 6)
+    assert fw.list_value(ADDR[fam]["src"]) == ban
+    time.sleep(0.25)                                     # the prefix expired, the ban (60 s) did not
+    fw.expect(tcp(fam, dport=443), "drop_blacklist")
+    fw.expect(tcp(fam, dport=443, src=ADDR[fam]["peer"]), "pass_policy")
