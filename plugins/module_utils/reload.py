@@ -38,7 +38,7 @@ import socket
 import struct
 import time
 
-from . import bpfsys, layout, sources
+from . import bpfsys, layout, rules, sources
 from .bpf_source import SOURCE
 from .errors import NetxfwError
 
@@ -221,6 +221,18 @@ def check_capacities(fw, old, capacities):
         counted[name] = count
         if count > wanted:
             problems.append("map %s holds %d live entries but would get room for %d" % (name, count, wanted))
+    # whitelist and blacklist share the src maps (sized by a sum): their capacities are per list, family and
+    # exact address / prefix (engine._check_capacity), so a shrink is checked against rules.json
+    data = fw.store.read_rules()
+    data = dict(data, blacklist=[e for e in data.get("blacklist", []) if not rules.is_expired(e)])
+    stored = fw._capacities()
+    for kind in ("whitelist", "blacklist"):
+        if kind not in capacities or capacities[kind] >= stored.get(kind, capacities[kind]):
+            continue
+        for (family, where), count in sorted(sources.counts(data, kind).items()):
+            if count > capacities[kind]:
+                problems.append("the %s holds %d %s entries (IPv%d) but capacity.%s would be %d" % (
+                    kind, count, "exact-address" if where == "host" else "prefix", family, kind, capacities[kind]))
     if problems:
         raise NetxfwError("cannot shrink below the current number of entries (nothing was changed): %s; raise the "
                           "capacity or remove entries first" % "; ".join(problems))
