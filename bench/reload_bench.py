@@ -338,8 +338,8 @@ def main():
         row = {"entries": size, "push_ms": round(push["push_ms"], 1),
                "force_reload_ms": forced["duration_ms"], "force_steps_ms": forced["steps_ms"],
                "grow_reload_ms": grown["duration_ms"], "grow_steps_ms": grown["steps_ms"],
-               "bl6_host_copy_ms": grown["migrated"]["bl6_host"]["duration_ms"],
-               "bl6_host_entries": grown["migrated"]["bl6_host"]["entries"]}
+               "src6_host_copy_ms": grown["migrated"]["src6_host"]["duration_ms"],
+               "src6_host_entries": grown["migrated"]["src6_host"]["entries"]}
         print(json.dumps(row), flush=True)
         results["reload"].append(row)
         if size <= 100000:
