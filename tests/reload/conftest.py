@@ -39,9 +39,10 @@ def collections_root():
 
 
 class Runner(netns.Agent):
-    """runner.py in nxt-fw on a given pin_path/state_dir, with extra environment (test hooks)."""
+    """runner.py in nxt-fw on a given pin_path/state_dir, with extra environment (test hooks); `root`
+    (a collections root) and `script` (its runner) run another version of the collection."""
 
-    def __init__(self, pin_path, state_dir, env=None, timeout=120):  # pylint: disable=super-init-not-called
+    def __init__(self, pin_path, state_dir, env=None, timeout=120, root=None, script=None):  # pylint: disable=super-init-not-called
         self.timeout = timeout
         self.pin_path = pin_path
         self.state_dir = state_dir
@@ -50,7 +51,8 @@ class Runner(netns.Agent):
         full_env.pop(SOURCE_ENV, None)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            netns.nsenter(netns.NS_FW, [netns.SYSTEM_PYTHON, "-u", RUNNER, collections_root(), pin_path, state_dir]),
+            netns.nsenter(netns.NS_FW, [netns.SYSTEM_PYTHON, "-u", script or RUNNER, root or collections_root(),
+                                        pin_path, state_dir]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=full_env)
         self._buf = ""
 
@@ -148,8 +150,8 @@ class FwEnv:
         self.state_dir = tempfile.mkdtemp(prefix="nxt-reload-state-")
         self.runners = []
 
-    def runner(self, env=None, timeout=120):
-        r = Runner(self.pin_path, self.state_dir, env=env, timeout=timeout)
+    def runner(self, env=None, timeout=120, root=None, script=None):
+        r = Runner(self.pin_path, self.state_dir, env=env, timeout=timeout, root=root, script=script)
         self.runners.append(r)
         return r
 

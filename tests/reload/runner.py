@@ -16,24 +16,25 @@ import ipaddress
 import json
 import os
 import socket
+import struct
 import sys
+import time
 import traceback
 
 sys.path.insert(0, sys.argv[1])
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout  # noqa: E402
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, sources  # noqa: E402
 from ansible_collections.netxfw.firewall.plugins.module_utils import reload as hot_reload  # noqa: E402
-
-RULE_MAPS = hot_reload.RULE_MAPS
 
 
 def dump(fw):
-    """Every rule map's contents (hex, sorted) plus the rules generation marker."""
+    """Every rule map's contents (hex, sorted) plus the rules generation marker (the reload's rule
+    maps: tests/traffic/fw_agent.py dumps only those its tests read)."""
     maps = fw.open_maps()
     if maps is None:
         return None
     try:
-        out = dict((name, sorted([k.hex(), v.hex()] for k, v in maps[name].items())) for name in RULE_MAPS)
+        out = dict((name, sorted([k.hex(), v.hex()] for k, v in maps[name].items())) for name in hot_reload.RULE_MAPS)
         out["generation"] = layout.decode_u64(maps["config"].lookup(layout.encode_u32(layout.CFG_RULES_GENERATION)))
         return out
     finally:
@@ -45,7 +46,7 @@ def counts(fw):
     if maps is None:
         return None
     try:
-        return dict((name, len(m.keys()) if name not in ("bl4_host", "bl6_host", "ct") else len(m.items()))
+        return dict((name, len(m.items()) if name in sources.HOST_MAPS + ("ct",) else len(m.keys()))
                     for name, m in maps.items() if name not in ("config", "counters", "meta", "icmp_bucket"))
     finally:
         fw.close_maps(maps)
@@ -87,17 +88,54 @@ def summary(result):
             "loaded": result["loaded"]}
 
 
+def source_class(maps, raw):
+    """The class the data plane finds for a source: its exact address, else its longest prefix (0: none)."""
+    family = 4 if len(raw) == 4 else 6
+    value = maps[sources.map_name(family, "host")].lookup(raw)
+    if value is None:
+        value = maps[sources.map_name(family, "lpm")].lookup(struct.pack("=I", len(raw) * 8) + raw)
+    return layout.decode_u64(value) if value is not None else 0
+
+
 def ban(fw, address, ttl):
-    """What the rate limiter does to a source over its rate: an auto-ban in bl*_host (bit 63)."""
-    import ipaddress
-    import time
+    """What the rate limiter does to a source over its rate: an auto-ban in src*_host that keeps the
+    port-rule bit of the source's class."""
     maps = fw.open_maps()
     try:
         raw = ipaddress.ip_address(address).packed
-        maps["bl%d_host" % (4 if len(raw) == 4 else 6)].update(
-            raw, layout.encode_ban(time.monotonic_ns() + int(ttl * 1e9)))
+        rules_bit = source_class(maps, raw) & layout.SRC_RULES
+        maps[sources.map_name(4 if len(raw) == 4 else 6, "host")].update(
+            raw, layout.encode_ban(time.monotonic_ns() + int(ttl * 1e9), rules_bit))
     finally:
         fw.close_maps(maps)
+
+
+def sources_of(fw, addresses):
+    """{address: [class bits, expiry ns]} of the source classes the data plane finds, None when not loaded."""
+    maps = fw.open_maps()
+    if maps is None:
+        return None
+    try:
+        return dict((a, list(layout.source_class(layout.encode_u64(source_class(maps, ipaddress.ip_address(a).packed)))))
+                    for a in addresses)
+    finally:
+        fw.close_maps(maps)
+
+
+def pins(fw):
+    """Names pinned under pin_path."""
+    return sorted(os.listdir(fw.pin_path)) if os.path.isdir(fw.pin_path) else []
+
+
+def xdp_verdicts(fw, frames):
+    """BPF_PROG_TEST_RUN of the pinned XDP program (any layout) on each hex frame: [retval]."""
+    fd = bpfsys.obj_get(os.path.join(fw.pin_path, "prog_xdp"))
+    if fd is None:
+        return None
+    try:
+        return [bpfsys.test_run(fd, bytes.fromhex(frame))[0] for frame in frames]
+    finally:
+        os.close(fd)
 
 
 def mark_rules_stale(fw):
@@ -123,6 +161,9 @@ def main():
         "state": lambda interfaces: state(fw, interfaces),
         "ban": lambda address, ttl: ban(fw, address, ttl),
         "mark_rules_stale": lambda: mark_rules_stale(fw),
+        "sources_of": lambda addresses: sources_of(fw, addresses),
+        "pins": lambda: pins(fw),
+        "xdp_verdicts": lambda frames: xdp_verdicts(fw, frames),
     }
     for line in sys.stdin:
         request = json.loads(line)

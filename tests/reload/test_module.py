@@ -41,6 +41,7 @@ def env(collections_path):  # pylint: disable=redefined-outer-name
 
 
 CAPS = {"whitelist": 128, "blacklist": 256, "port_rules": 128, "conntrack": 1024}
+SRC_SLOTS = CAPS["whitelist"] + CAPS["blacklist"] + CAPS["port_rules"]  # a src map holds all three kinds
 
 
 def test_reload_module(env):
@@ -57,21 +58,21 @@ def test_reload_module(env):
     # check mode: says what would happen, changes nothing
     check = env.run("netxfw_reload", {"capacity": {"blacklist": 512}}, check=True, diff=True)
     assert check["rc"] == 0 and check["changed"] is True and check["compiled"] is False, check
-    assert check["migrated"]["bl4_host"]["entries"] == 2 and check["migrated"]["bl6_lpm"]["entries"] == 1
+    assert check["migrated"]["src4_host"]["entries"] == 2 and check["migrated"]["src6_lpm"]["entries"] == 1
     assert any(a.startswith("compile and load") for a in check["actions"])
     assert check["diff"]["before"]["capacity"]["blacklist"] == 256
     assert check["diff"]["after"]["capacity"]["blacklist"] == 512
     assert check["diff"]["before"]["identity"] == loaded["identity"] != check["identity"]
     info = env.run("netxfw_info")
-    assert info["maps"]["bl4_host"]["capacity"] == 256 and info["identity"] == loaded["identity"]
+    assert info["maps"]["src4_host"]["capacity"] == SRC_SLOTS and info["identity"] == loaded["identity"]
 
     # the reload
     grown = env.run("netxfw_reload", {"capacity": {"blacklist": 512}})
     assert grown["rc"] == 0 and grown["changed"] and grown["compiled"], grown
-    assert grown["migrated"]["bl4_host"] == dict(grown["migrated"]["bl4_host"], entries=2, source="copy")
+    assert grown["migrated"]["src4_host"] == dict(grown["migrated"]["src4_host"], entries=2, source="copy")
     assert grown["skipped"] == [] and grown["duration_ms"] > 0
     info = env.run("netxfw_info")
-    assert info["maps"]["bl4_host"]["capacity"] == 512 and info["maps"]["bl4_host"]["entries"] == 2
+    assert info["maps"]["src4_host"]["capacity"] == SRC_SLOTS + 256 and info["maps"]["src4_host"]["entries"] == 2
     assert info["identity"] == grown["identity"]
     assert info["config"]["capacity"]["blacklist"] == 512  # stored: netxfw_program with it is a no-op
     assert env.ping_from_peer()
@@ -81,13 +82,17 @@ def test_reload_module(env):
     # force: same identity, reloaded anyway
     forced = env.run("netxfw_reload", {"force": True})
     assert forced["rc"] == 0 and forced["compiled"] and forced["identity"] == grown["identity"], forced
-    assert env.run("netxfw_info")["maps"]["bl6_lpm"]["entries"] == 1
+    assert env.run("netxfw_info")["maps"]["src6_lpm"]["entries"] == 1
 
-    # shrinking below the entries fails before anything changes, also in check mode
+    # shrinking below the entries fails before anything changes, also in check mode: src4_host (room
+    # for 1 + 1 + 1) would hold 4 exact addresses
+    more = env.run("netxfw_rule", {"kind": "blacklist", "entries": ["203.0.113.11", "203.0.113.12"]})
+    assert more["rc"] == 0 and more["changed"], more
     for check_mode in (True, False):
-        shrink = env.run("netxfw_reload", {"capacity": {"blacklist": 1}}, check=check_mode)
+        shrink = env.run("netxfw_reload", {"capacity": {"whitelist": 1, "blacklist": 1, "port_rules": 1}},
+                         check=check_mode)
         assert shrink["rc"] != 0 and shrink.get("failed"), shrink
-        assert "cannot shrink" in shrink["msg"]
+        assert "cannot shrink" in shrink["msg"] and "src4_host holds 4 live entries" in shrink["msg"], shrink
     assert env.run("netxfw_info")["identity"] == grown["identity"]
 
 

@@ -39,6 +39,12 @@ def settings(**changes):
     return out
 
 
+def src_capacity(capacity):
+    """Slots of a src map: the whitelist, blacklist and port-rule capacities together (layout.MAPS)."""
+    caps = dict(SETTINGS["capacity"], **capacity)
+    return caps["whitelist"] + caps["blacklist"] + caps["port_rules"]
+
+
 def base_rules(fw):
     """UDP PORT_UDP allowed from anywhere, the attacker (.66 / ::66) blacklisted: without the blacklist its
     packets would reach the listener, so a lost blacklist shows as received packets."""
@@ -261,7 +267,7 @@ def test_reload_under_traffic_loses_nothing(fwenv):
         after_dump = fw.call("dump")
         assert after_dump == before_dump
         info = fw.call("info")
-        assert info["maps"]["bl4_host"]["capacity"] == GROWN["blacklist"]
+        assert info["maps"]["src4_host"]["capacity"] == src_capacity(GROWN)
         assert info["maps"]["ct"]["capacity"] == GROWN["conntrack"]
         assert_completed(fw, result["identity"])
     finally:
@@ -280,18 +286,18 @@ def test_grow_capacity_with_one_million_blacklist_entries(fwenv):
     fw.call("apply_rules", kind="blacklist", entries=entries)
     fw.call("apply_rules", kind="blacklist", entries=[ADDR[4]["att"] + "/32", "2001:db8:bb::/48"])
     before = fw.call("counts")
-    assert before["bl6_host"] == total
+    assert before["src6_host"] == total
     result = fw.call("reload", capacity={"blacklist": 1 << 21})
     assert result["compiled"], result
-    assert result["migrated"]["bl6_host"]["entries"] == total
+    assert result["migrated"]["src6_host"]["entries"] == total
     assert result["skipped"] == []
     after = fw.call("counts")
     assert after == before
     sample = random.Random(4).sample(entries, 2000) + [entries[0], entries[-1]]
-    assert fw.call("has_keys", name="bl6_host", addresses=sample) == len(sample)
-    assert fw.call("has_keys", name="bl4_host", addresses=[ADDR[4]["att"]]) == 1
+    assert fw.call("has_keys", name="src6_host", addresses=sample) == len(sample)
+    assert fw.call("has_keys", name="src4_host", addresses=[ADDR[4]["att"]]) == 1
     info = fw.call("info")
-    assert info["maps"]["bl6_host"]["capacity"] == 1 << 21
+    assert info["maps"]["src6_host"]["capacity"] == src_capacity({"blacklist": 1 << 21})
     del entries, sample
 
 
@@ -379,15 +385,16 @@ def test_shrink_below_entries_fails_before_anything_changes(fwenv):
     before = _snapshot(fw)
     with open(os.path.join(fwenv.state_dir, "config.json"), "rb") as stream:
         config = stream.read()
+    small = {"whitelist": 8, "port_rules": 8}  # src6_host has room for all three kinds: 16 + 8 + 8
     with pytest.raises(netns.AgentError) as err:
-        fw.call("reload", capacity={"blacklist": 16})
-    assert "cannot shrink" in err.value.message and "bl6_host holds 41 live entries" in err.value.message
+        fw.call("reload", capacity=dict(small, blacklist=16))
+    assert "cannot shrink" in err.value.message and "src6_host holds 41 live entries" in err.value.message
     assert _snapshot(fw) == before
     with open(os.path.join(fwenv.state_dir, "config.json"), "rb") as stream:
         assert stream.read() == config
     # shrinking to what still fits works and keeps every entry
-    result = fw.call("reload", capacity={"blacklist": 64})
-    assert result["compiled"] and result["migrated"]["bl6_host"]["entries"] == 41
+    result = fw.call("reload", capacity=dict(small, blacklist=64))
+    assert result["compiled"] and result["migrated"]["src6_host"]["entries"] == 41
     assert fw.call("dump") == before["dump"]
 
 
@@ -413,7 +420,7 @@ def test_kill_at_each_step_leaves_a_working_firewall_and_a_rerun_completes(fwenv
         # a re-run completes the reload
         result = fw.call("reload", capacity=GROWN)
         info = fw.call("info")
-        assert info["maps"]["bl4_host"]["capacity"] == GROWN["blacklist"], (step, result)
+        assert info["maps"]["src4_host"]["capacity"] == src_capacity(GROWN), (step, result)
         assert_completed(fw, info["identity"])
         dump = fw.call("dump")
         assert dump == rules_before
@@ -441,7 +448,7 @@ def test_source_change_reloads_losslessly_through_apply_program(fwenv):
         same = upgraded.call("apply_program", settings=settings())
         assert same["compiled"] is True and "compile and load the data plane" in same["actions"]
         assert same["migrated"]["ct"]["entries"] >= 10
-        assert same["migrated"]["bl4_host"]["source"] == "copy"
+        assert same["migrated"]["src4_host"]["source"] == "copy"
         conns.all_work("after")
         after = upgraded.counters()
         assert all(after[k] >= before[k] for k in before), (before, after)
