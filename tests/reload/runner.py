@@ -99,13 +99,12 @@ def source_class(maps, raw):
 
 def ban(fw, address, ttl):
     """What the rate limiter does to a source over its rate: an auto-ban in src*_host that keeps the
-    port-rule bit of the source's class."""
+    rule bits of the source's class (layout.SRC_INHERITED)."""
     maps = fw.open_maps()
     try:
         raw = ipaddress.ip_address(address).packed
-        rules_bit = source_class(maps, raw) & layout.SRC_RULES
         maps[sources.map_name(4 if len(raw) == 4 else 6, "host")].update(
-            raw, layout.encode_ban(time.monotonic_ns() + int(ttl * 1e9), rules_bit))
+            raw, layout.encode_ban(time.monotonic_ns() + int(ttl * 1e9), source_class(maps, raw)))
     finally:
         fw.close_maps(maps)
 

@@ -45,9 +45,10 @@ PORT_RULES = [
     {"source": "198.51.100.0/24", "proto": "tcp", "ports": 22, "action": "allow"},
     {"source": "2001:db8:cafe::/48", "proto": "tcp", "ports": 22, "action": "allow"},
 ]
+RATELIMITS = [{"source": "2001:db8:cafe::/48", "rate": 100000, "burst": 100000, "ban_ttl": 60}]  # never reached
 BANS = {  # address -> ttl (s): auto-bans of the rate limiter, bit 63 of bl4_host/bl6_host
     "198.51.100.99": 600,      # inside a port rule's source: carried with SRC_RULES
-    "2001:db8:cafe::99": 600,
+    "2001:db8:cafe::99": 600,  # and a rate-limit rule's: SRC_RL too
     "192.0.2.50": 600,         # inside a blacklisted prefix that outlives it: not carried
     "198.51.100.140": 7200,    # inside a blacklisted prefix it outlives: carried
     "198.51.100.141": 600,     # inside a blacklisted prefix that outlives it: not carried
@@ -129,6 +130,7 @@ def load_layout1(fwenv, layout1):
     old.call("apply_rules", kind="blacklist", entries=BLACKLIST)
     old.call("apply_rules", kind="blacklist", entries=EXPIRING, ttl=3600)
     old.call("apply_rules", kind="port", entries=PORT_RULES)
+    old.call("apply_rules", kind="ratelimit", entries=RATELIMITS)
     for address, ttl in sorted(BANS.items()) + [SHORT_BAN]:
         old.call("ban", address=address, ttl=ttl)
     return old
@@ -164,7 +166,7 @@ def assert_src_maps(dump, rules_json, bans):
         raw = ipaddress.ip_address(address).packed
         name = sources.map_name(4 if len(raw) == 4 else 6, "host")
         assert raw not in want[name], address  # a listed address: its entry would win
-        want[name][raw] = layout.encode_ban(expiry, longest_prefix(want, raw) & layout.SRC_RULES)
+        want[name][raw] = layout.encode_ban(expiry, longest_prefix(want, raw))  # keeps its rule bits
     for name in sources.SRC_MAPS:
         got = dict((bytes.fromhex(k), layout.decode_u64(bytes.fromhex(v))) for k, v in dump[name])
         expect = dict((k, layout.decode_u64(v)) for k, v in want[name].items())
@@ -229,6 +231,7 @@ def test_layout1_firewall_upgrades_by_hot_reload(fwenv, layout1, how):
     classes = fw.call("sources_of", addresses=list(carried))
     for address, (bits, expiry) in classes.items():
         assert bits & layout.SRC_BAN and bits & layout.SRC_BL and expiry == carried[address], (address, hex(bits))
+    assert classes["2001:db8:cafe::99"][0] & layout.SRC_RL and classes["198.51.100.99"][0] & layout.SRC_RULES
     bans = dict((b["address"], b["expires_in"]) for b in fw.call("info")["bans"])
     assert set(bans) == set(carried), bans
 
