@@ -314,7 +314,6 @@ BPF_ARRAY(droplog_bucket, struct bucket, 1);
  * conntrack lookup can use it directly. */
 struct pkt {
 	struct ct_key t;
-	struct ct_key inner; /* ICMP error: the quoted packet's reply tuple */
 	u32 seq;             /* TCP, host order */
 	u32 ack_seq;
 	u8 has_ports; /* TCP/UDP header present (not a later fragment) */
@@ -322,7 +321,10 @@ struct pkt {
 	u8 frag;      /* any fragment, first or later */
 	u8 echo;      /* 1 echo request, 2 echo reply (ports: id) */
 	u8 icmp_err;  /* inner holds a quoted TCP/UDP/echo tuple */
+	struct ct_key inner; /* ICMP error: the quoted packet's reply tuple; zeroed by parse_quoted */
 };
+/* what every packet zeroes of struct pkt: all but inner */
+#define PKT_HEAD offsetof(struct pkt, inner)
 
 static __always_inline u64 cfg(u32 idx)
 {
@@ -390,6 +392,7 @@ static __always_inline int same_addr(u8 *a, u8 *b)
 
 static __always_inline void parse_quoted(void *pos, void *end, struct pkt *p)
 {
+	__builtin_memset(&p->inner, 0, sizeof(p->inner));
 	if (p->t.family == 4) {
 		struct iphdr *ip = pos;
 
@@ -1062,7 +1065,7 @@ int xdp_ingress(struct xdp_md *ctx)
 	u64 now = 0;
 	int r;
 
-	__builtin_memset(&p, 0, sizeof(p));
+	__builtin_memset(&p, 0, PKT_HEAD);
 	r = parse(data, end, &p);
 	if (r == NEXT)
 		r = stage_sanity(&p);
@@ -1151,7 +1154,7 @@ int tc_egress(struct __sk_buff *skb)
 
 	if (!cfg(CFG_CT_ENABLED))
 		return TC_ACT_OK;
-	__builtin_memset(&p, 0, sizeof(p));
+	__builtin_memset(&p, 0, PKT_HEAD);
 	if (parse(data, end, &p) != NEXT || !(p.has_ports || p.echo == 1))
 		return TC_ACT_OK;
 	fl = p.tcp_flags & (TH_FIN | TH_SYN | TH_RST | TH_ACK | TH_URG);
