@@ -523,12 +523,12 @@ class Firewall:
         config = self.store.read_config() or {}
         return config.get("capacity") or PROGRAM_DEFAULTS["capacity"]
 
-    def _check_capacity(self, maps, kind, data, expected, capacities=None):
+    def _check_capacity(self, maps, kind, data, expected, capacities=None, keys=None):
         """Each kind's entries against its capacity: whitelist and blacklist per family and per exact
         address / prefix (capacity.whitelist, capacity.blacklist), the others per map."""
         if kind in ("whitelist", "blacklist"):
             capacity = (capacities or self._capacities())[kind]
-            for (family, where), count in sorted(sources.counts(data, kind).items()):
+            for (family, where), count in sorted(sources.counts(data, kind, keys).items()):
                 if count > capacity:
                     raise NetxfwError(
                         "%s needs %d %s entries (IPv%d) but capacity.%s is %d: raise capacity.%s with "
@@ -556,7 +556,7 @@ class Firewall:
                 hot_reload.recover_pending(self)  # rules go into the maps the pins will name after a killed reload
             data = self.store.read_rules()
             current = data.get(RULE_KINDS[kind], [])
-            new_list, added, removed = rules.diff(kind, current, wanted, state, exclusive)
+            new_list, added, removed = rules.diff(kind, current, wanted, state, exclusive, wanted_sorted=True)
             maps = self.open_maps()
             try:
                 stale = maps is not None and self._rules_generation_stale(maps, data)
@@ -572,8 +572,9 @@ class Firewall:
                 new_data = dict(data)
                 new_data[RULE_KINDS[kind]] = new_list
                 new_expected = expected_entries(kind, new_list)
+                keys = {}  # each CIDR parsed once for the capacity check and the source classes
                 if maps is not None:
-                    self._check_capacity(maps, kind, new_data, new_expected)
+                    self._check_capacity(maps, kind, new_data, new_expected, keys=keys)
                 if check_mode:
                     return result
                 new_data["generation"] = data.get("generation", 0) + 1
@@ -583,7 +584,7 @@ class Firewall:
                     else:
                         self._mark_generation(maps, None)
                         if kind in SOURCE_KINDS:
-                            sources.write(maps, sources.expected(new_data))
+                            sources.write(maps, sources.expected(new_data, keys=keys))
                         for name, want in new_expected.items():
                             sync_map(maps[name], want)
                     if kind == "blacklist" and added:

@@ -75,26 +75,27 @@ def _later(first, second):
     return max(first, second)
 
 
-def resolve(whitelist, blacklist, port_rules, ratelimits=()):
+def resolve(whitelist, blacklist, port_rules, ratelimits=(), keys=None):
     """Listed sources -> {(family, where, key): (class bits, blacklist expiry or None)}.
 
     whitelist: CIDR strings; blacklist: live entries {"cidr", "expires"}; port_rules and
     ratelimits: canonical rules (their "source"). Each entry gets the classes of the prefixes
     covering it; a blacklisted one its effective expiry (that of the covering blacklist entries
-    included)."""
+    included). keys: a cache {cidr: rules.cidr_key(cidr)} shared with counts()."""
+    key = _key_function(keys)
     cls = {}
     expiry = {}
     for cidr in whitelist:
-        k = rules.cidr_key(cidr)
+        k = key(cidr)
         cls[k] = cls.get(k, 0) | layout.SRC_WL
     effective = effective_expiry(blacklist)
     for entry in blacklist:
-        k = rules.cidr_key(entry["cidr"])
+        k = key(entry["cidr"])
         cls[k] = cls.get(k, 0) | layout.SRC_BL
         expiry[k] = effective[entry["cidr"]]
     for bit, listed in ((layout.SRC_RULES, port_rules), (layout.SRC_RL, ratelimits)):
         for source in set(rule["source"] for rule in listed):
-            for k in ANY_SOURCE_KEYS if source == rules.ANY_SOURCE else (rules.cidr_key(source),):
+            for k in ANY_SOURCE_KEYS if source == rules.ANY_SOURCE else (key(source),):
                 cls[k] = cls.get(k, 0) | bit
 
     # covering prefixes, by family and class: {(family, bit): {prefixlen: {network int: expiry}}}
@@ -142,12 +143,26 @@ def to_maps(resolved, expiry_ns):
     return out
 
 
-def expected(data, now_wall=None, now_mono_ns=None):
+def _key_function(keys):
+    """rules.cidr_key, remembering its results in `keys` when given (one parse per CIDR per run)."""
+    if keys is None:
+        return rules.cidr_key
+
+    def key(cidr):
+        k = keys.get(cidr)
+        if k is None:
+            k = keys[cidr] = rules.cidr_key(cidr)
+        return k
+    return key
+
+
+def expected(data, now_wall=None, now_mono_ns=None, keys=None):
     """rules.json data -> {src map name: {key: value bytes}} (expired blacklist entries left out)."""
     now_wall = time.time() if now_wall is None else now_wall
     now_mono_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
     blacklist = [e for e in data.get("blacklist", []) if not rules.is_expired(e, now_wall)]
-    resolved = resolve(data.get("whitelist", []), blacklist, data.get("port_rules", []), data.get("ratelimits", []))
+    resolved = resolve(data.get("whitelist", []), blacklist, data.get("port_rules", []), data.get("ratelimits", []),
+                       keys)
     return to_maps(resolved, lambda exp: wall_to_monotonic_ns(exp, now_wall, now_mono_ns))
 
 
@@ -223,10 +238,11 @@ def write(maps, want, now_ns=None):
     return touched
 
 
-def counts(data, kind):
+def counts(data, kind, keys=None):
     """{(family, "host" or "lpm"): entries} of the whitelist or blacklist, for its capacity check."""
+    key = _key_function(keys)
     out = {}
     for entry in data.get(kind, []):
-        family, where, _key = rules.cidr_key(entry if kind == "whitelist" else entry["cidr"])
+        family, where, _key = key(entry if kind == "whitelist" else entry["cidr"])
         out[(family, where)] = out.get((family, where), 0) + 1
     return out
