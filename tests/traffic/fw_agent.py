@@ -22,9 +22,7 @@ import traceback
 sys.path.insert(0, sys.argv[1])
 
 from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, queries  # noqa: E402
-
-RULE_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host",
-             "bl4_lpm", "bl6_lpm", "rules4", "rules6")
+from ansible_collections.netxfw.firewall.plugins.module_utils.reload import RULE_MAPS  # noqa: E402
 
 
 def dump(fw):

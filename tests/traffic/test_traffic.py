@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 from netns import ADDR, NS_ATT, NS_CLI, NS_FW, SETTINGS, Delta, nsenter, run_in, sock
 
 FAMILIES = [pytest.param(4, id="ipv4"), pytest.param(6, id="ipv6")]
@@ -286,7 +287,11 @@ def test_reboot_rebuilds_the_same_maps_from_json_and_second_apply_is_a_noop(fw):
         {"proto": "tcp", "port": 22, "source": "203.0.113.0/25", "action": "deny"},
     ])
     before = fw.call("dump")
-    assert sum(len(before[m]) for m in before if m != "generation") == 3 + 4 + (2 + 4 * 2 + 1)
+    # one src map key per listed source (3 whitelisted, 4 blacklisted, 5 port-rule sources, "any" being
+    # a /0 per family; the CIDRs differ) and the rule keys (one per port and family)
+    assert sum(len(before[m]) for m in before if m != "generation") == 3 + 4 + 5 + (2 + 4 * 2 + 1)
+    assert (len(before["src4_host"]), len(before["src6_host"]), len(before["src4_lpm"]), len(before["src6_lpm"])) \
+        == (2, 1, 5, 4)
 
     def behaviour():
         with tcp_listener(8080, 4) as l4, tcp_listener(8080, 6) as l6:
@@ -306,19 +311,23 @@ def test_reboot_rebuilds_the_same_maps_from_json_and_second_apply_is_a_noop(fw):
     result = fw.call("apply_program", settings=SETTINGS)
     assert result["changed"] and result["compiled"], result
     after = fw.call("dump")
-    ttl_before = before.pop("bl6_lpm")
-    ttl_after = after.pop("bl6_lpm")
+    ttl_before = before.pop("src6_lpm")  # holds the expiring blacklist entry
+    ttl_after = after.pop("src6_lpm")
     assert after == before
-    # the expiring entry: same key, same wall-clock expiry converted again to CLOCK_MONOTONIC
+    # the expiring entry: same key, same class, same wall-clock expiry converted again to CLOCK_MONOTONIC
     assert [k for k, _ in ttl_after] == [k for k, _ in ttl_before]
+    expiring = 0
     for (_, old), (_, new) in zip(ttl_before, ttl_after):
-        old_ns, new_ns = (struct.unpack("=Q", bytes.fromhex(v))[0] for v in (old, new))
+        (old_bits, old_ns), (new_bits, new_ns) = (layout.source_class(bytes.fromhex(v)) for v in (old, new))
+        assert old_bits == new_bits
         assert old_ns == new_ns == 0 or (old_ns and abs(old_ns - new_ns) < 50 * 10 ** 6), (old_ns, new_ns)
+        expiring += bool(old_ns)
+    assert expiring == 1
     assert behaviour() == expected
 
     again = fw.call("apply_program", settings=SETTINGS)
     assert (again["changed"], again["compiled"], again["actions"]) == (False, False, []), again
-    assert fw.call("dump") == dict(after, bl6_lpm=ttl_after)
+    assert fw.call("dump") == dict(after, src6_lpm=ttl_after)
     check = fw.call("apply_program", settings=SETTINGS, check_mode=True)
     assert check["changed"] is False
     same = fw.call("apply_rules", kind="blacklist", entries=[v4["att_net"], v6["att_net"], "203.0.113.9"])
