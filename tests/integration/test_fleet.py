@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location("netxfw_test_harden", os.path.join(_HERE, "test_harden.py"))
 _harden = importlib.util.module_from_spec(_spec)
@@ -40,6 +42,7 @@ import json, sys
 sys.path.insert(0, "/usr/lib/netxfw")
 from netxfw_engine.engine import Firewall
 from netxfw_engine import layout
+from netxfw_engine.reload import RULE_MAPS
 fw = Firewall()
 maps = fw.open_maps()
 out = {}
@@ -47,8 +50,7 @@ if maps is not None:
     # the rule maps, the runtime config and configured limits; not traffic-driven state
     # (counters, conntrack, token buckets), which the layout may grow more of
     def wanted(name):
-        return layout.MAPS[name][3] in ("whitelist", "blacklist", "port_rules") or name == "config" \
-            or name.endswith("_cfg")
+        return name in RULE_MAPS or name == "config"
     for name, m in sorted(maps.items()):
         if wanted(name):
             out[name] = sorted((k.hex(), v.hex()) for k, v in m.items())
@@ -93,6 +95,11 @@ def host_state(lab, host):
         "rules": status.get("rules"),
         "pins": sorted(lab.host_exec(host, "ls -A /sys/fs/bpf/netxfw 2>/dev/null; true").stdout.split()),
     }
+
+
+def whitelisted(pairs):
+    """The keys of dumped src map pairs (hex) whose class has the whitelist bit."""
+    return [k for k, v in pairs if layout.source_class(bytes.fromhex(v))[0] & layout.SRC_WL]
 
 
 def assert_same(got, want):
@@ -144,7 +151,8 @@ def test_role_deploys_with_agent(lab, ansible_env):
 def test_reboot_then_restore_brings_back_the_same_state(lab):
     hosts = lab.host_names
     before = host_state(lab, HOST)
-    assert before["loaded"] and before["maps"]["wl4_host"], before
+    assert before["loaded"] and whitelisted(before["maps"]["src4_host"]), before
+    assert set(before["maps"]) >= {"src4_host", "src6_host", "src4_lpm", "src6_lpm", "rules4", "rules6"}, before
     packets = probe(lab, "nxattacker", hosts, "--udp", "9999", "--tcp", "22")
     assert _harden.outcomes(packets, "udp/9999") == {h: "dropped" for h in hosts}, packets
 

@@ -259,7 +259,7 @@ def test_apply_then_reapply_is_a_noop(lab, ansible_env):
         assert task_section(out, title).count("changed: [") == N_HOSTS, (title, out)
     for host in lab.host_names:
         pins = host_pins(lab, host)
-        assert "prog_xdp" in pins and "prog_tc" in pins and "wl4_host" in pins, (host, pins)
+        assert "prog_xdp" in pins and "prog_tc" in pins and "src4_host" in pins, (host, pins)
         assert xdp_attached(lab, host), host
     recap, out, second = playbook(lab, ansible_env)
     for host, v in recap.items():
