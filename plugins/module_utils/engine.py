@@ -467,7 +467,8 @@ class Firewall:
         with self.store.lock(create=not check_mode):
             if not check_mode:
                 hot_reload.recover_pending(self)  # a reload killed half-way: its staged programs may run somewhere
-            pins = [n for n in list(layout.MAPS) + list(layout.PROGRAMS) if os.path.exists(self._pin(n))]
+            pins = [n for n in list(layout.MAPS) + list(layout.PROGRAMS) + list(layout.RETIRED_MAPS)
+                    if os.path.exists(self._pin(n))]
             attached = self._attached_interfaces()
             previous = self.store.read_config() or None
             changed = bool(pins or attached or previous)

@@ -119,7 +119,7 @@ def test_full_map_refused_before_any_write(loaded):
     assert len(whitelisted(loaded, "src4_host")) == 8
     # the capacity is per list: blacklisted and port-rule sources do not count against it
     loaded.fw.apply_rules("blacklist", ["203.0.113.%d" % n for n in range(1, 21)])
-    loaded.fw.apply_rules("port", [{"proto": "udp", "port": 53, "source": "192.0.2.%d" % n} for n in range(1, 11)])
+    loaded.fw.apply_rules("port", [{"proto": "udp", "port": 53, "source": "198.51.100.%d" % n} for n in range(101, 111)])
     loaded.assert_maps_match_json()
     assert len(loaded.maps(["src4_host"])["src4_host"]) == 8 + 20 + 10
 

@@ -304,7 +304,7 @@ def test_info_counters_maps_and_query(loaded):
         assert result["maps"][name] == {"entries": 0, "capacity": src_capacity(result["config"]["capacity"], name)}
     # the query of the module's EXAMPLES: a CIDR both whitelisted and a port rule's source is one entry
     assert env.run("netxfw_rule", {"kind": "whitelist", "entries": ["203.0.113.5", "2001:db8:1::/48"]})["changed"]
-    assert env.run("netxfw_rule", {"kind": "blacklist", "entries": ["192.0.2.0/24"]})["changed"]
+    assert env.run("netxfw_rule", {"kind": "blacklist", "entries": ["198.51.100.128/25"]})["changed"]
     assert env.run("netxfw_rule", {"kind": "port", "entries": [
         {"proto": "tcp", "port": 22, "source": "2001:db8:1::/48"}]})["changed"]
     example = [task for task in yaml.safe_load(netxfw_info.EXAMPLES) if "source_entries" == task.get("register")]

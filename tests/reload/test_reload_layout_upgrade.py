@@ -37,8 +37,8 @@ LAYOUT1_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_h
 IFACES = SETTINGS["interfaces"]
 ADDR = netns.ADDR
 
-WHITELIST = ["192.0.2.10", "2001:db8:bad::10"]
-BLACKLIST = ["192.0.2.0/24", "2001:db8:bad::/48", ADDR[4]["att"], ADDR[6]["att"]]
+WHITELIST = ["203.0.113.138", "2001:db8:bad::10"]
+BLACKLIST = ["203.0.113.128/26", "2001:db8:bad::/48", ADDR[4]["att"], ADDR[6]["att"]]
 EXPIRING = ["198.51.100.128/25", "2001:db8:cafe:8000::/49"]  # blacklisted for an hour
 PORT_RULES = [
     {"source": "any", "proto": "udp", "ports": 40404, "action": "allow"},
@@ -49,24 +49,24 @@ RATELIMITS = [{"source": "2001:db8:cafe::/48", "rate": 100000, "burst": 100000, 
 BANS = {  # address -> ttl (s): auto-bans of the rate limiter, bit 63 of bl4_host/bl6_host
     "198.51.100.99": 600,      # inside a port rule's source: carried with SRC_RULES
     "2001:db8:cafe::99": 600,  # and a rate-limit rule's: SRC_RL too
-    "192.0.2.50": 600,         # inside a blacklisted prefix that outlives it: not carried
+    "203.0.113.178": 600,         # inside a blacklisted prefix that outlives it: not carried
     "198.51.100.140": 7200,    # inside a blacklisted prefix it outlives: carried
     "198.51.100.141": 600,     # inside a blacklisted prefix that outlives it: not carried
-    "192.0.2.10": 600,         # whitelisted: the whitelist wins, not carried
+    "203.0.113.138": 600,         # whitelisted: the whitelist wins, not carried
     "198.51.100.98": -1,       # expired: not carried
 }
 CARRIED = ("198.51.100.99", "2001:db8:cafe::99", "198.51.100.140")
-# Inside the blacklisted /24, expires after the upgrade: an exact-address entry shadows the prefixes
+# Inside the blacklisted /26, expires after the upgrade: an exact-address entry shadows the prefixes
 # covering it, so a carried ban would let the address through once expired (layout 1 looked up both).
-SHORT_BAN = ("192.0.2.51", 15)
+SHORT_BAN = ("203.0.113.179", 15)
 # source -> (UDP 40404, TCP 22) under policy deny
 EXPECTED = {
     ADDR[4]["att_ok"]: ("pass", "drop"),
     ADDR[4]["att"]: ("drop", "drop"),
-    "192.0.2.10": ("pass", "pass"),        # whitelisted inside a blacklisted /24 (and banned)
-    "192.0.2.20": ("drop", "drop"),
-    "192.0.2.50": ("drop", "drop"),
-    "192.0.2.51": ("drop", "drop"),
+    "203.0.113.138": ("pass", "pass"),        # whitelisted inside a blacklisted /26 (and banned)
+    "203.0.113.148": ("drop", "drop"),
+    "203.0.113.178": ("drop", "drop"),
+    "203.0.113.179": ("drop", "drop"),
     "198.51.100.7": ("pass", "pass"),
     "198.51.100.99": ("drop", "drop"),     # banned
     "198.51.100.98": ("pass", "pass"),     # its ban expired
@@ -250,3 +250,19 @@ def test_layout1_firewall_upgrades_by_hot_reload(fwenv, layout1, how):
     assert again["compiled"] and all(s["reason"] == "expired" for s in again["skipped"]), again
     assert verdicts(fw) == before
     assert fw.call("reload")["compiled"] is False
+
+
+def test_layout1_firewall_removed_by_current_engine(fwenv, layout1):
+    """Removing the firewall with the new collection before any reload: the layout-1 pins go too
+    (layout.RETIRED_MAPS), and nothing stays attached."""
+    old = load_layout1(fwenv, layout1)
+    old.close()
+    fw = fwenv.runner()
+    assert set(LAYOUT1_MAPS) <= set(fw.call("pins"))
+    result = fw.call("remove_program")
+    assert result["changed"], result
+    assert fw.call("pins") == []
+    assert not os.path.exists(fwenv.pin_path)
+    st = fw.call("state", interfaces=IFACES)
+    assert all(not running["xdp"] and not running["tc"] for running in st["running"].values()), st
+    assert fw.call("remove_program")["changed"] is False

@@ -42,11 +42,11 @@ def test_nothing_listed():
 
 
 def test_own_classes_without_nesting():
-    out = sources.resolve(["203.0.113.0/24"], [bl("198.51.100.7/32", 50)], [rule("192.0.2.0/25")])
+    out = sources.resolve(["203.0.113.0/24"], [bl("198.51.100.7/32", 50)], [rule("198.51.100.128/25")])
     assert out == {
         k("203.0.113.0/24"): (WL, None),
         k("198.51.100.7/32"): (BL, 50),
-        k("192.0.2.0/25"): (RULES, None),
+        k("198.51.100.128/25"): (RULES, None),
     }
 
 
@@ -174,12 +174,12 @@ def test_any_source_is_both_zero_prefixes():
 def test_any_source_covers_every_entry():
     out = sources.resolve(["198.51.100.0/24", "2001:db8::1/128"],
                           [bl("203.0.113.7/32", 5), bl("2001:db8:9::/48")],
-                          [rule("any"), rule("192.0.2.0/24")])
+                          [rule("any"), rule("203.0.113.128/25")])
     assert out[k("198.51.100.0/24")] == (WL | RULES, None)
     assert out[k("2001:db8::1/128")] == (WL | RULES, None)
     assert out[k("203.0.113.7/32")] == (BL | RULES, 5)
     assert out[k("2001:db8:9::/48")] == (BL | RULES, None)
-    assert out[k("192.0.2.0/24")] == (RULES, None)
+    assert out[k("203.0.113.128/25")] == (RULES, None)
     assert out[ANY4] == out[ANY6] == (RULES, None)
 
 
@@ -211,7 +211,7 @@ def test_effective_expiry_host_inside_never():
 
 def test_to_maps_encoding():
     resolved = sources.resolve(["198.51.100.0/24"], [bl("198.51.100.7/32", 1234), bl("2001:db8::/32")],
-                               [rule("2001:db8:5::/48"), rule("192.0.2.9/32")])
+                               [rule("2001:db8:5::/48"), rule("203.0.113.9/32")])
     calls = []
 
     def expiry_ns(exp):
@@ -221,7 +221,7 @@ def test_to_maps_encoding():
     maps = sources.to_maps(resolved, expiry_ns)
     assert set(maps) == set(sources.SRC_MAPS)
     assert maps["src4_host"] == {bytes([198, 51, 100, 7]): layout.encode_u64(WL | BL | 1234000),
-                                 bytes([192, 0, 2, 9]): layout.encode_u64(RULES)}
+                                 bytes([203, 0, 113, 9]): layout.encode_u64(RULES)}
     assert maps["src4_lpm"] == {struct.pack("=I", 24) + bytes([198, 51, 100, 0]): layout.encode_u64(WL)}
     assert maps["src6_host"] == {}
     assert maps["src6_lpm"] == {k("2001:db8::/32")[2]: layout.encode_u64(BL),
@@ -237,13 +237,13 @@ def test_to_maps_masks_the_expiry_and_decodes_with_source_class():
 
 
 def test_expected_drops_expired_entries_and_converts_to_monotonic():
-    data = {"whitelist": ["192.0.2.0/24"],
-            "blacklist": [bl("198.51.100.0/24", 90.0), bl("198.51.100.7/32", 110.0), bl("203.0.113.0/24")],
+    data = {"whitelist": ["203.0.113.0/25"],
+            "blacklist": [bl("198.51.100.0/24", 90.0), bl("198.51.100.7/32", 110.0), bl("203.0.113.128/25")],
             "port_rules": [rule("198.51.100.7/32")]}
     maps = sources.expected(data, now_wall=100.0, now_mono_ns=10 ** 12)
     # the expired /24 is left out: the host keeps only its own expiry
-    assert maps["src4_lpm"] == {k("192.0.2.0/24")[2]: layout.encode_u64(WL),
-                                k("203.0.113.0/24")[2]: layout.encode_u64(BL)}
+    assert maps["src4_lpm"] == {k("203.0.113.0/25")[2]: layout.encode_u64(WL),
+                                k("203.0.113.128/25")[2]: layout.encode_u64(BL)}
     assert maps["src4_host"] == {bytes([198, 51, 100, 7]): layout.encode_u64(BL | RULES | (10 ** 12 + 10 * 10 ** 9))}
 
 
