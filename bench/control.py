@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Control-plane benchmark: first deploy (compile + load + attach), blacklist pushes of
 100k and 1M CIDRs through the engine (Firewall.apply_rules, what netxfw_rule calls) and
-through the real module (`ansible localhost -m netxfw.firewall.netxfw_rule`), their no-op
-re-runs, and the peak RSS of each process. Leaves netxfw deployed on the DUT veth with the
+through the real module (one netxfw_rule task in ansible-playbook, the list given as `entries:`
+and as `src:`, a file on the host), their no-op re-runs, and the peak RSS of each process. Leaves netxfw deployed on the DUT veth with the
 largest list, for the veth benchmark. Not a test module."""
 
 import json
@@ -89,19 +89,42 @@ PLAYBOOK = """- hosts: localhost
 """
 
 
-def module(coll_root, pin_path, state_dir, entries_file, timeout=1200):
+PLAYBOOK_SRC = """- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: push the benchmark blacklist from a file on the host
+      netxfw.firewall.netxfw_rule:
+        kind: blacklist
+        src: %s
+        pin_path: %s
+        state_dir: %s
+"""
+
+
+def write_src(path, entries):
+    """The list as netxfw_rule's plain-text src: one CIDR per line."""
+    with open(path, "w") as f:
+        f.write("\n".join(entries) + "\n")
+    return path
+
+
+def module(coll_root, pin_path, state_dir, entries_file, timeout=1200, src=None):
     """One netxfw_rule task through ansible-playbook (a playbook, not `ansible -m`: an ad-hoc
-    run prints the whole result, i.e. every added CIDR, which is not how 1M entries are pushed)."""
+    run prints the whole result). The list is the `entries:` argument (entries_file: a vars file
+    with nxb_entries), or, with src (a path on the host, here local), read by the module itself."""
     work = os.path.dirname(entries_file)
-    book = os.path.join(work, "push.yml")
+    book = os.path.join(work, "push-src.yml" if src else "push.yml")
     with open(book, "w") as f:
-        f.write(PLAYBOOK % (json.dumps(pin_path), json.dumps(state_dir)))
+        if src:
+            f.write(PLAYBOOK_SRC % (json.dumps(src), json.dumps(pin_path), json.dumps(state_dir)))
+        else:
+            f.write(PLAYBOOK % (json.dumps(pin_path), json.dumps(state_dir)))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=coll_root, ANSIBLE_LOCALHOST_WARNING="False",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="False", ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="False")
     playbook = os.path.join(os.path.dirname(VENV_PYTHON), "ansible-playbook")
-    cmd = [playbook, "-c", "local", "-i", "localhost,", book, "-e", "@" + entries_file,
-           "-e", "ansible_python_interpreter=" + VENV_PYTHON]
-    _, wall, rss, rc, tail = run_measured(cmd, timeout, env=env)
+    cmd = [playbook, "-c", "local", "-i", "localhost,", book] + ([] if src else ["-e", "@" + entries_file]) + \
+        ["-e", "ansible_python_interpreter=" + VENV_PYTHON]
+    wall, rss, rc, tail = run_measured(cmd, timeout, env=env)[1:]
     if rc != 0:
         raise RuntimeError("ansible-playbook netxfw_rule failed (rc %s): %s" % (rc, tail))
     m = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)", tail)
@@ -139,6 +162,7 @@ def run(opts, cleanup, syn):
             with open(vpath, "w") as f:
                 json.dump({"nxb_entries": common.cidr_strings(syn, n) + covers()}, f)
             files[("vars", n)] = vpath
+            files[("src", n)] = write_src(os.path.join(work, "bl%d.txt" % n), common.cidr_strings(syn, n) + covers())
     evars = os.path.join(work, "vars_empty.json")
     with open(evars, "w") as f:
         json.dump({"nxb_entries": []}, f)
@@ -160,6 +184,11 @@ def run(opts, cleanup, syn):
                 m["noop"] = module(coll_root, pin_path, state_dir, files[("vars", n)])
                 log("control module %d: add %.1fs (rss %.0f MiB), no-op %.1fs"
                     % (n, m["add"]["wall_seconds"], m["add"]["peak_rss_mib"], m["noop"]["wall_seconds"]))
+                child(["rules", pin_path, state_dir, "blacklist", empty, "exclusive"])
+                m["src_add"] = module(coll_root, pin_path, state_dir, files[("vars", n)], src=files[("src", n)])
+                m["src_noop"] = module(coll_root, pin_path, state_dir, files[("vars", n)], src=files[("src", n)])
+                log("control module src %d: add %.1fs (rss %.0f MiB), no-op %.1fs"
+                    % (n, m["src_add"]["wall_seconds"], m["src_add"]["peak_rss_mib"], m["src_noop"]["wall_seconds"]))
             except Exception as exc:
                 m["error"] = str(exc)[-1500:]
                 log("control module %d failed: %s" % (n, str(exc)[-500:]))

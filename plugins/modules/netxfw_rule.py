@@ -18,6 +18,10 @@ description:
     (batch map operations, no reload) and in O(state_dir)/rules.json.
   - Only the difference between the wanted and the current entries is written, so pushing a list of
     100k entries again changes nothing.
+  - For lists of 100k entries and more, put them in a file on the managed host and pass its path as
+    O(src); carrying a million entries as a task argument costs Ansible far more time than applying them.
+  - The returned RV(added) and RV(removed) lists and the diff hold at most O(max_listed) entries each;
+    RV(added_count) and RV(removed_count) are always exact.
   - Adding a blacklist entry also cuts the tracked flows from the blocked addresses.
   - When the data plane is not loaded, the rules are only persisted; they apply when
     M(netxfw.firewall.netxfw_program) loads it (the module then warns).
@@ -29,7 +33,7 @@ extends_documentation_fragment:
 options:
   kind:
     description:
-      - Which rules O(entries) are.
+      - Which rules O(entries) or O(src) holds.
       - V(whitelist) entries pass before any other check; V(blacklist) entries are dropped;
         V(port) rules allow or deny TCP/UDP destination ports by source; V(ratelimit) rules limit the
         packets per second of each source address in a CIDR (token bucket per source), optionally banning it.
@@ -55,9 +59,22 @@ options:
       - A comma-separated string is read as a list, which is handy ad hoc
         (C(entries=203.0.113.9,203.0.113.0/28)).
       - With O(exclusive=true) and O(state=present), an empty list empties the list of O(kind).
+      - Exactly one of O(entries) and O(src) is required.
     type: list
     elements: raw
-    required: true
+  src:
+    description:
+      - Path of a file B(on the managed host) holding the entries, instead of O(entries); copy it there
+        first, for example with M(ansible.builtin.copy).
+      - Either a JSON list of the same items as O(entries) (the file's first non-blank character is C([)),
+        or plain text with one address or CIDR per line, for O(kind=whitelist) and O(kind=blacklist) only.
+        In plain text, blank lines and everything from C(#) to the end of a line are ignored; a
+        blacklist line is only a CIDR (its expiry comes from O(ttl)).
+      - The file is read in check mode too. A file that is missing, unreadable, not UTF-8, not valid JSON
+        or holds items of the wrong type fails the task and nothing is changed.
+      - With O(exclusive=true) and O(state=present), an empty file empties the list of O(kind).
+      - Mutually exclusive with O(entries).
+    type: path
   state:
     description:
       - V(present) adds the entries, or updates them (a new blacklist expiry, a new port rule action).
@@ -76,12 +93,22 @@ options:
       - Seconds until blacklist entries given without their own C(expires) stop blocking.
       - Only for O(kind=blacklist).
     type: int
+  max_listed:
+    description:
+      - At most this many entries are returned in RV(added) and in RV(removed), and shown in each side of
+        the diff, the first ones in sorted order. RV(truncated) tells when some were left out.
+      - RV(added_count) and RV(removed_count) are always the exact numbers.
+      - V(0) lists none.
+    type: int
+    default: 1000
 attributes:
   check_mode:
     description: Reports the entries that would be added and removed without writing anything.
     support: full
   diff_mode:
-    description: Shows only the entries removed (before) and added (after), one per line, never the whole lists.
+    description:
+      - Shows only the entries removed (before) and added (after), one per line, never the whole lists;
+        at most O(max_listed) of each.
     support: full
 requirements:
   - Linux with BPF support, root.
@@ -133,6 +160,24 @@ EXAMPLES = r"""
       - {source: 0.0.0.0/0, rate: 20, burst: 40, syn_only: true, ban_ttl: 600}
       - {source: "::/0", rate: 20, burst: 40, syn_only: true, ban_ttl: 600}
 
+- name: Copy a large blocklist (one CIDR per line, or a JSON list) to the host
+  ansible.builtin.copy:
+    src: files/blocklist.txt
+    dest: /var/lib/netxfw/blocklist.txt
+    owner: root
+    mode: "0600"
+
+- name: It is the whole blacklist (a million entries take seconds this way, minutes as a task argument)
+  netxfw.firewall.netxfw_rule:
+    kind: blacklist
+    src: /var/lib/netxfw/blocklist.txt
+    exclusive: true
+  register: blocklist
+
+- name: Say how many entries changed (the lists hold at most max_listed of them)
+  ansible.builtin.debug:
+    msg: "{{ blocklist.added_count }} added, {{ blocklist.removed_count }} removed"
+
 - name: Unblock an address
   netxfw.firewall.netxfw_rule:
     kind: blacklist
@@ -147,6 +192,7 @@ RETURN = r"""
 added:
   description:
     - Entries added or updated (in canonical form), or that would be in check mode.
+    - At most O(max_listed) of them, the first ones in sorted order; RV(added_count) is the exact number.
     - Whitelist entries are CIDR strings; blacklist entries are C({cidr, expires}) with C(expires) in
       epoch seconds or V(null); port rules are C({source, proto, ports, action}).
   returned: always
@@ -157,10 +203,28 @@ removed:
   description:
     - Entries removed (in canonical form), including the old version of an updated entry and
       expired blacklist entries that were dropped.
+    - At most O(max_listed) of them, the first ones in sorted order; RV(removed_count) is the exact number.
   returned: always
   type: list
   elements: raw
   sample: []
+added_count:
+  description: How many entries were added or updated (or would be, in check mode); never truncated.
+  returned: always
+  type: int
+  sample: 1
+removed_count:
+  description: How many entries were removed (or would be, in check mode); never truncated.
+  returned: always
+  type: int
+  sample: 0
+truncated:
+  description:
+    - Whether RV(added) or RV(removed) (and then the diff) holds fewer entries than changed, because
+      there were more than O(max_listed).
+  returned: always
+  type: bool
+  sample: false
 loaded:
   description:
     - Whether the data plane was loaded, so the maps were updated too. When false the rules were
@@ -170,29 +234,31 @@ loaded:
   sample: true
 diff:
   description:
-    - Only what changed, one entry per line; never the whole lists.
+    - Only what changed, one entry per line; never the whole lists, and at most O(max_listed) entries
+      on each side.
   returned: in diff mode
   type: dict
   contains:
     before:
-      description: Removed entries, one per line.
+      description: Removed entries, one per line (at most O(max_listed)).
       type: str
       sample: "203.0.113.7/32\n"
     after:
-      description: Added entries, one per line.
+      description: Added entries, one per line (at most O(max_listed)).
       type: str
       sample: "203.0.113.9/32 expires 2026-01-01T00:00:00Z\n"
     before_header:
-      description: What RV(diff.before) holds.
+      description: What RV(diff.before) holds, with the exact count (and how many are shown when truncated).
       type: str
       sample: "netxfw blacklist: 1 removed"
     after_header:
-      description: What RV(diff.after) holds.
+      description: What RV(diff.after) holds, with the exact count (and how many are shown when truncated).
       type: str
-      sample: "netxfw blacklist: 1 added"
+      sample: "netxfw blacklist: 5000 added, the first 1000 shown"
 """
 
 import datetime
+import json
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -206,10 +272,12 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.module_support imp
 def argument_spec():
     spec = dict(
         kind=dict(type="str", choices=["whitelist", "blacklist", "port", "ratelimit"], required=True),
-        entries=dict(type="list", elements="raw", required=True),
+        entries=dict(type="list", elements="raw"),
+        src=dict(type="path"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         exclusive=dict(type="bool", default=False),
         ttl=dict(type="int"),
+        max_listed=dict(type="int", default=1000),
     )
     spec.update(common_argument_spec())
     return spec
@@ -225,6 +293,75 @@ def clean_entries(entries):
                 continue
         out.append(entry)
     return out
+
+
+# What a JSON item of src may be, per kind (the engine then checks the contents).
+SRC_ITEM_TYPES = {
+    "whitelist": ((str,), "an address or CIDR string"),
+    "blacklist": ((str, dict), "an address or CIDR string or a {cidr, expires} mapping"),
+    "port": ((dict,), "a {source, proto, port or ports, action} mapping"),
+    "ratelimit": ((dict,), "a {source, rate, burst, syn_only, ban_ttl} mapping"),
+}
+JSON_TYPE_NAMES = {list: "a list", dict: "a mapping", str: "a string", int: "a number", float: "a number",
+                   bool: "a boolean", type(None): "null"}
+
+
+class SrcError(Exception):
+    """src cannot be used; the message says why."""
+
+
+def parse_lines(text):
+    """Entries of a plain-text src: one per line, blank lines and # comments ignored."""
+    lines = text.splitlines()
+    if "#" in text:
+        lines = [line.partition("#")[0] for line in lines]
+    return [line for line in map(str.strip, lines) if line]
+
+
+def parse_json_list(path, kind, text):
+    try:
+        items = json.loads(text)
+    except ValueError as exc:
+        raise SrcError("src %s is not valid JSON: %s" % (path, exc))
+    if not isinstance(items, list):
+        raise SrcError("src %s holds JSON %s; expected a list of %s entries"
+                       % (path, JSON_TYPE_NAMES.get(type(items)), kind))
+    types, what = SRC_ITEM_TYPES[kind]
+    for index, item in enumerate(items):
+        if not isinstance(item, types):
+            raise SrcError("src %s: item %d of %d is %s (%s); a %s entry is %s"
+                           % (path, index + 1, len(items), JSON_TYPE_NAMES.get(type(item), type(item).__name__),
+                              json.dumps(item)[:80], kind, what))
+    return clean_entries(items)
+
+
+def read_src(path, kind):
+    """The entries held by the file at `path` on the managed host (a JSON list, or one CIDR per line
+    for the whitelist and the blacklist). Raises SrcError."""
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read()
+    except FileNotFoundError:
+        raise SrcError("src %s does not exist on the managed host; copy it there first (e.g. with "
+                       "ansible.builtin.copy)" % path)
+    except IsADirectoryError:
+        raise SrcError("src %s is a directory, not a file" % path)
+    except OSError as exc:
+        raise SrcError("cannot read src %s: %s" % (path, exc.strerror or exc))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SrcError("src %s is not UTF-8 text: %s" % (path, exc))
+    first = text.lstrip()[:1]
+    if first == "[":
+        return parse_json_list(path, kind, text)
+    if first == "{":
+        raise SrcError("src %s holds a JSON mapping; expected a JSON list of %s entries" % (path, kind))
+    if kind not in ("whitelist", "blacklist"):
+        raise SrcError("src %s is not a JSON list (its first non-blank character is not '['); plain text, one "
+                       "CIDR per line, is only for the whitelist and the blacklist, %s rules need a JSON list"
+                       % (path, kind))
+    return parse_lines(text)
 
 
 def describe(kind, entry):
@@ -243,39 +380,66 @@ def describe(kind, entry):
     return "%s %s from %s %s" % (entry["proto"], entry["ports"], entry["source"], entry["action"])
 
 
-def compact_diff(kind, added, removed, changed):
+def compact_diff(kind, added, removed, changed, limit=None):
+    """Removed (before) and added (after) entries, one per line; at most `limit` of each (None: all)."""
     header = "netxfw %s" % kind
     if changed and not added and not removed:
         # Only the live maps lagged behind rules.json and were brought back in step.
         header += " (maps resynchronised from rules.json)"
-    return {
-        "before": "".join(describe(kind, e) + "\n" for e in removed),
-        "after": "".join(describe(kind, e) + "\n" for e in added),
-        "before_header": "%s: %d removed" % (header, len(removed)),
-        "after_header": "%s: %d added" % (header, len(added)),
-    }
+
+    def side(entries, verb):
+        count = "%s: %d %s" % (header, len(entries), verb)
+        if limit is not None and len(entries) > limit:
+            entries = entries[:limit]
+            count += ", the first %d shown" % limit
+        return "".join(describe(kind, e) + "\n" for e in entries), count
+
+    before, before_header = side(removed, "removed")
+    after, after_header = side(added, "added")
+    return {"before": before, "after": after, "before_header": before_header, "after_header": after_header}
+
+
+def listed(entries, limit):
+    """(at most `limit` entries, whether some were left out)."""
+    if len(entries) > limit:
+        return list(entries[:limit]), True
+    return list(entries), False
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[("entries", "src")], required_one_of=[("entries", "src")])
     params = module.params
+    limit = params["max_listed"]
+    if limit < 0:
+        module.fail_json(msg="max_listed must be 0 or more, not %d" % limit)
+    if params["src"] is not None:
+        try:
+            entries = read_src(params["src"], params["kind"])
+        except SrcError as exc:
+            module.fail_json(msg=str(exc))
+    else:
+        entries = clean_entries(params["entries"])
     engine = load_engine(module)
     firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_rule")
-    entries = clean_entries(params["entries"])
     result = run_engine(
         module,
         lambda: firewall.apply_rules(params["kind"], entries, state=params["state"], exclusive=params["exclusive"],
                                      ttl=params["ttl"], check_mode=module.check_mode),
         "netxfw_rule",
     )
-    added, removed = list(result["added"]), list(result["removed"])
-    output = dict(changed=bool(result["changed"]), added=added, removed=removed, loaded=bool(result["loaded"]))
+    added, removed = result["added"], result["removed"]
+    added_listed, added_cut = listed(added, limit)
+    removed_listed, removed_cut = listed(removed, limit)
+    output = dict(changed=bool(result["changed"]), added=added_listed, removed=removed_listed,
+                  added_count=len(added), removed_count=len(removed), truncated=added_cut or removed_cut,
+                  loaded=bool(result["loaded"]))
     if not output["loaded"]:
         module.warn("the netxfw data plane is not loaded (no valid pins under %s): the rules are only saved in %s "
                     "and apply when netxfw.firewall.netxfw_program loads it"
                     % (params["pin_path"], firewall.store.rules_path))
     if module._diff:
-        output["diff"] = compact_diff(params["kind"], added, removed, output["changed"])
+        output["diff"] = compact_diff(params["kind"], added, removed, output["changed"], limit)
     module.exit_json(**output)
 
 

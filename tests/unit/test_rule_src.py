@@ -1,0 +1,90 @@
+# Copyright: (c) 2025, netxfw developers
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+"""netxfw_rule's src parsing and result capping; no kernel needed (the real runs are in
+tests/modules/test_rule_src_real.py)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import time
+
+import pytest
+
+from ansible_collections.netxfw.firewall.plugins.modules import netxfw_rule
+
+
+def test_plain_lines_skip_blanks_and_comments():
+    text = "# head\n\n 203.0.113.9 \r\n203.0.113.0/28# tail\n\t\n2001:db8::/48\n#203.0.113.1\n"
+    assert netxfw_rule.parse_lines(text) == ["203.0.113.9", "203.0.113.0/28", "2001:db8::/48"]
+    assert netxfw_rule.parse_lines("") == [] and netxfw_rule.parse_lines("\n# only\n") == []
+
+
+def test_json_detected_by_first_non_blank_character(tmp_path):
+    path = tmp_path / "list"
+    path.write_text('\ufeff \n ["203.0.113.9", " 203.0.113.10 ", "", {"cidr": "2001:db8::/48", "expires": 1}]',
+                    encoding="utf-8")
+    assert netxfw_rule.read_src(str(path), "blacklist") == [
+        "203.0.113.9", "203.0.113.10", {"cidr": "2001:db8::/48", "expires": 1}]
+    path.write_text('[{"proto": "tcp", "port": 22}]')
+    assert netxfw_rule.read_src(str(path), "port") == [{"proto": "tcp", "port": 22}]
+
+
+@pytest.mark.parametrize("kind, text, message", [
+    ("whitelist", "[1]", "item 1 of 1 is a number (1); a whitelist entry is an address or CIDR string"),
+    ("blacklist", '["203.0.113.9", null]', "item 2 of 2 is null"),
+    ("port", '["tcp 22"]', "item 1 of 1 is a string"),
+    ("ratelimit", "[[]]", "item 1 of 1 is a list"),
+    ("blacklist", "[", "is not valid JSON"),
+    ("blacklist", '{"a": 1}', "holds a JSON mapping"),
+    ("ratelimit", "0.0.0.0/0\n", "ratelimit rules need a JSON list"),
+])
+def test_src_errors(tmp_path, kind, text, message):
+    path = tmp_path / "src"
+    path.write_text(text)
+    with pytest.raises(netxfw_rule.SrcError) as error:
+        netxfw_rule.read_src(str(path), kind)
+    assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_missing_and_unreadable_src(tmp_path):
+    with pytest.raises(netxfw_rule.SrcError, match="does not exist on the managed host"):
+        netxfw_rule.read_src(str(tmp_path / "nope"), "whitelist")
+    with pytest.raises(netxfw_rule.SrcError, match="is a directory"):
+        netxfw_rule.read_src(str(tmp_path), "whitelist")
+
+
+def test_a_million_lines_parse_in_well_under_two_seconds(tmp_path):
+    cidrs = ["10.%d.%d.%d/32" % (i >> 16, (i >> 8) & 255, i & 255) for i in range(1000000)]
+    plain, listed = tmp_path / "plain", tmp_path / "json"
+    plain.write_text("# blocklist\n" + "\n".join(cidrs) + "\n")
+    listed.write_text(json.dumps(cidrs))
+    for path in (plain, listed):
+        started = time.perf_counter()
+        entries = netxfw_rule.read_src(str(path), "blacklist")
+        elapsed = time.perf_counter() - started
+        assert len(entries) == 1000000 and entries[-1] == cidrs[-1]
+        assert elapsed < 2.0, (path, elapsed)  # about 0.15 s on an idle core
+
+
+def test_listed_caps_and_says_so():
+    assert netxfw_rule.listed([1, 2, 3], 3) == ([1, 2, 3], False)
+    assert netxfw_rule.listed([1, 2, 3], 2) == ([1, 2], True)
+    assert netxfw_rule.listed([1], 0) == ([], True)
+    assert netxfw_rule.listed([], 0) == ([], False)
+
+
+def test_compact_diff_caps_each_side_and_keeps_exact_counts():
+    added = ["198.18.0.%d/32" % i for i in range(5)]
+    removed = ["198.19.0.1/32"]
+    diff = netxfw_rule.compact_diff("whitelist", added, removed, True, 2)
+    assert diff == {
+        "before": "198.19.0.1/32\n",
+        "after": "198.18.0.0/32\n198.18.0.1/32\n",
+        "before_header": "netxfw whitelist: 1 removed",
+        "after_header": "netxfw whitelist: 5 added, the first 2 shown",
+    }
+    assert netxfw_rule.compact_diff("whitelist", added, removed, True, 5) == \
+        netxfw_rule.compact_diff("whitelist", added, removed, True)
