@@ -125,6 +125,12 @@ def control_table(c):
                          % (fmt(ent), m["noop"]["wall_seconds"], cpu(m["noop"]), m["noop"]["peak_rss_mib"], m["noop"]["changed"]))
         elif "error" in m:
             lines.append("| ansible-playbook netxfw_rule | %s | failed | | | |" % fmt(ent))
+        for key, what in (("src_add", "ansible-playbook, one netxfw_rule task with `src:` (a file on the host), add"),
+                          ("src_noop", "ansible-playbook, same `src:` task again (no-op)")):
+            if key in m:
+                lines.append("| %s | %s | %.2f | %s | %.0f | %s |"
+                             % (what, fmt(ent), m[key]["wall_seconds"], cpu(m[key]), m[key]["peak_rss_mib"],
+                                m[key]["changed"]))
     return "\n".join(lines)
 
 
@@ -188,6 +194,10 @@ def goals(d):
                 m["add"]["wall_seconds"] if "add" in m else None, 15, note=cpu_note(m.get("add")))
             add("netxfw_rule task: no-op re-run, seconds", m["noop"]["wall_seconds"] if "noop" in m else None, 5,
                 note=cpu_note(m.get("noop")))
+            add("netxfw_rule task with `src:` (file on the host): %s CIDRs, seconds" % human(n),
+                m["src_add"]["wall_seconds"] if "src_add" in m else None, 15, note=cpu_note(m.get("src_add")))
+            add("netxfw_rule task with `src:`: no-op re-run, seconds",
+                m["src_noop"]["wall_seconds"] if "src_noop" in m else None, 5, note=cpu_note(m.get("src_noop")))
     return "| goal (issue 7) | measured ratio or seconds | target | | note |\n|---|---:|---|---|---|\n" + \
         "\n".join(rows)
 
