@@ -66,14 +66,6 @@ def test_whitelist_prefix_passes_under_deny(fw, fam):
 
 
 @fams
-def test_whitelisted_host_inside_blacklisted_prefix_passes(fw, fam):
-    fw.blacklist(ADDR[fam]["net"])
-    fw.whitelist(host(fam))
-    fw.expect(tcp(fam), "pass_whitelist")
-    fw.expect(tcp(fam, src=ADDR[fam]["peer"]), "drop_blacklist")
-
-
-@fams
 def test_whitelist_beats_blacklist_and_deny_rule(fw, fam):
     fw.whitelist(ADDR[fam]["net"])
     fw.blacklist(host(fam))
