@@ -8,6 +8,7 @@ lists and diff), against the real kernel: the env / loaded fixtures of conftest.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import ipaddress
 import json
 import os
 import sys
@@ -25,8 +26,8 @@ def write(env, name, text):
 
 
 def hosts(count):
-    """`count` distinct /32s of 198.18.0.0/15, in the order the engine sorts them."""
-    return ["198.18.%d.%d/32" % (i // 256, i % 256) for i in range(count)]
+    """`count` distinct /128s of 2001:db8:5::/64, canonical, in the order the engine sorts them."""
+    return [str(ipaddress.ip_network("2001:db8:5::%x/128" % i)) for i in range(count)]
 
 
 def test_src_json_list_blacklist_then_noop(loaded):
@@ -54,21 +55,21 @@ def test_src_json_list_blacklist_then_noop(loaded):
 
 def test_src_plain_text_whitelist_with_comments_exclusive(loaded):
     env = loaded
-    assert env.run("netxfw_rule", {"kind": "whitelist", "entries": ["192.0.2.1"]})["changed"]
+    assert env.run("netxfw_rule", {"kind": "whitelist", "entries": ["198.51.100.200"]})["changed"]
     src = write(env, "wl.txt", "# management networks\n\n198.51.100.0/28\r\n  203.0.113.5   # the bastion\n"
                                "2001:db8:1::/48\n\n#198.51.100.99\n")
     check = env.run("netxfw_rule", {"kind": "whitelist", "src": src, "exclusive": True}, check=True, diff=True)
     assert check["rc"] == 0 and check["changed"] is True, check
-    assert env.rules()["whitelist"] == ["192.0.2.1/32"]  # check mode reads src, writes nothing
+    assert env.rules()["whitelist"] == ["198.51.100.200/32"]  # check mode reads src, writes nothing
     result = env.run("netxfw_rule", {"kind": "whitelist", "src": src, "exclusive": True}, diff=True)
     assert result["rc"] == 0 and result["changed"] is True, result
     assert result["added"] == ["198.51.100.0/28", "203.0.113.5/32", "2001:db8:1::/48"]
-    assert result["removed"] == ["192.0.2.1/32"]
+    assert result["removed"] == ["198.51.100.200/32"]
     assert result["diff"] == check["diff"]
     assert result["diff"]["after"] == "198.51.100.0/28\n203.0.113.5/32\n2001:db8:1::/48\n"
     assert env.rules()["whitelist"] == ["198.51.100.0/28", "203.0.113.5/32", "2001:db8:1::/48"]
     maps = env.run("netxfw_info")["maps"]
-    assert maps["wl4_host"]["entries"] == 1 and maps["wl4_lpm"]["entries"] == 1 and maps["wl6_lpm"]["entries"] == 1
+    assert maps["src4_host"]["entries"] == 1 and maps["src4_lpm"]["entries"] == 1 and maps["src6_lpm"]["entries"] == 1
     gone = env.run("netxfw_rule", {"kind": "whitelist", "src": write(env, "one.txt", "203.0.113.5\n"),
                                    "state": "absent"})
     assert gone["removed"] == ["203.0.113.5/32"] and gone["removed_count"] == 1
@@ -112,7 +113,7 @@ def test_src_errors_fail_and_change_nothing(loaded, kind, name, text, message):
     assert "exception" not in result
     assert env.read_state("rules.json") == before
     maps = env.run("netxfw_info")["maps"]
-    assert maps["bl4_host"]["entries"] == 1 and maps["rules4"]["entries"] == 0
+    assert maps["src4_host"]["entries"] == 1 and maps["rules4"]["entries"] == 0
 
 
 def test_large_push_lists_are_capped_with_exact_counts(loaded):
@@ -127,7 +128,7 @@ def test_large_push_lists_are_capped_with_exact_counts(loaded):
     assert result["diff"]["after_header"] == "netxfw whitelist: 5000 added, the first 1000 shown"
     assert result["diff"]["before"] == "" and result["diff"]["before_header"] == "netxfw whitelist: 0 removed"
     assert len(env.rules()["whitelist"]) == 5000
-    assert env.run("netxfw_info")["maps"]["wl4_host"]["entries"] == 5000
+    assert env.run("netxfw_info")["maps"]["src6_host"]["entries"] == 5000
 
     noop = env.run("netxfw_rule", {"kind": "whitelist", "src": src}, diff=True)
     assert noop["changed"] is False and noop["added_count"] == 0 and noop["truncated"] is False
@@ -144,7 +145,7 @@ def test_large_push_lists_are_capped_with_exact_counts(loaded):
     assert cleared["truncated"] is True and cleared["diff"]["before"] == ""
     assert cleared["diff"]["before_header"] == "netxfw whitelist: 5000 removed, the first 0 shown"
     assert env.rules()["whitelist"] == []
-    assert env.run("netxfw_info")["maps"]["wl4_host"]["entries"] == 0
+    assert env.run("netxfw_info")["maps"]["src6_host"]["entries"] == 0
 
     negative = env.run("netxfw_rule", {"kind": "whitelist", "entries": [], "max_listed": -1})
     assert negative["failed"] is True and "max_listed must be 0 or more" in negative["msg"]
