@@ -77,12 +77,12 @@ def test_listed_caps_and_says_so():
 
 
 def test_compact_diff_caps_each_side_and_keeps_exact_counts():
-    added = ["198.18.0.%d/32" % i for i in range(5)]
-    removed = ["198.19.0.1/32"]
+    added = ["203.0.113.%d/32" % i for i in range(5)]
+    removed = ["198.51.100.1/32"]
     diff = netxfw_rule.compact_diff("whitelist", added, removed, True, 2)
     assert diff == {
-        "before": "198.19.0.1/32\n",
-        "after": "198.18.0.0/32\n198.18.0.1/32\n",
+        "before": "198.51.100.1/32\n",
+        "after": "203.0.113.0/32\n203.0.113.1/32\n",
         "before_header": "netxfw whitelist: 1 removed",
         "after_header": "netxfw whitelist: 5 added, the first 2 shown",
     }
