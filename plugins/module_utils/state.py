@@ -26,6 +26,7 @@ class StateStore:
     CONFIG_FILE = "config.json"
     RULES_FILE = "rules.json"
     LOCK_FILE = ".lock"
+    REQUESTS_FILE = ".requests.json"  # last request applied per rule kind (engine.Firewall.apply_rules)
 
     def __init__(self, state_dir):
         self.state_dir = state_dir
@@ -103,6 +104,16 @@ class StateStore:
             stored[OPTIONAL_LIST] = list(rules[OPTIONAL_LIST])
         compact = sum(len(stored[name]) for name in RULE_LISTS) > COMPACT_ABOVE
         self._write_json(self.RULES_FILE, stored, compact=compact)
+
+    def read_requests(self):
+        """{kind: {"request", "generation", "next_expiry"}}; a cache, so an unreadable file is empty."""
+        try:
+            return self._read_json(self.REQUESTS_FILE, {})
+        except (NetxfwError, OSError):  # unreadable (not root, say): as if empty
+            return {}
+
+    def write_requests(self, requests):
+        self._write_json(self.REQUESTS_FILE, requests)
 
     def _make_dir(self):
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)

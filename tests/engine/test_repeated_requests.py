@@ -1,0 +1,114 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A request repeated unchanged is answered from <state_dir>/.requests.json without parsing it
+again (Firewall.apply_rules), and only when nothing it depends on has moved since."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import time
+
+from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, rules
+
+
+def requests_file(env):
+    path = os.path.join(env.fw.store.state_dir, env.fw.store.REQUESTS_FILE)
+    with open(path) as stream:
+        return json.load(stream)
+
+
+def test_repeated_request_is_a_noop_from_the_record(fresh, monkeypatch):
+    entries = ["203.0.113.%d" % n for n in range(1, 50)] + ["198.51.100.0/25"]
+    assert fresh.fw.apply_rules("blacklist", entries)["changed"]
+    recorded = requests_file(fresh)["blacklist"][0]
+    assert recorded["generation"] == fresh.rules_json()["generation"] and recorded["next_expiry"] is None
+
+    # answered from the record: normalize() would fail if it ran
+    monkeypatch.setattr(rules, "normalize", lambda *args, **kwargs: 1 / 0)
+    again = fresh.fw.apply_rules("blacklist", list(entries))
+    assert again["changed"] is False and again["added"] == [] and again["removed"] == []
+    assert again["diff"]["before"] == again["diff"]["after"] == fresh.rules_json()["blacklist"]
+    fresh.assert_maps_match_json()
+
+
+def test_a_write_in_between_makes_the_request_count_again(fresh):
+    entries = ["203.0.113.7", "2001:db8:7::/48"]
+    assert fresh.fw.apply_rules("blacklist", entries, exclusive=True)["changed"]
+    assert fresh.fw.apply_rules("blacklist", ["203.0.113.7"], state="absent")["changed"]
+    again = fresh.fw.apply_rules("blacklist", entries, exclusive=True)
+    assert again["changed"] is True and again["added"] == [{"cidr": "203.0.113.7/32", "expires": None}]
+    fresh.assert_maps_match_json()
+    assert fresh.fw.apply_rules("blacklist", entries, exclusive=True)["changed"] is False
+
+
+def test_a_sweep_between_two_runs_keeps_both_records(fresh, monkeypatch):
+    entries = ["203.0.113.9"]
+    fresh.fw.apply_rules("blacklist", entries)
+    mine = requests_file(fresh)["blacklist"][0]
+    fresh.fw.sweep()  # a request of its own (blacklist, [], present), nothing expired: no write
+    recent = requests_file(fresh)["blacklist"]
+    assert recent[0]["request"] != mine["request"] and mine in recent
+    monkeypatch.setattr(rules, "normalize", lambda *args, **kwargs: 1 / 0)
+    assert fresh.fw.apply_rules("blacklist", entries)["changed"] is False
+
+
+def test_an_expiry_in_between_makes_the_request_count_again(fresh):
+    soon = time.time() + 1.5
+    entries = [{"cidr": "203.0.113.20", "expires": soon}, "203.0.113.21"]
+    assert fresh.fw.apply_rules("blacklist", entries)["changed"]
+    assert requests_file(fresh)["blacklist"][0]["next_expiry"] == soon
+    time.sleep(max(0.0, soon - time.time()) + 0.2)
+    again = fresh.fw.apply_rules("blacklist", entries)  # parsed again: the expired entry is dropped
+    assert again["changed"] is True
+    assert [e["cidr"] for e in again["removed"]] == ["203.0.113.20/32"]
+    fresh.assert_maps_match_json()
+    assert fresh.maps(["src4_host"])["src4_host"] == [
+        (bytes([203, 0, 113, 21]), layout.encode_u64(layout.SRC_BL))]
+
+
+def test_maps_out_of_step_are_rebuilt_even_for_a_repeated_request(fresh):
+    entries = ["198.51.100.77"]
+    assert fresh.fw.apply_rules("whitelist", entries)["changed"]
+    maps = fresh.fw.open_maps()
+    try:
+        maps["src4_host"].delete(bytes([198, 51, 100, 77]))
+        fresh.fw._mark_generation(maps, None)  # as a run killed half-way leaves them
+    finally:
+        fresh.fw.close_maps(maps)
+    again = fresh.fw.apply_rules("whitelist", entries)
+    assert again["changed"] is True
+    fresh.assert_maps_match_json()
+    value = dict(fresh.maps(["src4_host"])["src4_host"])[bytes([198, 51, 100, 77])]
+    assert layout.decode_u64(value) & layout.SRC_WL
+
+
+def test_ttl_requests_are_never_answered_from_the_record(fresh):
+    assert engine.request_digest("blacklist", ["203.0.113.30"], "present", False, 60) is None
+    first = fresh.fw.apply_rules("blacklist", ["203.0.113.30"], ttl=60)
+    time.sleep(0.05)
+    second = fresh.fw.apply_rules("blacklist", ["203.0.113.30"], ttl=60)
+    assert first["changed"] and second["changed"]  # the expiry moved: now + ttl
+    assert second["added"][0]["expires"] > first["added"][0]["expires"]
+
+
+def test_digest_tells_lists_apart():
+    digest = engine.request_digest
+    assert digest("whitelist", ["203.0.113.1", "203.0.113.2"], "present", False, None) != \
+        digest("whitelist", ["203.0.113.1\x00203.0.113.2"], "present", False, None)
+    assert digest("whitelist", ["203.0.113.1"], "present", False, None) != \
+        digest("whitelist", ["203.0.113.1"], "present", True, None)
+    assert digest("whitelist", ["203.0.113.1"], "present", False, None) != \
+        digest("blacklist", ["203.0.113.1"], "present", False, None)
+    assert digest("port", [{"proto": "tcp", "port": 22}], "absent", False, None) == \
+        digest("port", [{"port": 22, "proto": "tcp"}], "absent", False, None)
+    assert digest("whitelist", [object()], "present", False, None) is None
+
+
+def test_an_unreadable_record_is_ignored(fresh):
+    fresh.fw.apply_rules("whitelist", ["203.0.113.40"])
+    with open(os.path.join(fresh.fw.store.state_dir, fresh.fw.store.REQUESTS_FILE), "w") as stream:
+        stream.write("{not json")
+    assert fresh.fw.apply_rules("whitelist", ["203.0.113.40"])["changed"] is False
+    assert requests_file(fresh)["whitelist"][0]["generation"] == fresh.rules_json()["generation"]
