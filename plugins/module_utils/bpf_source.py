@@ -298,10 +298,10 @@ SOURCE = (
     'BPF_ARRAY(config, u64, 16);\n'
     'BPF_PERCPU_ARRAY(counters, struct counter, NX_REASONS);\n'
     'BPF_ARRAY(meta, struct meta, 1);\n'
-    '/* exact addresses (/32, /128) and prefixes of the whitelist, the blacklist and the port-rule\n'
-    " * sources, with their resolved class; a port rule's source needs one slot at most */\n"
-    '#define NETXFW_SRC_HOST_SIZE (NETXFW_WL_HOST_SIZE + NETXFW_BL_HOST_SIZE + NETXFW_RULE_SIZE)\n'
-    '#define NETXFW_SRC_LPM_SIZE  (NETXFW_WL_LPM_SIZE + NETXFW_BL_LPM_SIZE + NETXFW_RULE_SIZE)\n'
+    '/* exact addresses (/32, /128) and prefixes of the whitelist, the blacklist and the sources of\n'
+    " * the port and rate-limit rules, with their resolved class (a rule's source: one slot at most) */\n"
+    '#define NETXFW_SRC_HOST_SIZE (NETXFW_WL_HOST_SIZE + NETXFW_BL_HOST_SIZE + NETXFW_RULE_SIZE + NETXFW_RL_SIZE)\n'
+    '#define NETXFW_SRC_LPM_SIZE  (NETXFW_WL_LPM_SIZE + NETXFW_BL_LPM_SIZE + NETXFW_RULE_SIZE + NETXFW_RL_SIZE)\n'
     'BPF_HASH(src4_host, struct addr4, u64, NETXFW_SRC_HOST_SIZE);\n'
     'BPF_HASH(src6_host, struct addr6, u64, NETXFW_SRC_HOST_SIZE);\n'
     'BPF_F_TABLE("lpm_trie", struct lpm4_key, u64, src4_lpm, NETXFW_SRC_LPM_SIZE, BPF_F_NO_PREALLOC);\n'

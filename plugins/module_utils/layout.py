@@ -113,8 +113,9 @@ CAPACITIES = {
 }
 
 # name -> (type, key_size, value_size, fixed size or capacity names whose sizes add up)
-SRC_HOST_SIZE = ("whitelist", "blacklist", "port_rules")  # NETXFW_SRC_HOST_SIZE
-SRC_LPM_SIZE = ("whitelist", "blacklist", "port_rules")  # NETXFW_SRC_LPM_SIZE
+RL_SIZE = 4096  # NETXFW_RL_SIZE: rate-limit rules
+SRC_HOST_SIZE = ("whitelist", "blacklist", "port_rules", RL_SIZE)  # NETXFW_SRC_HOST_SIZE
+SRC_LPM_SIZE = ("whitelist", "blacklist", "port_rules", RL_SIZE)  # NETXFW_SRC_LPM_SIZE
 MAPS = {
     "config": (BPF_MAP_TYPE_ARRAY, 4, 8, 16),
     "counters": (BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16, COUNTER_SLOTS),
@@ -128,8 +129,8 @@ MAPS = {
     "ct": (BPF_MAP_TYPE_LRU_HASH, 40, 16, ("conntrack",)),
     "ct_syn": (BPF_MAP_TYPE_LRU_HASH, 40, 16, 65536),  # NETXFW_CT_SYN_SIZE: embryonic inbound TCP
     "icmp_bucket": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
-    "rl4_cfg": (BPF_MAP_TYPE_LPM_TRIE, 8, 32, 4096),  # NETXFW_RL_SIZE: struct rl_cfg per source CIDR
-    "rl6_cfg": (BPF_MAP_TYPE_LPM_TRIE, 20, 32, 4096),
+    "rl4_cfg": (BPF_MAP_TYPE_LPM_TRIE, 8, 32, RL_SIZE),  # struct rl_cfg per source CIDR
+    "rl6_cfg": (BPF_MAP_TYPE_LPM_TRIE, 20, 32, RL_SIZE),
     "rl4_state": (BPF_MAP_TYPE_LRU_HASH, 4, 24, 65536),  # NETXFW_RL_STATE_SIZE: struct rl_state per source
     "rl6_state": (BPF_MAP_TYPE_LRU_HASH, 16, 24, 65536),
     "rl_global": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
@@ -146,7 +147,7 @@ def expected_map(name, capacities):
     """(type, key_size, value_size, max_entries) the layout wants for a map."""
     mtype, key_size, value_size, size = MAPS[name]
     if not isinstance(size, int):
-        size = sum(capacities[name] for name in size)
+        size = sum(part if isinstance(part, int) else capacities[part] for part in size)
     return mtype, key_size, value_size, size
 
 

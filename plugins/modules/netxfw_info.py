@@ -110,7 +110,7 @@ maps:
   description: Entries in use and capacity of each rule and conntrack map. Empty when not loaded.
   returned: always
   type: dict
-  sample: {"src4_host": {"entries": 2, "capacity": 1179648}, "ct": {"entries": 31, "capacity": 262144}}
+  sample: {"src4_host": {"entries": 2, "capacity": 1183744}, "ct": {"entries": 31, "capacity": 262144}}
 conntrack:
   description: Conntrack table size, usage and live entries by state (ct plus ct_syn). Empty when not loaded.
   returned: always

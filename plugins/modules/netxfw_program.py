@@ -170,9 +170,10 @@ options:
       - Map sizes, in entries. They are compile-time options; changing one recompiles and hot-reloads
         the data plane, migrating every map's contents. Shrinking one below the entries it holds fails
         before anything changes.
-      - The whitelist, the blacklist and the port rules' sources share one exact-address hash and one
-        prefix trie per family, each sized O(capacity.whitelist) + O(capacity.blacklist) +
-        O(capacity.port_rules); each list is still held to its own capacity.
+      - The whitelist, the blacklist and the sources of the port and rate-limit rules share one
+        exact-address hash and one prefix trie per family, each sized O(capacity.whitelist) +
+        O(capacity.blacklist) + O(capacity.port_rules) + 4096; each list is still held to its own
+        capacity.
       - Options left out keep their defaults.
     type: dict
     suboptions:

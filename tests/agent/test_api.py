@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
+
 from agent_env import PEER4
 
 
@@ -200,7 +202,7 @@ def test_status_counters_conntrack(clean):
     assert status == 200 and info["loaded"] and info["interfaces"]["nxah0"]["xdp"]
     assert info["counters"]["pass_policy"]["packets"] >= 3
     # the source maps hold the whitelist, the blacklist and the port rules' sources: their capacities add up
-    assert info["maps"]["src4_host"]["capacity"] == 1024 + 4096 + 1024
+    assert info["maps"]["src4_host"]["capacity"] == 1024 + 4096 + 1024 + layout.RL_SIZE
     time.sleep(0.3)  # rates need two samples at least 0.2 s apart
     status, counters, _ = lab.request("GET", "/api/v1/counters")
     assert counters["rates"] is not None and counters["rates"]["pass_policy"]["packets"] >= 0
@@ -232,7 +234,7 @@ def test_metrics(clean):
     assert 'netxfw_packets_total{reason="pass_policy"}' in text
     assert 'netxfw_bytes_total{reason="drop_blacklist"}' in text
     assert 'netxfw_map_entries{map="src4_host"} 1.0' in text
-    assert 'netxfw_map_capacity{map="src4_host"} 6144.0' in text
+    assert 'netxfw_map_capacity{map="src4_host"} %.1f' % (6144 + layout.RL_SIZE) in text
     assert "netxfw_conntrack_entries" in text and "netxfw_loaded 1.0" in text
     assert 'netxfw_rules{kind="blacklist"} 1.0' in text
 

@@ -105,7 +105,8 @@ def test_program_capacity_change_recompiles_and_keeps_rules(loaded):
     assert info["config"]["capacity"]["whitelist"] == 1024
     capacity = info["config"]["capacity"]
     assert capacity["blacklist"] == layout.CAPACITIES["blacklist"][1]
-    assert info["maps"]["src4_lpm"] == {"entries": 1, "capacity": 1024 + capacity["blacklist"] + capacity["port_rules"]}
+    assert info["maps"]["src4_lpm"] == {"entries": 1, "capacity": 1024 + capacity["blacklist"] + capacity["port_rules"]
+                                        + layout.RL_SIZE}
     assert list(src_classes(env, "src4_lpm").values()) == [layout.SRC_WL]
     assert info["interfaces"]["vm0"]["xdp"] is True
 

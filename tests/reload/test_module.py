@@ -14,6 +14,8 @@ import uuid
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location("netxfw_modules_conftest",
                                                os.path.join(os.path.dirname(HERE), "modules", "conftest.py"))
@@ -41,7 +43,7 @@ def env(collections_path):  # pylint: disable=redefined-outer-name
 
 
 CAPS = {"whitelist": 128, "blacklist": 256, "port_rules": 128, "conntrack": 1024}
-SRC_SLOTS = CAPS["whitelist"] + CAPS["blacklist"] + CAPS["port_rules"]  # a src map holds all three kinds
+SRC_SLOTS = CAPS["whitelist"] + CAPS["blacklist"] + CAPS["port_rules"] + layout.RL_SIZE  # every kind's sources
 
 
 def test_reload_module(env):
@@ -84,15 +86,15 @@ def test_reload_module(env):
     assert forced["rc"] == 0 and forced["compiled"] and forced["identity"] == grown["identity"], forced
     assert env.run("netxfw_info")["maps"]["src6_lpm"]["entries"] == 1
 
-    # shrinking below the entries fails before anything changes, also in check mode: src4_host (room
-    # for 1 + 1 + 1) would hold 4 exact addresses
+    # shrinking below the entries fails before anything changes, also in check mode: the blacklist
+    # holds 4 exact IPv4 addresses
     more = env.run("netxfw_rule", {"kind": "blacklist", "entries": ["203.0.113.11", "203.0.113.12"]})
     assert more["rc"] == 0 and more["changed"], more
     for check_mode in (True, False):
         shrink = env.run("netxfw_reload", {"capacity": {"whitelist": 1, "blacklist": 1, "port_rules": 1}},
                          check=check_mode)
         assert shrink["rc"] != 0 and shrink.get("failed"), shrink
-        assert "cannot shrink" in shrink["msg"] and "src4_host holds 4 live entries" in shrink["msg"], shrink
+        assert "cannot shrink" in shrink["msg"] and "the blacklist holds 4 exact-address entries (IPv4) but capacity.blacklist would be 1" in shrink["msg"], shrink
     assert env.run("netxfw_info")["identity"] == grown["identity"]
 
 

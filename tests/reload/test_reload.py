@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 from ansible_collections.netxfw.firewall.plugins.module_utils import reload as hot_reload
 from ansible_collections.netxfw.firewall.plugins.module_utils.bpf_source import SOURCE
 
@@ -40,9 +41,9 @@ def settings(**changes):
 
 
 def src_capacity(capacity):
-    """Slots of a src map: the whitelist, blacklist and port-rule capacities together (layout.MAPS)."""
+    """Slots of a src map: the whitelist, blacklist and port-rule capacities and the rate-limit rules (layout.MAPS)."""
     caps = dict(SETTINGS["capacity"], **capacity)
-    return caps["whitelist"] + caps["blacklist"] + caps["port_rules"]
+    return caps["whitelist"] + caps["blacklist"] + caps["port_rules"] + layout.RL_SIZE
 
 
 def base_rules(fw):
@@ -385,10 +386,11 @@ def test_shrink_below_entries_fails_before_anything_changes(fwenv):
     before = _snapshot(fw)
     with open(os.path.join(fwenv.state_dir, "config.json"), "rb") as stream:
         config = stream.read()
-    small = {"whitelist": 8, "port_rules": 8}  # src6_host has room for all three kinds: 16 + 8 + 8
+    small = {"whitelist": 8, "port_rules": 8}
     with pytest.raises(netns.AgentError) as err:
         fw.call("reload", capacity=dict(small, blacklist=16))
-    assert "cannot shrink" in err.value.message and "src6_host holds 41 live entries" in err.value.message
+    assert "cannot shrink" in err.value.message
+    assert "the blacklist holds 41 exact-address entries (IPv6) but capacity.blacklist would be 16" in err.value.message
     assert _snapshot(fw) == before
     with open(os.path.join(fwenv.state_dir, "config.json"), "rb") as stream:
         assert stream.read() == config
