@@ -111,11 +111,17 @@ def resolve(whitelist, blacklist, port_rules, ratelimits=(), keys=None):
     if not covering:
         return dict((k, (bits, expiry.get(k))) for k, bits in cls.items())
 
+    # a blacklisted entry can only gain a class from a covering whitelist or rule source
+    gains = dict((family, any((family, bit) in covering for bit in (layout.SRC_WL, layout.SRC_RULES, layout.SRC_RL)))
+                 for family in (4, 6))
     out = {}
     for k, bits in cls.items():
         family, where, key = k
-        addr, plen, width = _network(family, where, key)
         exp = expiry.get(k)
+        if bits & layout.SRC_BL and not gains[family]:
+            out[k] = (bits, exp)
+            continue
+        addr, plen, width = _network(family, where, key)
         for bit in (layout.SRC_WL, layout.SRC_RULES, layout.SRC_RL, layout.SRC_BL):
             by_len = covering.get((family, bit))
             # a blacklisted entry's expiry already counts its covering entries (effective_expiry)
