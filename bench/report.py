@@ -182,6 +182,7 @@ def goals(d):
         for n in sorted(c["engine"], key=int):
             if int(n) < 1000000:
                 continue
+
             def cpu_note(r):
                 return "CPU %.1f s (wall counts waiting for a shared CPU)" % r["cpu_seconds"] \
                     if r and "cpu_seconds" in r else ""

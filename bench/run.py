@@ -140,6 +140,5 @@ def sections(out, opts, only, cleanup):
         section.run()
 
 
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -239,4 +239,3 @@ def fw(dataplane):
     dataplane.reset()
     yield dataplane
     dataplane.reset()
-
