@@ -344,18 +344,16 @@ def copy_bans(old_maps, new_maps, now_ns):
     for old_name, name, expiry_mask in BAN_SOURCES:
         if old_name not in old_maps or name not in new_maps:
             continue
-        lpm = new_maps[name.replace("_host", "_lpm")]
         for key, value in old_maps[old_name].items():
             bits = layout.decode_u64(value)
             expires = bits & expiry_mask
             if not bits >> 63 or 0 < expires <= now_ns:
                 continue
             current = new_maps[name].lookup(key)
-            if current is None:
-                current = lpm.lookup(struct.pack("=I", len(key) * 8) + key)
-            elif layout.decode_u64(current) & layout.SRC_BAN:
+            cls = layout.decode_u64(current) if current is not None else sources.covering_class(new_maps, name, key)
+            if current is not None and cls & layout.SRC_BAN:
                 continue
-            ban = sources.ban_over(expires, layout.decode_u64(current) if current is not None else 0)
+            ban = sources.ban_over(expires, cls)
             if ban is not None:
                 new_maps[name].update(key, ban)
                 copied += 1

@@ -101,10 +101,10 @@ def resolve(whitelist, blacklist, port_rules, ratelimits=(), keys=None):
     # covering prefixes, by family and class: {(family, bit): {prefixlen: {network int: expiry}}}
     covering = {}
     for k, bits in cls.items():
-        family, where, key = k
+        family, where, raw = k
         if where != "lpm":
             continue
-        addr, plen, _width = _network(family, where, key)
+        addr, plen, _width = _network(family, where, raw)
         for bit in (layout.SRC_WL, layout.SRC_BL, layout.SRC_RULES, layout.SRC_RL):
             if bits & bit:
                 covering.setdefault((family, bit), {}).setdefault(plen, {})[addr] = expiry.get(k)
@@ -116,12 +116,12 @@ def resolve(whitelist, blacklist, port_rules, ratelimits=(), keys=None):
                  for family in (4, 6))
     out = {}
     for k, bits in cls.items():
-        family, where, key = k
+        family, where, raw = k
         exp = expiry.get(k)
         if bits & layout.SRC_BL and not gains[family]:
             out[k] = (bits, exp)
             continue
-        addr, plen, width = _network(family, where, key)
+        addr, plen, width = _network(family, where, raw)
         for bit in (layout.SRC_WL, layout.SRC_RULES, layout.SRC_RL, layout.SRC_BL):
             by_len = covering.get((family, bit))
             # a blacklisted entry's expiry already counts its covering entries (effective_expiry)
@@ -178,6 +178,12 @@ def live_ban(value, now_ns):
     return bool(bits & layout.SRC_BAN) and (expires == 0 or expires > now_ns)
 
 
+def covering_class(maps, host_map, address):
+    """The class the longest prefix of the trie beside `host_map` gives an address (0: none)."""
+    value = maps[host_map.replace("_host", "_lpm")].lookup(struct.pack("=I", len(address) * 8) + address)
+    return layout.decode_u64(value) if value is not None else 0
+
+
 def ban_over(expires_ns, cls):
     """The value a live auto-ban takes over an address of class `cls` (its exact entry's, else its
     longest prefix's; 0 = listed nowhere), keeping the rule bits; None when that class decides the
@@ -228,11 +234,7 @@ def write(maps, want, now_ns=None):
         touched += len(writes) + len(deletes)
     for (name, key), value in bans.items():
         listed = want.get(name, {}).get(key)
-        if listed is not None:
-            cls = layout.decode_u64(listed)
-        else:
-            cover = maps[name.replace("_host", "_lpm")].lookup(struct.pack("=I", len(key) * 8) + key)
-            cls = layout.decode_u64(cover) if cover is not None else 0
+        cls = layout.decode_u64(listed) if listed is not None else covering_class(maps, name, key)
         new = ban_over(layout.source_class(value)[1], cls)
         if new is None and listed is not None:
             maps[name].update(key, listed)
