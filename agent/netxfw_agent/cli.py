@@ -94,7 +94,9 @@ def build_parser():
 
     rp = command("reload", "re-apply the program from config.json (recompiles only when needed)")
     rp.add_argument("--check", action="store_true", help="only say what would change")
-    command("restore", "boot restore: load the program from config.json and refill the maps from rules.json")
+    command("restore", "boot restore: roll back a change that was awaiting confirmation when its timer died (a "
+            "reboot inside a rollback window), then load the program from config.json and refill the maps from "
+            "rules.json; a failure is written to stderr (the journal) and shown by `netxfw status`")
 
     sn = command("snapshot", "save the current state (config, rules, loaded or not) to a JSON file")
     sn.add_argument("file", help="where to write the snapshot")
@@ -102,6 +104,9 @@ def build_parser():
                  "SECONDS unless `netxfw confirm` runs first (confirm-or-rollback)")
     ra.add_argument("seconds", type=float)
     ra.add_argument("--snapshot", help="snapshot file (default STATE_DIR/rollback/snapshot.json)")
+    ra.add_argument("--owner", help="who opens the window, shown to others (default USER@SSH client address)")
+    ra.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="wait up to SECONDS for another open window to close (one window per host; default 0)")
     ra.add_argument("--foreground", action="store_true", help="run the timer in this process (tests)")
     cf = command("confirm", "keep the applied change: cancel the pending rollback (exit 3 if it already "
                  "rolled back)")
@@ -110,8 +115,10 @@ def build_parser():
     cd.add_argument("id")
     cd.add_argument("seconds", type=float)
     command("rollback-status", "the pending rollback timer, and the last rollback that happened")
-    rn = command("rollback-now", "restore a snapshot file now")
-    rn.add_argument("--snapshot", help="snapshot file (default STATE_DIR/rollback/snapshot.json)")
+    rn = command("rollback-now", "roll the open window back now, as its timer would (changes made by others "
+                 "during the window are kept); with --snapshot, or with no window open, restore a snapshot file")
+    rn.add_argument("id", nargs="?", help="the open window's id (default: whatever is open)")
+    rn.add_argument("--snapshot", help="snapshot file to restore as it is (default STATE_DIR/rollback/snapshot.json)")
 
     sp = command("serve", "run the API, Web UI and metrics server")
     sp.add_argument("--listen", default="127.0.0.1:11811", help="HOST:PORT (default 127.0.0.1:11811)")
@@ -311,15 +318,59 @@ def cmd_sweep(args, fw):
             result["conntrack"]["removed"]))
 
 
-def cmd_reload(args, fw, restore=False):
-    if restore and not fw.store.read_config():
-        return emit(args, {"changed": False, "restored": False},
-                    "nothing to restore: no config.json in %s" % fw.store.state_dir)
+RESTORE_FAILED = "restore-failed.json"
+
+
+def restore_failure(fw):
+    """The last boot restore's failure, while it stands (a successful restore removes it)."""
+    try:
+        with open(os.path.join(fw.store.state_dir, RESTORE_FAILED), encoding="utf-8") as stream:
+            return json.load(stream)
+    except (OSError, ValueError):
+        return None
+
+
+def cmd_restore(args, fw):
+    """The boot restore. It never fails quietly: the host is without a firewall when it fails, so
+    the error goes to stderr (the unit's journal), to restore-failed.json (`netxfw status`) and to
+    syslog, and the exit code is 1."""
+    from . import rollback
+    failed = os.path.join(fw.store.state_dir, RESTORE_FAILED)
+    try:
+        rolled = rollback.boot_check(fw)
+        if rolled is not None and not rolled["ok"]:
+            raise NetxfwError("the unconfirmed change %s could not be rolled back: %s" % (rolled["id"], rolled["error"]))
+        note = ("rolled back the unconfirmed change %s (%s): %s; " % (
+            rolled["id"], rolled["reason"], "; ".join(rolled["actions"]) or "no change needed")) if rolled else ""
+        if not fw.store.read_config():
+            out = {"changed": bool(rolled), "restored": False, "rolled_back": rolled}
+            text = note + "nothing to restore: no config.json in %s" % fw.store.state_dir
+        else:
+            result = ops.reapply(fw)
+            out = {"changed": result["changed"] or bool(rolled), "actions": result["actions"],
+                   "compiled": result["compiled"], "identity": result["identity"], "restored": True,
+                   "rolled_back": rolled}
+            text = note + ("; ".join(result["actions"]) if result["actions"] else "up to date: nothing to do")
+    except Exception as exc:
+        record = {"time": time.time(), "kernel": os.uname().release, "error": "%s" % exc,
+                  "pin_path": fw.pin_path}
+        try:
+            rollback._write_json(failed, record)
+        except OSError:
+            pass
+        message = ("netxfw restore FAILED: the data plane is NOT loaded, this host has NO netxfw firewall: %s"
+                   % exc)
+        rollback._syslog(message)
+        raise NetxfwError(message)
+    if os.path.exists(failed):
+        os.unlink(failed)
+    return emit(args, out, text)
+
+
+def cmd_reload(args, fw):
     result = ops.reapply(fw, check_mode=getattr(args, "check", False))
     out = {"changed": result["changed"], "actions": result["actions"], "compiled": result["compiled"],
            "identity": result["identity"]}
-    if restore:
-        out["restored"] = True
     text = "; ".join(result["actions"]) if result["actions"] else "up to date: nothing to do"
     if getattr(args, "check", False) and result["actions"]:
         text = "would: " + text
@@ -333,14 +384,39 @@ def _when(epoch):
 
 def cmd_rollback(args, fw):
     from . import rollback
+    if args.command == "rollback-now" and (args.snapshot or (not args.id and rollback.status(fw)["pending"] is None)):
+        path = args.snapshot or os.path.join(rollback.rollback_dir(fw), rollback.SNAPSHOT)
+        try:
+            with open(path, encoding="utf-8") as stream:
+                snap = json.load(stream)
+        except (OSError, ValueError) as exc:
+            raise NetxfwError("cannot read the snapshot %s: %s" % (path, exc))
+        actions = rollback.restore_snapshot(fw, snap)
+        return emit(args, {"changed": bool(actions), "actions": actions},
+                    "; ".join(actions) if actions else "already as in the snapshot")
+    if args.command == "rollback-now":
+        res = rollback.rollback_now(fw, args.id)
+        if res.get("confirmed"):
+            emit(args, res, "window %s was CONFIRMED: nothing to roll back" % res["id"])
+            return 3
+        return emit(args, res, "rolled back %s: %s%s" % (
+            res["id"], "; ".join(res.get("actions") or []) or "no change needed",
+            " (kept the changes others made meanwhile: %s)" % "; ".join(res["kept_changes_by_others"])
+            if res.get("kept_changes_by_others") else ""))
     if args.command == "snapshot":
         data = rollback.save_snapshot(fw, args.file)
         return emit(args, data, "snapshot written to %s (data plane %s)"
                     % (args.file, "loaded" if data["loaded"] else "not loaded"))
     if args.command == "rollback-after":
-        rec = rollback.arm(fw, args.seconds, args.snapshot, foreground=args.foreground)
+        rec = rollback.arm(fw, args.seconds, args.snapshot, foreground=args.foreground, owner=args.owner,
+                           wait=args.wait)
         text = "rollback %s armed: restores %s at %s unless `netxfw confirm %s`" % (
             rec["id"], rec["snapshot"], _when(rec["deadline"]), rec["id"])
+        text += ("\nchanges belong to this window when made with %s=%s in their environment (the role does "
+                 "this); changes made without it are someone else's and a rollback keeps them" % (
+                     rollback.OWNER_ENV, rec["id"]))
+        if rec.get("waited_for"):
+            text += "\nnote: waited for the window(s) %s to close first" % ", ".join(rec["waited_for"])
         if rec.get("previous_rollback"):
             text += "\nnote: an earlier change (%s) was rolled back at %s" % (
                 rec["previous_rollback"]["id"], _when(rec["previous_rollback"]["rolled_back_at"]))
@@ -348,7 +424,8 @@ def cmd_rollback(args, fw):
     if args.command == "confirm":
         res = rollback.confirm(fw, args.id)
         if res["confirmed"]:
-            emit(args, res, "confirmed %s: rollback cancelled" % res["id"])
+            emit(args, res, "confirmed %s: rollback cancelled" % res["id"] if not res.get("already")
+                 else "%s was already confirmed" % res["id"])
             return 0
         rb = res["rolled_back"]
         emit(args, res, "too late: change %s was ROLLED BACK at %s (%s)" % (
@@ -359,27 +436,40 @@ def cmd_rollback(args, fw):
         if res["rolled_back"]:
             emit(args, res, "too late: change %s was already ROLLED BACK" % args.id)
             return 3
+        if res.get("outcome"):
+            emit(args, res, "change %s was already confirmed" % args.id)
+            return 3
         return emit(args, res, "rollback %s now fires at %s unless confirmed" % (args.id, _when(res["deadline"])))
     if args.command == "rollback-status":
         st = rollback.status(fw)
         lines = []
         p = st["pending"]
         lines.append("pending: %s" % ("none" if not p else "%s, %.0fs left, timer %s" % (
-            p["id"], p["remaining"], "running" if p["timer_alive"] else "NOT running")))
+            p["id"], p["remaining"], "running" if p["timer_alive"] else "NOT running")) + (
+            ", owner %s" % p["owner"] if p and p.get("owner") else ""))
         rb = st["rolled_back"]
         lines.append("last rollback: %s" % ("none unseen" if not rb else "%s at %s" % (
             rb["id"], _when(rb["rolled_back_at"]))))
+        lines.extend(rollback.problems(fw))
         return emit(args, st, "\n".join(lines))
-    if args.command == "rollback-now":
-        path = args.snapshot or os.path.join(rollback.rollback_dir(fw), rollback.SNAPSHOT)
-        try:
-            with open(path, encoding="utf-8") as stream:
-                snap = json.load(stream)
-        except (OSError, ValueError) as exc:
-            raise NetxfwError("cannot read the snapshot %s: %s" % (path, exc))
-        actions = rollback.restore_snapshot(fw, snap)
-        return emit(args, {"changed": bool(actions), "actions": actions},
-                    "; ".join(actions) if actions else "already as in the snapshot")
+
+
+def cmd_status(args, fw):
+    from . import rollback
+    info = ops.status(fw, max(0.0, args.sample))
+    info["rollback"] = rollback.status(fw)
+    info["restore_failed"] = restore_failure(fw)
+    alerts = ["BOOT RESTORE FAILED at %s (kernel %s): %s" % (_when(f["time"]), f["kernel"], f["error"])
+              for f in [info["restore_failed"]] if f] + rollback.problems(fw)
+    info["alerts"] = alerts
+    if args.json:
+        return emit(args, info, None)
+    pending = info["rollback"]["pending"]
+    lines = ["!! " + a for a in alerts] + [status_text(info)]
+    if pending is not None:
+        lines.append("rollback window %s open (owner %s): rolls back at %s unless confirmed" % (
+            pending["id"], pending.get("owner"), _when(pending["deadline"])))
+    print("\n".join(lines))
 
 
 def cmd_serve(args, fw):
@@ -404,8 +494,7 @@ def main(argv=None):
             setattr(args, name, default)
     fw = Firewall(pin_path=args.pin_path, state_dir=args.state_dir)
     handlers = {
-        "status": lambda: emit(args, ops.status(fw, max(0.0, args.sample)), None) if args.json
-        else print(status_text(ops.status(fw, max(0.0, args.sample)))),
+        "status": lambda: cmd_status(args, fw),
         "rule": lambda: cmd_rule(args, fw),
         "import": lambda: cmd_import(args, fw),
         "export": lambda: cmd_export(args, fw),
@@ -413,7 +502,7 @@ def main(argv=None):
         "drops": lambda: cmd_drops(args, fw),
         "sweep": lambda: cmd_sweep(args, fw),
         "reload": lambda: cmd_reload(args, fw),
-        "restore": lambda: cmd_reload(args, fw, restore=True),
+        "restore": lambda: cmd_restore(args, fw),
         "serve": lambda: cmd_serve(args, fw),
         "snapshot": lambda: cmd_rollback(args, fw),
         "rollback-after": lambda: cmd_rollback(args, fw),

@@ -1,19 +1,29 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Confirm-or-rollback, in the spirit of community.general.iptables_state.
+"""Confirm-or-rollback ("commit confirmed"), in the spirit of community.general.iptables_state
+and of the network operating systems' `commit confirmed`.
 
-Before a policy is applied over SSH, the controller runs `netxfw rollback-after SECONDS`:
+A *window* is one change awaiting confirmation. Its files live in <state_dir>/rollback/:
 
-1. the current desired and runtime state is snapshotted (config.json, rules.json and whether
-   the data plane is loaded) into <state_dir>/rollback/snapshot.json;
-2. a detached timer process (setsid, double fork, no stdio) is left running on the host;
-3. the controller applies the new policy, opens a *fresh* SSH connection and runs
-   `netxfw confirm ID`, which cancels the timer;
-4. if nobody confirms before the deadline, the timer restores the snapshot through the engine
-   (the same calls the modules make) and writes <state_dir>/rollback/rolled-back.json, which
-   `netxfw confirm` and `netxfw rollback-status` report.
+- pending: the open window {id, owner, deadline, pid, boot_id, ...}; at most one per host;
+- snapshot.json: the state before the window opened, the last confirmed state;
+- journal.jsonl: changes that others (API, CLI, modules run with another or no window) made
+  while the window was open, written by the engine's StateStore (state.py);
+- history/<id>.json: what happened to each window (confirmed, or rolled back and how);
+- rolled-back.json: the last rollback, until the next `rollback-after` has reported it.
 
-Confirm and the timer race for one file: both rename <state_dir>/rollback/pending, and
-exactly one of them wins, so a confirmation is never half-honoured.
+Guarantees (README.md "No lockouts" and roles/netxfw/README.md say the same to users):
+
+1. Every decision (arm, confirm, countdown, fire, boot check) is taken under the state lock,
+   which is also what the engine's writes take: exactly one of confirm and rollback happens.
+2. One window per host. `rollback-after` while another window is open waits for it to close
+   (up to --wait seconds), else fails naming the window, its owner and its deadline.
+3. A rollback reverts the owner's change only: it restores the snapshot and replays on top
+   of it the journal of everyone else's changes made during the window.
+4. An unconfirmed change never outlives its timer: `netxfw restore` (the boot restore) and the
+   next `rollback-after` roll back a window whose timer is gone (reboot, kill).
+5. A due rollback is retried until it is done: the timer waits for the lock as long as it
+   takes, retries a failed restore, and says so in its log, in `rollback-status` and in
+   `netxfw status` while it cannot.
 """
 
 import json
@@ -26,13 +36,19 @@ import time
 
 from netxfw_engine.engine import RULE_KINDS
 from netxfw_engine.errors import NetxfwError
+from netxfw_engine.state import JOURNAL_FILE, OWNER_ENV, ROLLBACK_DIR, WINDOW_FILE, entry_key  # noqa: F401
 
-SUBDIR = "rollback"
-PENDING = "pending"
+SUBDIR = ROLLBACK_DIR
+PENDING = WINDOW_FILE
 ROLLED_BACK = "rolled-back.json"
 SNAPSHOT = "snapshot.json"
+BLOCKED = "blocked.json"
+HISTORY = "history"
+HISTORY_KEPT = 50
 LOG = "timer.log"
 POLL = 0.25
+LOCK_TRY = 30          # seconds of one lock attempt of the timer; it retries for as long as it takes
+RETRY_EVERY = 5        # seconds between two attempts of a due rollback whose restore failed
 MAX_TIMEOUT = 24 * 3600
 
 
@@ -71,6 +87,21 @@ def _read_json(path):
         raise NetxfwError("%s is not valid JSON (%s)" % (path, exc))
 
 
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as stream:
+            return stream.read().strip()
+    except OSError:
+        return None
+
+
 def _alive(pid):
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -86,6 +117,13 @@ def _alive(pid):
             return b"rollback-after" in stream.read()
     except OSError:
         return False
+
+
+def timer_alive(window):
+    """The window's timer still runs: same boot, and its process is there."""
+    if window.get("boot_id") and window["boot_id"] != boot_id():
+        return False
+    return _alive(window.get("pid"))
 
 
 # ---------------------------------------------------------------- snapshot / restore
@@ -109,69 +147,250 @@ def save_snapshot(fw, path):
 
 
 def restore_snapshot(fw, snap):
-    """Bring back a snapshot: rules first (so a whitelisted controller is let in again as soon as
-    possible), then the program (the previous config, or no program at all)."""
+    """Bring back a snapshot: every rule kind first, the whitelist before the others (so a
+    whitelisted controller is let in again as soon as possible), then the program (the previous
+    config, or no program at all)."""
     if not isinstance(snap, dict) or snap.get("version") != 1:
         raise NetxfwError("not a netxfw snapshot (version 1)")
     actions = []
-    for kind in ("whitelist", "port", "blacklist"):
-        entries = snap["rules"].get(kind, [])
-        if kind == "blacklist":
-            now = time.time()
-            entries = [e for e in entries if e.get("expires") is None or e["expires"] > now]
-        result = fw.apply_rules(kind, entries, exclusive=True)
-        if result["changed"]:
-            actions.append("%s: +%d -%d" % (kind, len(result["added"]), len(result["removed"])))
-    if snap.get("loaded") and snap.get("config"):
-        result = fw.apply_program(snap["config"])
-        actions.extend(result["actions"] or (["config"] if result["changed"] else []))
-    else:
-        result = fw.remove_program()
-        actions.extend(result["actions"])
-        if snap.get("config"):
-            fw.store.write_config(snap["config"])  # deployed but not loaded: keep it that way
+    with fw.store.lock(timeout=LOCK_TRY):
+        for kind in RULE_KINDS:  # the engine's kinds, whitelist first
+            entries = snap["rules"].get(kind, [])
+            if kind == "blacklist":
+                now = time.time()
+                entries = [e for e in entries if e.get("expires") is None or e["expires"] > now]
+            result = fw.apply_rules(kind, entries, exclusive=True)
+            if result["changed"]:
+                actions.append("%s: +%d -%d" % (kind, len(result["added"]), len(result["removed"])))
+        if snap.get("loaded") and snap.get("config"):
+            result = fw.apply_program(snap["config"])
+            actions.extend(result["actions"] or (["config"] if result["changed"] else []))
+        else:
+            result = fw.remove_program()
+            actions.extend(result["actions"])
+            if snap.get("config"):
+                fw.store.write_config(snap["config"])  # deployed but not loaded: keep it that way
     return actions
 
 
-# ---------------------------------------------------------------- timer
+def read_journal(fw):
+    try:
+        with open(_path(fw, JOURNAL_FILE), encoding="utf-8") as stream:
+            lines = stream.read().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash: the write it describes did not complete either
+    return out
+
+
+def rebase(snap, journal):
+    """The snapshot with everyone else's changes of the window replayed on top of it."""
+    target = json.loads(json.dumps(snap))
+    keys = dict((key, kind) for kind, key in RULE_KINDS.items())
+    replayed = []
+    for record in journal:
+        for name, diff in sorted((record.get("rules") or {}).items()):
+            kind = keys.get(name, name)
+            current = target["rules"].setdefault(kind, [])
+            gone = set(entry_key(e) for e in diff.get("removed", []))
+            have = set(entry_key(e) for e in current)
+            current[:] = [e for e in current if entry_key(e) not in gone]
+            current.extend(e for e in diff.get("added", []) if entry_key(e) not in have)
+            replayed.append("%s: +%d -%d" % (kind, len(diff.get("added", [])), len(diff.get("removed", []))))
+        if "config" in record:
+            before, after = record["config"]["before"], record["config"]["after"]
+            if after is None:
+                target["config"], target["loaded"] = None, False
+            elif before is None or target.get("config") is None:
+                target["config"], target["loaded"] = after, True
+            else:
+                merged = dict(target["config"])
+                for key in set(before) | set(after):
+                    if before.get(key) != after.get(key):
+                        if key in after:
+                            merged[key] = after[key]
+                        else:
+                            merged.pop(key, None)
+                target["config"] = merged
+            replayed.append("config")
+    return target, replayed
+
+
+def _history(fw, ident, outcome):
+    _write_json(os.path.join(rollback_dir(fw), HISTORY, "%s.json" % ident), outcome)
+    directory = os.path.join(rollback_dir(fw), HISTORY)
+    names = sorted(os.listdir(directory), key=lambda n: os.path.getmtime(os.path.join(directory, n)))
+    for name in names[:-HISTORY_KEPT]:
+        _unlink(os.path.join(directory, name))
+
+
+def outcome_of(fw, ident):
+    if not ident or "/" in ident:
+        return None
+    return _read_json(os.path.join(rollback_dir(fw), HISTORY, "%s.json" % ident))
+
+
+def _roll_back(fw, window, reason):
+    """Under the state lock: restore the window's snapshot plus everyone else's changes. On
+    success the window is closed and the outcome recorded; on failure the window stays open,
+    with the error, and the caller retries or reports."""
+    outcome = {"id": window["id"], "owner": window.get("owner"), "armed": window.get("armed"),
+               "deadline": window.get("deadline"), "reason": reason, "rolled_back_at": time.time(),
+               "snapshot": window.get("snapshot"), "confirmed": False}
+    fw.store.actor = window["id"]  # the restore's own writes are not someone else's change
+    try:
+        snap = _read_json(window["snapshot"])
+        if snap is None:
+            raise NetxfwError("the snapshot %s is gone" % window["snapshot"])
+        target, replayed = rebase(snap, read_journal(fw))
+        outcome["kept_changes_by_others"] = replayed
+        outcome["actions"] = restore_snapshot(fw, target)
+        outcome["ok"] = True
+    except Exception as exc:  # noqa: BLE001 - report whatever went wrong
+        outcome["ok"] = False
+        outcome["error"] = "%s: %s" % (type(exc).__name__, exc)
+    finally:
+        fw.store.actor = None
+    outcome["finished_at"] = time.time()
+    if outcome["ok"]:
+        _history(fw, window["id"], outcome)
+        _write_json(_path(fw, ROLLED_BACK), outcome)
+        for name in (PENDING, JOURNAL_FILE, BLOCKED):
+            _unlink(_path(fw, name))
+    else:
+        failed = dict(window, attempts=window.get("attempts", 0) + 1, last_error=outcome["error"],
+                      due_since=window.get("due_since") or time.time())
+        _write_json(_path(fw, PENDING), failed)
+    return outcome
+
+
+def _close_orphan(fw, reason):
+    """Under the state lock: roll back an open window whose timer is gone."""
+    window = _read_json(_path(fw, PENDING))
+    if window is None or timer_alive(window):
+        return None
+    return _roll_back(fw, window, reason)
+
+
+def boot_check(fw):
+    """`netxfw restore`: a window whose timer died (the host restarted inside it) is rolled back
+    before anything is loaded: the last confirmed state comes back, never the unconfirmed one."""
+    if _read_json(_path(fw, PENDING)) is None:
+        return None
+    with fw.store.lock(timeout=600):
+        return _close_orphan(fw, "its timer was gone (the host restarted, or the timer was killed) "
+                                 "before the change was confirmed")
+
+
+# ---------------------------------------------------------------- status
 def status(fw):
     pending = _read_json(_path(fw, PENDING))
     if pending is not None:
-        pending["timer_alive"] = _alive(pending.get("pid"))
+        pending["timer_alive"] = timer_alive(pending)
         pending["remaining"] = max(0.0, pending["deadline"] - time.time())
+        pending["overdue"] = pending["deadline"] < time.time()
+        blocked = _read_json(_path(fw, BLOCKED))
+        if blocked is not None and blocked.get("id") == pending["id"]:
+            pending["blocked"] = blocked
     return {"pending": pending, "rolled_back": _read_json(_path(fw, ROLLED_BACK))}
 
 
-def arm(fw, timeout, snapshot_path=None, foreground=False):
-    """Snapshot now, leave a detached timer that restores the snapshot after `timeout` seconds
-    unless `confirm` runs first. Returns {id, deadline, snapshot, previous_rollback}."""
+def problems(fw):
+    """What `netxfw status` must shout about: an unconfirmed change nobody will roll back, a
+    due rollback that cannot happen."""
+    out = []
+    pending = status(fw)["pending"]
+    if pending is None:
+        return out
+    if not pending["timer_alive"]:
+        out.append("UNCONFIRMED change %s (owner %s) and its rollback timer is NOT running: `netxfw restore` or the "
+                   "next `netxfw rollback-after` rolls it back; `netxfw confirm %s` keeps it"
+                   % (pending["id"], pending.get("owner"), pending["id"]))
+    if pending.get("last_error"):
+        out.append("ROLLBACK of %s is due since %s and FAILED %d time(s): %s"
+                   % (pending["id"], _when(pending["due_since"]), pending.get("attempts", 0), pending["last_error"]))
+    elif pending.get("blocked"):
+        out.append("ROLLBACK of %s is due since %s and WAITING: %s"
+                   % (pending["id"], _when(pending["blocked"]["since"]), pending["blocked"]["error"]))
+    return out
+
+
+def _when(epoch):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+# ---------------------------------------------------------------- arm / confirm
+def default_owner():
+    who = os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
+    ssh = (os.environ.get("SSH_CONNECTION") or "").split()
+    return "%s@%s" % (who, ssh[0] if ssh else "local")
+
+
+def arm(fw, timeout, snapshot_path=None, foreground=False, owner=None, wait=0.0):
+    """Open a window: snapshot now (the last confirmed state), leave a detached timer that rolls
+    the change back after `timeout` seconds unless `confirm` runs first. Waits up to `wait`
+    seconds for another open window to close. Returns the window record plus
+    previous_rollback (a rollback nobody has reported yet) and waited_for."""
     if not 1 <= timeout <= MAX_TIMEOUT:
         raise NetxfwError("the rollback timeout must be between 1 and %d seconds" % MAX_TIMEOUT)
-    pending_path = _path(fw, PENDING)
-    current = _read_json(pending_path)
-    superseded = None
-    if current is not None and _alive(current.get("pid")) and os.path.exists(current.get("snapshot", "")):
-        # An earlier change was never confirmed (its play died or was interrupted): the new
-        # timer takes over and, if it fires, goes back to that change's snapshot, the last
-        # confirmed state (the old timer exits when it sees the new id).
-        superseded = current["id"]
-        snapshot_path = current["snapshot"]
-    # a rollback nobody has seen yet is reported once, then kept as rolled-back.json.seen
+    give_up = time.monotonic() + max(0.0, wait)
+    waited_for = []
+    while True:
+        with fw.store.lock(timeout=max(60.0, wait)):
+            # a window whose timer is gone was never confirmed: roll it back before
+            # snapshotting, so the snapshot is a confirmed state
+            orphan = _close_orphan(fw, "its timer was gone when the next window was armed")
+            if orphan is not None and not orphan["ok"]:
+                raise NetxfwError("an earlier unconfirmed change %s could not be rolled back: %s"
+                                  % (orphan["id"], orphan["error"]))
+            current = _read_json(_path(fw, PENDING))
+            if current is None:
+                record, previous = _open_window(fw, timeout, snapshot_path, foreground, owner)
+                break
+            if current["id"] not in waited_for:
+                waited_for.append(current["id"])
+        if time.monotonic() >= give_up:
+            raise NetxfwError(
+                "another change awaits confirmation on this host: window %s, owner %s, armed %s, rolls back at %s. "
+                "One window at a time: wait for it (or raise --wait), or on this host run `netxfw confirm %s` "
+                "to keep that change, or `netxfw rollback-now %s` to revert it now"
+                % (current["id"], current.get("owner"), _when(current["armed"]), _when(current["deadline"]),
+                   current["id"], current["id"]))
+        time.sleep(min(1.0, max(0.05, give_up - time.monotonic())))
+    if foreground:
+        _timer(fw, record)
+    return dict(record, previous_rollback=previous, waited_for=waited_for)
+
+
+def _open_window(fw, timeout, snapshot_path, foreground, owner):
+    """Under the state lock: nothing changes between the snapshot and the window."""
     previous = _read_json(_path(fw, ROLLED_BACK))
     if previous is not None:
         os.replace(_path(fw, ROLLED_BACK), _path(fw, ROLLED_BACK + ".seen"))
-    if superseded is None:
-        snapshot_path = snapshot_path or _path(fw, SNAPSHOT)
-        save_snapshot(fw, snapshot_path)
-    ident = secrets.token_hex(8)
-    record = {"id": ident, "armed": time.time(), "deadline": time.time() + timeout, "timeout": timeout,
-              "snapshot": snapshot_path, "pid": None, "superseded": superseded}
-    _write_json(pending_path, record)
+    snapshot_path = snapshot_path or _path(fw, SNAPSHOT)
+    save_snapshot(fw, snapshot_path)
+    _unlink(_path(fw, JOURNAL_FILE))
+    _unlink(_path(fw, BLOCKED))
+    now = time.time()
+    record = {"id": secrets.token_hex(8), "owner": owner or default_owner(), "armed": now,
+              "deadline": now + timeout, "timeout": timeout, "snapshot": snapshot_path, "pid": None,
+              "boot_id": boot_id()}
     if foreground:
         record["pid"] = os.getpid()
-        _write_json(pending_path, record)
-        _timer(fw, record)
-        return dict(record, previous_rollback=previous)
+        _write_json(_path(fw, PENDING), record)
+    else:
+        record["pid"] = _spawn_timer(fw, record)
+    return record, previous
+
+
+def _spawn_timer(fw, record):
+    """Fork the detached timer; it writes the window (with its pid) before the caller goes on."""
+    pending_path = _path(fw, PENDING)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # first child: new session, fork again so the timer is nobody's child
@@ -198,8 +417,7 @@ def arm(fw, timeout, snapshot_path=None, foreground=False):
         line = stream.readline().strip()
     if not line:
         raise NetxfwError("the rollback timer did not start (see %s)" % _path(fw, LOG))
-    record["pid"] = int(line)
-    return dict(record, previous_rollback=previous)
+    return int(line)
 
 
 def _detach_stdio(fw):
@@ -212,19 +430,29 @@ def _detach_stdio(fw):
     os.close(log)
     sys.stdout = os.fdopen(1, "w", buffering=1)
     sys.stderr = os.fdopen(2, "w", buffering=1)
-    # keep no other descriptor (the SSH session's pipes) open: the session must be able to end
+    # keep no other descriptor (the SSH session's pipes, the parent's state lock) open
     os.closerange(3, 65536)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _log(message):
     sys.stderr.write("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), message))
+    _syslog(message)
+
+
+def _syslog(message):
+    """The journal (or syslog) hears about the timer too, where there is one."""
+    try:
+        import syslog
+        syslog.openlog("netxfw-rollback", 0, syslog.LOG_DAEMON)
+        syslog.syslog(syslog.LOG_WARNING, message)
+    except Exception:  # noqa: BLE001 - logging must never stop a rollback
+        pass
 
 
 def _timer(fw, record):
     pending_path = _path(fw, PENDING)
-    firing = _path(fw, "firing-" + record["id"])
-    _log("armed %s: rollback in %ss unless confirmed" % (record["id"], record["timeout"]))
+    _log("armed %s (owner %s): rollback in %ss unless confirmed" % (record["id"], record["owner"], record["timeout"]))
     deadline = record["deadline"]
     while True:
         while time.time() < deadline:
@@ -234,13 +462,14 @@ def _timer(fw, record):
             except NetxfwError:
                 continue  # rewrites are atomic: a bad read is transient, never a reason to fire
             if current is None or current.get("id") != record["id"]:
-                _log("%s confirmed or replaced: timer exits" % record["id"])
+                _log("%s confirmed or closed: timer exits" % record["id"])
                 return
             if current.get("deadline") != deadline:
                 deadline = current["deadline"]
                 _log("%s: countdown restarted, rollback at %s" % (record["id"], time.ctime(deadline)))
         try:
-            with fw.store.lock(timeout=300):  # serialised with `rollback-countdown`
+            # first without waiting, so that a held lock is reported at once
+            with fw.store.lock(timeout=LOCK_TRY if os.path.exists(_path(fw, BLOCKED)) else 0):
                 current = _read_json(pending_path)
                 if current is None or current.get("id") != record["id"]:
                     _log("%s confirmed at the deadline: timer exits" % record["id"])
@@ -248,25 +477,19 @@ def _timer(fw, record):
                 if current.get("deadline", deadline) > time.time():
                     deadline = current["deadline"]  # restarted at the last moment
                     continue
-                os.rename(pending_path, firing)  # the confirm/timer race is decided here
-                break
-        except FileNotFoundError:
-            _log("%s confirmed at the deadline: timer exits" % record["id"])
+                _log("%s not confirmed in time: rolling back to %s" % (record["id"], record["snapshot"]))
+                outcome = _roll_back(fw, current, "not confirmed before the deadline")
+        except NetxfwError as exc:  # the lock: someone holds it; the rollback waits, loudly
+            blocked = _read_json(_path(fw, BLOCKED)) or {}
+            _write_json(_path(fw, BLOCKED), {"id": record["id"], "since": blocked.get("since") or time.time(),
+                                             "attempts": blocked.get("attempts", 0) + 1, "error": str(exc)})
+            _log("ROLLBACK %s is due but cannot start yet (%s): retrying" % (record["id"], exc))
+            continue
+        if outcome["ok"]:
+            _log("%s rolled back: %s" % (record["id"], json.dumps(outcome, sort_keys=True)))
             return
-    _log("%s not confirmed in time: restoring %s" % (record["id"], record["snapshot"]))
-    outcome = {"id": record["id"], "armed": record["armed"], "deadline": record["deadline"],
-               "rolled_back_at": time.time(), "snapshot": record["snapshot"]}
-    try:
-        snap = _read_json(record["snapshot"])
-        outcome["actions"] = restore_snapshot(fw, snap)
-        outcome["ok"] = True
-    except Exception as exc:  # noqa: BLE001 - report whatever went wrong
-        outcome["ok"] = False
-        outcome["error"] = "%s: %s" % (type(exc).__name__, exc)
-    outcome["finished_at"] = time.time()
-    _write_json(_path(fw, ROLLED_BACK), outcome)
-    os.unlink(firing)
-    _log("%s rolled back: %s" % (record["id"], json.dumps(outcome, sort_keys=True)))
+        _log("ROLLBACK %s FAILED (%s): retrying in %ds" % (record["id"], outcome["error"], RETRY_EVERY))
+        time.sleep(RETRY_EVERY)
 
 
 def countdown(fw, ident, seconds):
@@ -276,12 +499,12 @@ def countdown(fw, ident, seconds):
     if not 1 <= seconds <= MAX_TIMEOUT:
         raise NetxfwError("the rollback timeout must be between 1 and %d seconds" % MAX_TIMEOUT)
     pending_path = _path(fw, PENDING)
-    with fw.store.lock():
+    with fw.store.lock(timeout=600):
         current = _read_json(pending_path)
         if current is None or current.get("id") != ident:
-            done = _read_json(_path(fw, ROLLED_BACK))
-            if done is not None and done.get("id") == ident:
-                return {"id": ident, "rolled_back": done}
+            done = outcome_of(fw, ident)
+            if done is not None:
+                return {"id": ident, "rolled_back": None if done.get("confirmed") else done, "outcome": done}
             raise NetxfwError("no pending rollback %s" % ident)
         current["deadline"] = time.time() + seconds
         current["timeout"] = seconds
@@ -290,27 +513,47 @@ def countdown(fw, ident, seconds):
 
 
 def confirm(fw, ident=None):
-    """Cancel the pending rollback. Returns {confirmed, rolled_back}; rolled_back holds the
-    report of a rollback that already happened to `ident` (confirmed is then False)."""
+    """Keep the change: close the window. Returns {confirmed, id, rolled_back}: exactly what
+    happened to window `ident` (rolled_back holds the report of its rollback, if it had one)."""
     pending_path = _path(fw, PENDING)
-    current = _read_json(pending_path)
-    if current is not None and (ident is None or current.get("id") == ident):
-        claimed = _path(fw, ".confirmed-" + current["id"])
-        try:
-            os.rename(pending_path, claimed)
-        except FileNotFoundError:
-            current = None
-        else:
-            os.unlink(claimed)
+    with fw.store.lock(timeout=600):
+        current = _read_json(pending_path)
+        if current is not None and (ident is None or current.get("id") == ident):
+            if current.get("last_error"):
+                raise NetxfwError("window %s is past its deadline and its rollback is under way (it failed so far: "
+                                  "%s); it can no longer be confirmed" % (current["id"], current["last_error"]))
+            outcome = {"id": current["id"], "owner": current.get("owner"), "confirmed": True,
+                       "confirmed_at": time.time(), "armed": current.get("armed")}
+            _history(fw, current["id"], outcome)
+            for name in (PENDING, JOURNAL_FILE, BLOCKED):
+                _unlink(_path(fw, name))
             return {"confirmed": True, "id": current["id"], "rolled_back": None,
                     "remaining": max(0.0, current["deadline"] - time.time())}
-    # lost the race, or too late: wait for a firing timer to finish, then report it
-    deadline = time.time() + 120
-    while ident and os.path.exists(_path(fw, "firing-" + ident)) and time.time() < deadline:
-        time.sleep(POLL)
-    done = _read_json(_path(fw, ROLLED_BACK))
-    if done is not None and (ident is None or done.get("id") == ident):
-        return {"confirmed": False, "id": done["id"], "rolled_back": done}
-    if current is not None:
-        raise NetxfwError("the pending change is %s, not %s" % (current.get("id"), ident))
-    raise NetxfwError("no change awaits confirmation%s" % (" with id %s" % ident if ident else ""))
+        done = outcome_of(fw, ident)
+        if done is None and ident is None:
+            last = _read_json(_path(fw, ROLLED_BACK))
+            done = last
+        if done is not None:
+            if done.get("confirmed"):
+                return {"confirmed": True, "id": done["id"], "rolled_back": None, "already": True}
+            return {"confirmed": False, "id": done["id"], "rolled_back": done}
+        if current is not None:
+            raise NetxfwError("the open window is %s (owner %s), not %s: window %s is unknown on this host"
+                              % (current["id"], current.get("owner"), ident, ident))
+        raise NetxfwError("no change awaits confirmation%s" % (" with id %s" % ident if ident else ""))
+
+
+def rollback_now(fw, ident=None):
+    """Roll the open window back now, as its timer would (the snapshot plus others' changes)."""
+    with fw.store.lock(timeout=600):
+        current = _read_json(_path(fw, PENDING))
+        if current is None or (ident and current["id"] != ident):
+            done = outcome_of(fw, ident)
+            if done is not None:
+                return done
+            raise NetxfwError("no open window%s to roll back" % (" " + ident if ident else ""))
+        outcome = _roll_back(fw, current, "rolled back on request (netxfw rollback-now)")
+    if not outcome["ok"]:
+        raise NetxfwError("the rollback of %s failed: %s" % (current["id"], outcome["error"]))
+    return outcome
+

@@ -2,7 +2,14 @@
 # GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
 # SPDX-License-Identifier: GPL-2.0-or-later
 
-"""Desired state of a host in state_dir: config.json, rules.json and the run lock."""
+"""Desired state of a host in state_dir: config.json, rules.json and the run lock.
+
+While a confirm-or-rollback window is open (<state_dir>/rollback/pending, written by the host
+agent's rollback module), every write of config.json or rules.json made by anyone but the
+window's owner is also appended to <state_dir>/rollback/journal.jsonl as a diff, so that rolling
+the window back reverts the owner's change and keeps everyone else's. The owner is named by
+the environment variable NETXFW_ROLLBACK_ID (the role sets it on its own tasks).
+"""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -12,6 +19,7 @@ import fcntl
 import json
 import os
 import tempfile
+import threading
 import time
 
 from .errors import NetxfwError
@@ -20,6 +28,33 @@ RULES_VERSION = 1
 RULE_LISTS = ("whitelist", "blacklist", "port_rules")
 OPTIONAL_LIST = "ratelimits"
 LOCK_POLL_SECONDS = 0.1
+ROLLBACK_DIR = "rollback"
+WINDOW_FILE = "pending"
+JOURNAL_FILE = "journal.jsonl"
+OWNER_ENV = "NETXFW_ROLLBACK_ID"
+
+# lock files this thread holds: the lock is re-entrant within a thread (a rollback holds it
+# across the engine calls that restore a snapshot), exclusive between threads and processes
+_HELD = threading.local()
+
+
+def _held():
+    if not hasattr(_HELD, "paths"):
+        _HELD.paths = set()
+    return _HELD.paths
+
+
+def _forget_held():
+    _HELD.paths = set()
+
+
+# a forked child does not hold its parent's locks (it must close the inherited descriptor)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_held)
+
+
+def entry_key(entry):
+    return json.dumps(entry, sort_keys=True)
 
 
 class StateStore:
@@ -30,6 +65,8 @@ class StateStore:
 
     def __init__(self, state_dir):
         self.state_dir = state_dir
+        # whose writes these are: the id of the rollback window they belong to, if any
+        self.actor = os.environ.get(OWNER_ENV) or None
 
     def path(self, name):
         return os.path.join(self.state_dir, name)
@@ -46,6 +83,10 @@ class StateStore:
             return
         self._make_dir()
         lock_path = self.path(self.LOCK_FILE)
+        key = os.path.realpath(lock_path)
+        if key in _held():
+            yield
+            return
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             deadline = time.monotonic() + timeout
@@ -59,7 +100,11 @@ class StateStore:
                         raise NetxfwError("another netxfw run holds %s; wait for it to finish, or stop it "
                                           "if it hangs, then run again" % lock_path)
                     time.sleep(min(LOCK_POLL_SECONDS, remaining))
-            yield
+            _held().add(key)
+            try:
+                yield
+            finally:
+                _held().discard(key)
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
@@ -67,11 +112,63 @@ class StateStore:
         return self._read_json(self.CONFIG_FILE, {})
 
     def write_config(self, config):
+        self._journal_config(config)
         self._write_json(self.CONFIG_FILE, config)
 
     def remove_config(self):
+        self._journal_config(None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(self.CONFIG_FILE))
+
+    # ---------------------------------------------------------------- rollback window journal
+    def open_window(self):
+        """The open confirm-or-rollback window ({id, owner, ...}), or None."""
+        try:
+            with open(os.path.join(self.state_dir, ROLLBACK_DIR, WINDOW_FILE), encoding="utf-8") as stream:
+                window = json.load(stream)
+        except (OSError, ValueError):
+            return None
+        return window if isinstance(window, dict) else None
+
+    def _foreign_window(self):
+        window = self.open_window()
+        if window is None or window.get("id") == self.actor:
+            return None
+        return window
+
+    def _journal(self, window, record):
+        record = dict(record, window=window.get("id"), actor=self.actor, time=time.time(), pid=os.getpid())
+        path = os.path.join(self.state_dir, ROLLBACK_DIR, JOURNAL_FILE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _journal_config(self, config):
+        window = self._foreign_window()
+        if window is None:
+            return
+        before = self._read_json(self.CONFIG_FILE, {}) or None
+        if before != config:
+            self._journal(window, {"config": {"before": before, "after": config}})
+
+    def _journal_rules(self, stored):
+        window = self._foreign_window()
+        if window is None:
+            return
+        before = self._read_json(self.RULES_FILE, {})
+        diff = {}
+        for name in RULE_LISTS + (OPTIONAL_LIST,):
+            old = dict((entry_key(e), e) for e in before.get(name) or [])
+            new = dict((entry_key(e), e) for e in stored.get(name) or [])
+            added = [new[k] for k in new if k not in old]
+            removed = [old[k] for k in old if k not in new]
+            if added or removed:
+                diff[name] = {"added": added, "removed": removed}
+        if diff:
+            self._journal(window, {"rules": diff})
 
     @property
     def rules_path(self):
@@ -103,6 +200,7 @@ class StateStore:
         if rules.get(OPTIONAL_LIST):
             stored[OPTIONAL_LIST] = list(rules[OPTIONAL_LIST])
         compact = sum(len(stored[name]) for name in RULE_LISTS) > COMPACT_ABOVE
+        self._journal_rules(stored)
         self._write_json(self.RULES_FILE, stored, compact=compact)
 
     def read_requests(self):
