@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """netxfw lab: N managed hosts on this machine as network + mount namespaces.
 
-    netxfw_lab.py up --hosts N [--state-dir DIR] [--force]
+    netxfw_lab.py up --hosts N [--second-uplink] [--state-dir DIR] [--force]
     netxfw_lab.py down [--state-dir DIR]
     netxfw_lab.py status [--state-dir DIR] [--json]
     netxfw_lab.py exec HOST -- CMD...
@@ -13,6 +13,13 @@ fd00::/64 are never touched):
     nxhK      lan0           198.51.100.(10+K) 2001:db8:100::(10+K) sshd :22
     nxclient  lan0           198.51.100.200    2001:db8:100::c8
     nxattacker lan0          198.51.100.250    2001:db8:100::fa
+
+With --second-uplink, a second, IPv6-only uplink (a host with two uplinks, or an
+IPv6 uplink separate from the IPv4 one):
+
+    root ns   bridge nxlab1  2001:db8:101::1
+    nxhK      wan1           2001:db8:101::(10+K)   the host's IPv6 default route
+    nxattacker wan1          2001:db8:101::fa
 
 Each host's sshd runs in the host's netns, a private UTS namespace (hostname
 nxhK) and a private mount namespace
@@ -40,6 +47,10 @@ import time
 BRIDGE = "nxlab0"
 BR_V4 = "198.51.100.1"
 BR_V6 = "2001:db8:100::1"
+BRIDGE2 = "nxlab1"            # --second-uplink: IPv6 only
+BR2_V6 = "2001:db8:101::1"
+UPLINK2 = "wan1"
+UPLINK2_SUFFIX = "b"          # root-side ends of the second uplink: nxv-<ns>b
 V4_PREFIX = 24
 V6_PREFIX = 64
 HOST_PREFIX = "nxh"
@@ -99,6 +110,10 @@ def host_names(n):
 
 def host_addrs(k):
     return "198.51.100.%d" % (10 + k), "2001:db8:100::%d" % (10 + k)
+
+
+def uplink2_addr(k):
+    return "2001:db8:101::%d" % (10 + k)
 
 
 def veth_name(ns):
@@ -314,7 +329,7 @@ def cmd_up(args):
     t0 = time.monotonic()
     with lab_lock():
         existing = [ns for ns in netns_list() if is_lab_ns(ns)]
-        leftovers = existing + ([BRIDGE] if link_exists(BRIDGE) else [])
+        leftovers = existing + [b for b in (BRIDGE, BRIDGE2) if link_exists(b)]
         if leftovers or os.path.exists(state):
             if not args.force:
                 raise LabError(
@@ -322,7 +337,7 @@ def cmd_up(args):
                     % (", ".join(leftovers) or state))
             _down(state, quiet=True)
         try:
-            meta = _up(n, state)
+            meta = _up(n, state, second_uplink=args.second_uplink)
         except BaseException:
             log("up failed; tearing down what was made")
             with contextlib.suppress(Exception):
@@ -340,7 +355,7 @@ def cmd_up(args):
     return 0
 
 
-def _up(n, state):
+def _up(n, state, second_uplink=False):
     ensure_sshd()
     os.makedirs(state, mode=0o700)
     os.chmod(state, 0o700)
@@ -415,6 +430,9 @@ def _up(n, state):
         meta[role] = {"netns": ns, "ipv4": EXTRA[ns][0], "ipv6": EXTRA[ns][1],
                       "veth": veth_name(ns), "ifname": "lan0"}
 
+    if second_uplink:
+        _second_uplink(meta, names)
+
     # ---- per-host sshd, each in its own mount namespace
     keygens = []
     for h in names:
@@ -456,6 +474,7 @@ def _up(n, state):
         logf.close()
         meta["hosts"].append({
             "name": h, "netns": h, "ipv4": v4, "ipv6": v6,
+            "uplink2_ipv6": uplink2_addr(k) if second_uplink else None,
             "veth": veth_name(h), "ifname": "lan0", "sshd_pid": p.pid,
             "sshd_config": cfg, "dir": hdir,
             "var_lib_netxfw": os.path.join(hdir, "var-lib-netxfw"),
@@ -491,6 +510,35 @@ def _up(n, state):
 
 # --------------------------------------------------------------- down
 
+def _second_uplink(meta, names):
+    """Bridge nxlab1 (IPv6 only) with a wan1 leg in every host and in the attacker; the hosts'
+    IPv6 default route moves to wan1, so lan0 carries the IPv4 default route and wan1 the IPv6
+    one."""
+    root = ["link add %s type bridge stp_state 0 forward_delay 0" % BRIDGE2]
+    ip_batch(root)
+    for key, val in (("accept_dad", "0"), ("accept_ra", "0"), ("autoconf", "0")):
+        with contextlib.suppress(OSError):
+            with open("/proc/sys/net/ipv6/conf/%s/%s" % (BRIDGE2, key), "w") as f:
+                f.write(val)
+    members = [(h, uplink2_addr(k)) for k, h in enumerate(names, 1)]
+    members.append(("nxattacker", "2001:db8:101::fa"))
+    root = ["addr add %s/%d dev %s nodad" % (BR2_V6, V6_PREFIX, BRIDGE2), "link set %s up" % BRIDGE2]
+    for ns, _ in members:
+        v = veth_name(ns) + UPLINK2_SUFFIX
+        assert len(v) <= 15, v
+        root += ["link add %s type veth peer name %s netns %s" % (v, UPLINK2, ns),
+                 "link set %s master %s" % (v, BRIDGE2), "link set %s up" % v]
+    ip_batch(root)
+    for ns, addr in members:
+        cmds = ["addr add %s/%d dev %s nodad" % (addr, V6_PREFIX, UPLINK2), "link set %s up" % UPLINK2]
+        if ns != "nxattacker":
+            cmds += ["route del default via %s dev lan0" % BR_V6,
+                     "route add default via %s dev %s" % (BR2_V6, UPLINK2)]
+        ip_batch(cmds, netns=ns)
+    meta["second_uplink"] = {"bridge": BRIDGE2, "ipv6": BR2_V6, "ifname": UPLINK2}
+    meta["attacker"]["uplink2_ipv6"] = "2001:db8:101::fa"
+
+
 def _down(state, quiet=False):
     """Remove everything; tolerate any part being missing already."""
     problems = []
@@ -525,8 +573,9 @@ def _down(state, quiet=False):
     for name in root_links():
         if name.startswith(VETH_PREFIX) and name not in FORBIDDEN_LINKS:
             cmds.append("link del %s" % name)
-    if link_exists(BRIDGE):
-        cmds.append("link del %s" % BRIDGE)
+    for bridge in (BRIDGE, BRIDGE2):
+        if link_exists(bridge):
+            cmds.append("link del %s" % bridge)
     for ns in lab_ns:
         cmds.append("netns del %s" % ns)
     ip_batch(cmds, check=False)
@@ -557,7 +606,7 @@ def _down(state, quiet=False):
 
     remaining = [ns for ns in netns_list() if is_lab_ns(ns)]
     remaining += [l for l in root_links()
-                  if l == BRIDGE or l.startswith(VETH_PREFIX)]
+                  if l in (BRIDGE, BRIDGE2) or l.startswith(VETH_PREFIX)]
     if remaining:
         problems.append("still present: %s" % ", ".join(remaining))
     if os.path.exists(state):
@@ -644,6 +693,9 @@ def main(argv=None):
     up.add_argument("--hosts", type=int, required=True)
     up.add_argument("--force", action="store_true",
                     help="tear an existing lab down first")
+    up.add_argument("--second-uplink", action="store_true",
+                    help="give every host a second, IPv6-only uplink (wan1 on bridge "
+                         "nxlab1, 2001:db8:101::/64) carrying its IPv6 default route")
     down = sub.add_parser("down", help="remove everything the lab made")
     st = sub.add_parser("status", help="show the lab")
     st.add_argument("--json", action="store_true")

@@ -38,8 +38,9 @@ def _argv(cmd):
 
 class Lab:
     def __init__(self, hosts=3, state_dir=DEFAULT_STATE_DIR, force=True,
-                 keep=None):
+                 keep=None, second_uplink=False):
         self.n = hosts
+        self.second_uplink = second_uplink
         self.state_dir = state_dir
         self.force = force
         # NETXFW_LAB_KEEP=1 leaves the lab up after the tests (debugging)
@@ -60,6 +61,8 @@ class Lab:
 
     def up(self):
         args = ["up", "--hosts", str(self.n)]
+        if self.second_uplink:
+            args.append("--second-uplink")
         if self.force:
             args.append("--force")
         try:

@@ -57,7 +57,8 @@ class WaitingLab(_labmod.Lab):
     def up(self):
         deadline = time.monotonic() + LAB_WAIT_SECONDS
         while True:
-            p = self.cli("up", "--hosts", str(self.n), check=False, timeout=300)
+            p = self.cli("up", "--hosts", str(self.n), *(["--second-uplink"] if self.second_uplink else []),
+                         check=False, timeout=300)
             if p.returncode == 0:
                 break
             if "a lab already exists" in p.stderr and time.monotonic() < deadline:
