@@ -318,24 +318,12 @@ def cmd_sweep(args, fw):
             result["conntrack"]["removed"]))
 
 
-RESTORE_FAILED = "restore-failed.json"
-
-
-def restore_failure(fw):
-    """The last boot restore's failure, while it stands (a successful restore removes it)."""
-    try:
-        with open(os.path.join(fw.store.state_dir, RESTORE_FAILED), encoding="utf-8") as stream:
-            return json.load(stream)
-    except (OSError, ValueError):
-        return None
-
-
 def cmd_restore(args, fw):
     """The boot restore. It never fails quietly: the host is without a firewall when it fails, so
     the error goes to stderr (the unit's journal), to restore-failed.json (`netxfw status`) and to
     syslog, and the exit code is 1."""
     from . import rollback
-    failed = os.path.join(fw.store.state_dir, RESTORE_FAILED)
+    failed = os.path.join(fw.store.state_dir, ops.RESTORE_FAILED)
     try:
         rolled = rollback.boot_check(fw)
         if rolled is not None and not rolled["ok"]:
@@ -455,17 +443,11 @@ def cmd_rollback(args, fw):
 
 
 def cmd_status(args, fw):
-    from . import rollback
     info = ops.status(fw, max(0.0, args.sample))
-    info["rollback"] = rollback.status(fw)
-    info["restore_failed"] = restore_failure(fw)
-    alerts = ["BOOT RESTORE FAILED at %s (kernel %s): %s" % (_when(f["time"]), f["kernel"], f["error"])
-              for f in [info["restore_failed"]] if f] + rollback.problems(fw)
-    info["alerts"] = alerts
     if args.json:
         return emit(args, info, None)
     pending = info["rollback"]["pending"]
-    lines = ["!! " + a for a in alerts] + [status_text(info)]
+    lines = ["!! " + a for a in info["alerts"]] + [status_text(info)]
     if pending is not None:
         lines.append("rollback window %s open (owner %s): rolls back at %s unless confirmed" % (
             pending["id"], pending.get("owner"), _when(pending["deadline"])))

@@ -6,7 +6,9 @@ Everything that changes the firewall is one call to netxfw_engine.engine.Firewal
 writes the JSON atomically. Nothing here touches a map or a state file itself.
 """
 
+import json
 import math
+import os
 import time
 
 from netxfw_engine import queries
@@ -14,6 +16,7 @@ from netxfw_engine.engine import DEFAULT_PIN_PATH, DEFAULT_STATE_DIR, Firewall  
 from netxfw_engine.errors import NetxfwError
 
 KINDS = ("whitelist", "blacklist", "port")
+RESTORE_FAILED = "restore-failed.json"  # in state_dir: the last boot restore failed (`netxfw restore`)
 MAX_TTL = 10 * 365 * 86400  # ten years: a longer block is a permanent one
 SETTINGS = {
     "policy": str,
@@ -152,10 +155,27 @@ def reapply(fw, check_mode=False):
     return fw.apply_program(stored_config(fw), check_mode=check_mode)
 
 
+def restore_failure(fw):
+    """The last boot restore's failure, while it stands (a successful restore removes it)."""
+    try:
+        with open(os.path.join(fw.store.state_dir, RESTORE_FAILED), encoding="utf-8") as stream:
+            return json.load(stream)
+    except (OSError, ValueError):
+        return None
+
+
 def status(fw, sample=0.0):
-    """engine info() plus rule counts, and rates over `sample` seconds when > 0."""
+    """engine info() plus rule counts, the rollback window, `alerts` (a failed boot restore, an
+    unconfirmed change without a timer, a due rollback that cannot happen), and rates over
+    `sample` seconds when > 0."""
+    from . import rollback
     info = fw.info()
     info["rules"] = queries.rule_counts(fw)
+    info["rollback"] = rollback.status(fw)
+    info["restore_failed"] = restore_failure(fw)
+    info["alerts"] = ["BOOT RESTORE FAILED at %s (kernel %s): %s" % (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f["time"])), f["kernel"], f["error"])
+        for f in [info["restore_failed"]] if f] + rollback.problems(fw)
     if info.get("loaded") and sample > 0:
         before, t0 = info["counters"], time.monotonic()
         time.sleep(sample)

@@ -1,0 +1,266 @@
+"""Fleet safety on the lab: every uplink covered, and confirm-or-rollback through reboots, races and
+failed plays (issue 13). One host, nxh1, with two uplinks: lan0 carries the IPv4 default route,
+wan1 (--second-uplink) the IPv6 one.
+
+1. harden.yml attaches to both uplinks by default; the attacker is dropped on both.
+2. A reboot inside a rollback window (timer killed, programs detached, bpffs emptied): `netxfw
+   restore` brings back the last confirmed state, not the unconfirmed change.
+3. Two plays at once on one host: each opens its own window in turn, and each reports what
+   happened to its own change (both confirmed; nothing rolled back).
+4. An API change during a play that fails: the play's change is rolled back at once, the API's
+   change is kept, and the play says both.
+5. A boot without kernel headers: `netxfw restore` fails loudly (stderr, `netxfw status`), and
+   the next restore with headers clears the alert.
+
+Run as root:  /opt/netxfw-venv/bin/python -m pytest tests/integration/test_fleet_safety.py
+The tests build on each other and run in file order.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_harden = _load("netxfw_test_harden", os.path.join(_HERE, "test_harden.py"))
+_fleet = _load("netxfw_test_fleet", os.path.join(_HERE, "test_fleet.py"))
+
+HOST = "nxh1"
+CLI = "/usr/local/sbin/netxfw"
+UPLINKS = ["lan0", "wan1"]
+AGENT_ON = ("-e", "netxfw_agent_run_without_systemd=true")
+
+pytestmark = _harden.pytestmark
+root_netns = _harden.root_netns
+ansible_env = _harden.ansible_env
+
+
+@pytest.fixture(scope="module")
+def lab(root_netns):
+    with _harden.WaitingLab(hosts=1, force=False, second_uplink=True) as lab:
+        yield lab
+
+
+def harden(lab, env, *args, check=True):
+    t0 = time.monotonic()
+    r = lab.ansible_playbook(_harden.HARDEN, "-e", "@" + _harden.LAB_VARS, *AGENT_ON, *args, timeout=900, env=env)
+    out = r.stdout + r.stderr
+    if check:
+        assert r.returncode == 0, out
+    return r, out, time.monotonic() - t0
+
+
+def cli(lab, *args, check=True, env=""):
+    r = lab.host_exec(HOST, "%s%s --json %s" % (env, CLI, " ".join(args)), timeout=300)
+    if check:
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r
+
+
+def status(lab):
+    return json.loads(cli(lab, "status", "--sample", "0").stdout)
+
+
+def probe(lab, src, addr, *args):
+    r = lab.run_in(src, ["/usr/bin/python3", _harden.PROBE, "--json", "--timeout", "2",
+                         "--target", "%s=%s" % (HOST, addr)] + list(args), timeout=90)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)[HOST]
+
+
+def simulate_reboot(lab):
+    """What a reboot does to the firewall: programs detached, bpffs empty, the agent and any
+    rollback timer gone. state_dir survives, as it does on disk."""
+    for pid in (_fleet.agent_pid(lab, HOST), timer_pid(lab)):
+        if pid:
+            os.kill(pid, 9)
+    cmds = ["ip link set dev %s xdp off; ip link set dev %s xdpgeneric off; tc qdisc del dev %s clsact" % (i, i, i)
+            for i in UPLINKS]
+    r = lab.host_exec(HOST, "; ".join(cmds) + "; rm -rf /sys/fs/bpf/netxfw; true")
+    assert r.returncode == 0, r.stderr
+    gone = status(lab)
+    assert not gone["loaded"], gone
+
+
+def timer_pid(lab):
+    pending = json.loads(cli(lab, "rollback-status").stdout)["pending"]
+    return pending["pid"] if pending and pending["timer_alive"] else None
+
+
+def blacklist(lab):
+    r = cli(lab, "rule", "list", "blacklist")
+    return sorted(e["cidr"] for e in json.loads(r.stdout)["items"])
+
+
+def test_every_uplink_is_covered(lab, ansible_env):
+    wan1 = lab.host(HOST)["uplink2_ipv6"]
+    # before: the IPv6-only uplink answers
+    assert probe(lab, "nxattacker", wan1, "--udp", "9999")["udp/9999"] == "passed-refused"
+    r, out, elapsed = harden(lab, ansible_env)
+    assert "CONFIRMED on %s" % HOST in out, out
+    st = status(lab)
+    assert sorted(st["config"]["interfaces"]) == UPLINKS, st["config"]
+    for name in UPLINKS:
+        assert st["interfaces"][name]["xdp"] and st["interfaces"][name]["tc"], st["interfaces"]
+    assert probe(lab, "nxattacker", wan1, "--udp", "9999")["udp/9999"] == "dropped"
+    assert probe(lab, "nxattacker", lab.host(HOST)["ipv4"], "--udp", "9999")["udp/9999"] == "dropped"
+    assert probe(lab, "nxattacker", wan1, "--tcp", "22")["tcp/22"] == "passed"
+    print("\nharden.yml, 1 host with two uplinks: %.1fs" % elapsed)
+
+
+def test_reboot_inside_the_window_restores_the_last_confirmed_state(lab):
+    confirmed = _fleet.without_generation(_fleet.host_state(lab, HOST))
+    attacker = lab.attacker["ipv4"]
+    assert probe(lab, "nxattacker", lab.host(HOST)["ipv4"], "--tcp", "22")["tcp/22"] == "passed"
+    armed = json.loads(cli(lab, "rollback-after", "600", "--owner", "test-reboot").stdout)
+    # the unconfirmed change: the attacker blocked, tcp/22 closed
+    mine = "NETXFW_ROLLBACK_ID=%s " % armed["id"]
+    cli(lab, "rule", "add", "blacklist", attacker, env=mine)
+    cli(lab, "rule", "remove", "port", "tcp:22", env=mine)
+    assert probe(lab, "nxattacker", lab.host(HOST)["ipv4"], "--tcp", "22")["tcp/22"] == "dropped"
+
+    simulate_reboot(lab)
+    r = cli(lab, "restore")
+    restored = json.loads(r.stdout)
+    assert restored["rolled_back"]["id"] == armed["id"] and restored["rolled_back"]["ok"], restored
+    assert _fleet.without_generation(_fleet.host_state(lab, HOST)) == confirmed
+    assert probe(lab, "nxattacker", lab.host(HOST)["ipv4"], "--tcp", "22", "--udp", "9999") == \
+        {"tcp/22": "passed", "udp/9999": "dropped"}
+    # the window's own id says what happened to it; the next window snapshots the confirmed state
+    out = cli(lab, "confirm", armed["id"], check=False)
+    assert out.returncode == 3 and json.loads(out.stdout)["rolled_back"]["id"] == armed["id"], out.stdout
+    nxt = json.loads(cli(lab, "rollback-after", "600").stdout)
+    snap = json.loads(lab.host_exec(HOST, "cat /var/lib/netxfw/rollback/snapshot.json", check=True).stdout)
+    assert attacker + "/32" not in [e["cidr"] for e in snap["rules"]["blacklist"]], snap
+    cli(lab, "confirm", nxt["id"])
+
+
+def test_two_plays_at_once_each_report_their_own_change(lab, ansible_env):
+    # a window held open by hand makes both plays wait at `rollback-after`, so that they do meet
+    held = json.loads(cli(lab, "rollback-after", "600", "--owner", "test-holder").stdout)
+    plays = {}
+    for n in (1, 2):
+        extra = json.dumps({"netxfw_blocklist": ["203.0.113.0/24", "2001:db8:bad::/48", "2001:db8:c0de::%d/128" % n]})
+        plays[n] = subprocess.Popen(
+            [os.path.join(_harden._labmod.ANSIBLE_BIN, "ansible-playbook"), "-i", lab.inventory, _harden.HARDEN,
+             "-e", "@" + _harden.LAB_VARS, *AGENT_ON, "-e", extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", **ansible_env))
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            waiting = lab.host_exec(HOST, ["pgrep", "-fc", "rollback-after.*--wai[t]"]).stdout.strip()
+            if waiting == "2":
+                break
+            assert all(p.poll() is None for p in plays.values()), {n: p.poll() for n, p in plays.items()}
+            time.sleep(0.5)
+        assert waiting == "2", "both plays should be waiting for the open window"
+        cli(lab, "confirm", held["id"])
+        outs = {n: p.communicate(timeout=600)[0] for n, p in plays.items()}
+    finally:
+        for p in plays.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    ids = {}
+    for n, p in plays.items():
+        assert p.returncode == 0, outs[n]
+        assert "ROLLED BACK" not in outs[n], outs[n]
+        line = [ln for ln in outs[n].splitlines() if "CONFIRMED on %s" % HOST in ln]
+        assert line, outs[n]
+        ids[n] = line[0].split("change ")[1].split()[0]
+        assert held["id"] in outs[n], outs[n]          # it says whose window it waited for
+    assert ids[1] != ids[2]
+    for n in (1, 2):
+        outcome = json.loads(cli(lab, "confirm", ids[n]).stdout)
+        assert outcome["confirmed"] is True and outcome["id"] == ids[n], outcome
+    st = json.loads(cli(lab, "rollback-status").stdout)
+    assert st["pending"] is None and st["rolled_back"] is None, st
+    # the later window's play is the state now, and nothing of the two was rolled back
+    later = 1 if ids[2] in outs[1] else 2
+    assert "2001:db8:c0de::%d/128" % later in blacklist(lab)
+
+
+def test_api_change_during_a_failing_play_is_kept(lab, ansible_env):
+    before = blacklist(lab)
+    token = lab.host_exec(HOST, "cat /var/lib/netxfw/agent.token", check=True).stdout.strip()
+    emergency = "198.51.100.77"
+    # as soon as the play's window is open, block an address through the API
+    api = ("import json, urllib.request as u\n"
+           "r = u.Request('http://127.0.0.1:11811/api/v1/rules', method='POST', "
+           "data=json.dumps({'kind': 'blacklist', 'cidr': '%s'}).encode(), "
+           "headers={'Authorization': 'Bearer %s', 'Content-Type': 'application/json'})\n"
+           "print(u.urlopen(r, timeout=120).status)\n" % (emergency, token))
+    helper = subprocess.Popen(
+        ["nsenter", "--net=/run/netns/%s" % HOST, "--mount=/proc/%d/ns/mnt" % lab.host(HOST)["sshd_pid"], "--",
+         "sh", "-c", "for i in $(seq 6000); do [ -e /var/lib/netxfw/rollback/pending ] && break; sleep 0.05; done; "
+                     "exec /usr/bin/python3 -c \"$0\"", api],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # the play's own change: a new blocklist entry, then a port rule the module rejects
+        bad = json.dumps({"netxfw_blocklist": ["203.0.113.0/24", "2001:db8:bad::/48", "2001:db8:c0de::200/128"],
+                          "netxfw_service_ports": [{"source": "any", "proto": "tcp", "port": 22, "action": "allow"},
+                                                   {"source": "any", "proto": "tcp", "port": 70000,
+                                                    "action": "allow"}]})
+        r, out, _ = harden(lab, ansible_env, "-e", bad, check=False)
+        api_out, api_err = helper.communicate(timeout=300)
+    finally:
+        if helper.poll() is None:
+            helper.kill()
+            helper.wait()
+    assert r.returncode != 0, out
+    assert helper.returncode == 0 and api_out.strip() == "200", (api_out, api_err)
+    assert "the apply FAILED on %s" % HOST in out and "ROLLED BACK at once" in out, out
+    assert "changes made by others meanwhile were kept (blacklist: +1 -0)" in out, out
+    now = blacklist(lab)
+    assert emergency + "/32" in now and "2001:db8:c0de::200/128" not in now, now
+    assert sorted(now) == sorted(before + [emergency + "/32"]), now
+    st = json.loads(cli(lab, "rollback-status").stdout)
+    assert st["pending"] is None, st
+    cli(lab, "rule", "remove", "blacklist", emergency)
+
+
+def test_a_boot_without_kernel_headers_says_so(lab):
+    release = os.uname().release
+    simulate_reboot(lab)
+    hide = "mount -t tmpfs -o size=1m netxfw-test-no-headers /lib/modules/%s" % release
+    r = lab.host_exec(HOST, hide)
+    assert r.returncode == 0, r.stderr
+    try:
+        r = cli(lab, "restore", check=False)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert "restore FAILED" in r.stderr and "NO netxfw firewall" in r.stderr, r.stderr
+        assert "kernel headers" in r.stderr, r.stderr
+        st = status(lab)
+        assert not st["loaded"] and any("BOOT RESTORE FAILED" in a for a in st["alerts"]), st["alerts"]
+        text = lab.host_exec(HOST, [CLI, "status", "--sample", "0"]).stdout
+        assert text.startswith("!! BOOT RESTORE FAILED"), text
+    finally:
+        lab.host_exec(HOST, "umount /lib/modules/%s" % release)
+    r = cli(lab, "restore")
+    st = status(lab)
+    assert st["loaded"] and st["alerts"] == [] and st["restore_failed"] is None, st
+    assert probe(lab, "nxattacker", lab.host(HOST)["uplink2_ipv6"], "--udp", "9999")["udp/9999"] == "dropped"
+
+
+def test_metrics_answer_on_the_deployed_host(lab, ansible_env):
+    harden(lab, ansible_env)  # the agent comes back (the simulated reboots killed it)
+    token = lab.host_exec(HOST, "cat /var/lib/netxfw/agent.token", check=True).stdout.strip()
+    r = lab.host_exec(HOST, ["/usr/bin/python3", "-c",
+                             "import urllib.request as u\n"
+                             "r = u.Request('http://127.0.0.1:11811/metrics', headers={'Authorization': 'Bearer %s'})\n"
+                             "x = u.urlopen(r, timeout=10); print(x.status); print(x.read().decode()[:20000])" % token])
+    assert r.returncode == 0 and r.stdout.startswith("200"), (r.stdout, r.stderr)
+    assert "netxfw_" in r.stdout, r.stdout
