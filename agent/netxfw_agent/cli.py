@@ -9,6 +9,7 @@ import time
 
 from netxfw_engine import exchange, queries
 from netxfw_engine.errors import NetxfwError
+from netxfw_engine.state import OWNER_ENV
 
 from . import auth, ops
 from .ops import DEFAULT_PIN_PATH, DEFAULT_STATE_DIR, Firewall
@@ -402,7 +403,7 @@ def cmd_rollback(args, fw):
             rec["id"], rec["snapshot"], _when(rec["deadline"]), rec["id"])
         text += ("\nchanges belong to this window when made with %s=%s in their environment (the role does "
                  "this); changes made without it are someone else's and a rollback keeps them" % (
-                     rollback.OWNER_ENV, rec["id"]))
+                     OWNER_ENV, rec["id"]))
         if rec.get("waited_for"):
             text += "\nnote: waited for the window(s) %s to close first" % ", ".join(rec["waited_for"])
         if rec.get("previous_rollback"):

@@ -36,7 +36,7 @@ import time
 
 from netxfw_engine.engine import RULE_KINDS
 from netxfw_engine.errors import NetxfwError
-from netxfw_engine.state import JOURNAL_FILE, OWNER_ENV, ROLLBACK_DIR, WINDOW_FILE, entry_key  # noqa: F401
+from netxfw_engine.state import JOURNAL_FILE, ROLLBACK_DIR, WINDOW_FILE, entry_key
 
 SUBDIR = ROLLBACK_DIR
 PENDING = WINDOW_FILE
@@ -556,4 +556,3 @@ def rollback_now(fw, ident=None):
     if not outcome["ok"]:
         raise NetxfwError("the rollback of %s failed: %s" % (current["id"], outcome["error"]))
     return outcome
-

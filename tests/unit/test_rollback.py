@@ -24,7 +24,7 @@ def netxfw(tmp_path):
         env.pop("NETXFW_ROLLBACK_ID", None)
         if owner:
             env["NETXFW_ROLLBACK_ID"] = owner  # this change belongs to window `owner`
-        p = subprocess.run(base + ["--json"] + list(args), capture_output=True, text=True, timeout=60, env=env)
+        p = subprocess.run(base + ["--json"] + list(args), capture_output=True, text=True, timeout=60, check=False, env=env)
         assert p.returncode == rc, (args, p.stdout, p.stderr)
         return json.loads(p.stdout) if p.stdout.strip() else None
     run.state = tmp_path / "state"
@@ -109,7 +109,7 @@ def test_one_window_at_a_time(netxfw):
     first = netxfw("rollback-after", "600", "--owner", "play-one")
     netxfw("rule", "add", "whitelist", "198.51.100.2", owner=first["id"])
     p = subprocess.run(["/usr/bin/python3", CLI, "--state-dir", str(netxfw.state), "rollback-after", "600",
-                        "--owner", "play-two", "--wait", "0.5"], capture_output=True, text=True, timeout=60)
+                        "--owner", "play-two", "--wait", "0.5"], capture_output=True, text=True, timeout=60, check=False)
     assert p.returncode == 1 and first["id"] in p.stderr and "play-one" in p.stderr, p.stderr
     assert alive(first["pid"])
     assert netxfw("confirm", first["id"])["confirmed"] is True
@@ -158,7 +158,7 @@ def test_snapshots_restore_rate_limit_rules(netxfw):
     armed = netxfw("rollback-after", "600")
     entry = {"source": "203.0.113.0/24", "rate": 10, "burst": 20}
     p = subprocess.run(["/usr/bin/python3", "-c", ADD_RATELIMIT, str(netxfw.state), json.dumps(entry)],
-                       capture_output=True, text=True, timeout=60,
+                       capture_output=True, text=True, timeout=60, check=False,
                        env=dict(os.environ, NETXFW_ROLLBACK_ID=armed["id"]))
     assert p.returncode == 0, p.stderr
     assert rules(netxfw).get("ratelimits"), rules(netxfw)
@@ -166,12 +166,12 @@ def test_snapshots_restore_rate_limit_rules(netxfw):
     assert not rules(netxfw).get("ratelimits") and rules(netxfw)["whitelist"] == before["whitelist"]
     # and the other way round: a snapshot holding rate-limit rules brings them back
     p = subprocess.run(["/usr/bin/python3", "-c", ADD_RATELIMIT, str(netxfw.state), json.dumps(entry)],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, check=False)
     assert p.returncode == 0, p.stderr
     held = rules(netxfw)["ratelimits"]
     armed = netxfw("rollback-after", "600")
     p = subprocess.run(["/usr/bin/python3", "-c", ADD_RATELIMIT.replace("present", "absent"), str(netxfw.state),
-                        json.dumps(entry)], capture_output=True, text=True, timeout=60,
+                        json.dumps(entry)], capture_output=True, text=True, timeout=60, check=False,
                        env=dict(os.environ, NETXFW_ROLLBACK_ID=armed["id"]))
     assert p.returncode == 0, p.stderr
     assert not rules(netxfw).get("ratelimits")
@@ -244,7 +244,7 @@ def test_a_held_lock_delays_the_rollback_loudly_but_never_cancels_it(netxfw):
         assert blocked.exists(), (netxfw.state / "rollback" / "timer.log").read_text()
         assert alive(armed["pid"])
         p = subprocess.run(["/usr/bin/python3", CLI, "--state-dir", str(netxfw.state), "rollback-status"],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, check=False)
         assert "is due since" in p.stdout and "WAITING" in p.stdout, p.stdout
         assert "cannot start yet" in (netxfw.state / "rollback" / "timer.log").read_text()
     finally:
