@@ -48,7 +48,8 @@ HISTORY_KEPT = 50
 LOG = "timer.log"
 POLL = 0.25
 LOCK_TRY = 30          # seconds of one lock attempt of the timer; it retries for as long as it takes
-RETRY_EVERY = 5        # seconds between two attempts of a due rollback whose restore failed
+RETRY_EVERY = 5        # seconds before the first retry of a due rollback whose restore failed,
+RETRY_MAX = 300        # doubling up to this: it retries for as long as it takes
 MAX_TIMEOUT = 24 * 3600
 
 
@@ -454,6 +455,7 @@ def _timer(fw, record):
     pending_path = _path(fw, PENDING)
     _log("armed %s (owner %s): rollback in %ss unless confirmed" % (record["id"], record["owner"], record["timeout"]))
     deadline = record["deadline"]
+    failures = 0
     while True:
         while time.time() < deadline:
             time.sleep(POLL)
@@ -488,8 +490,10 @@ def _timer(fw, record):
         if outcome["ok"]:
             _log("%s rolled back: %s" % (record["id"], json.dumps(outcome, sort_keys=True)))
             return
-        _log("ROLLBACK %s FAILED (%s): retrying in %ds" % (record["id"], outcome["error"], RETRY_EVERY))
-        time.sleep(RETRY_EVERY)
+        failures += 1
+        pause = min(RETRY_MAX, RETRY_EVERY * 2 ** (failures - 1))
+        _log("ROLLBACK %s FAILED (%s): retrying in %ds" % (record["id"], outcome["error"], pause))
+        time.sleep(pause)
 
 
 def countdown(fw, ident, seconds):

@@ -252,3 +252,28 @@ def test_a_held_lock_delays_the_rollback_loudly_but_never_cancels_it(netxfw):
     assert wait_gone(armed["pid"], 120)
     assert rules(netxfw)["whitelist"] == ["198.51.100.1/32"]
     assert netxfw("rollback-status")["pending"] is None
+
+
+def test_a_failing_rollback_is_retried_and_says_so(netxfw):
+    """The restore itself fails (here: its snapshot is missing): the window stays open and says
+    FAILED in rollback-status and status, cannot be confirmed any more, and the timer retries
+    until the restore succeeds."""
+    netxfw("rule", "add", "whitelist", "198.51.100.1")
+    armed = netxfw("rollback-after", "600")
+    netxfw("rule", "remove", "whitelist", "198.51.100.1", owner=armed["id"])
+    snap = netxfw.state / "rollback" / "snapshot.json"
+    aside = netxfw.state / "snapshot.aside"
+    os.replace(snap, aside)
+    netxfw("rollback-countdown", armed["id"], "1")
+    deadline = time.monotonic() + 120
+    while "last_error" not in (netxfw("rollback-status")["pending"] or {}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    pending = netxfw("rollback-status")["pending"]
+    assert "snapshot" in pending["last_error"] and pending["attempts"] >= 1, pending
+    alerts = netxfw("status", "--sample", "0")["alerts"]
+    assert any("FAILED" in a and armed["id"] in a for a in alerts), alerts
+    netxfw("confirm", armed["id"], rc=1)            # too late to keep it: it is being rolled back
+    os.replace(aside, snap)
+    assert wait_gone(armed["pid"], 120)
+    assert rules(netxfw)["whitelist"] == ["198.51.100.1/32"]
+    assert netxfw("rollback-status")["pending"] is None and netxfw("status", "--sample", "0")["alerts"] == []
