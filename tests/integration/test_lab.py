@@ -34,7 +34,7 @@ def _lab_netns():
 
 def _lab_links():
     return [l for l in os.listdir("/sys/class/net")
-            if l == "nxlab0" or l.startswith("nxv-")]
+            if l in ("nxlab0", "nxlab1") or l.startswith("nxv-")]
 
 
 def _alive(pid):
