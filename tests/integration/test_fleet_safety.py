@@ -77,7 +77,7 @@ def probe(lab, src, addr, *args):
     r = lab.run_in(src, ["/usr/bin/python3", _harden.PROBE, "--json", "--timeout", "2",
                          "--target", "%s=%s" % (HOST, addr)] + list(args), timeout=90)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)[HOST]
+    return dict((e["probe"], e["outcome"]) for e in json.loads(r.stdout))
 
 
 def simulate_reboot(lab):
