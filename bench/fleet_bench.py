@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """harden.yml (the netxfw role) on 1, 5, 10 and 20 lab hosts: first run and re-run.
 
     /usr/bin/python3 bench/fleet_bench.py [--sizes 1,5,10,20] [--json OUT]

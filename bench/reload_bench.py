@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Hot reload benchmark (not a test): reload time at 1k, 100k and 1M blacklist entries, and which
 program processed the packets of a bounded stream around the swap.
