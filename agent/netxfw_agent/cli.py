@@ -433,6 +433,8 @@ def main(argv=None):
     except (NetxfwError, auth.TokenError) as exc:
         sys.stderr.write("%s: error: %s\n" % (PROG, exc))
         return 1
+    except BrokenPipeError:  # `netxfw ... | head`: the reader had enough
+        return 0
     except OSError as exc:
         sys.stderr.write("%s: error: %s\n" % (PROG, exc))
         return 1
