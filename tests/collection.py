@@ -1,6 +1,6 @@
 """Importable helper (not a test module): this checkout's collection as users install it.
 
-    tarball, collections_path = install_checkout(work_dir)
+    installed = install_checkout(work_dir)   # .tarball, .collections_path, .root
 
 `ansible-galaxy collection build` of the checkout (galaxy.yml's build_ignore decides what goes
 in) into work_dir/dist, then `ansible-galaxy collection install` of that tarball into the empty
@@ -9,6 +9,7 @@ from there: a copy, so a file edited in the checkout while they run does not tur
 "changed", and what they test is what a user installs.
 """
 
+import collections
 import glob
 import os
 import subprocess
@@ -16,6 +17,8 @@ import subprocess
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANSIBLE_BIN = "/opt/netxfw-venv/bin"
 GALAXY = os.path.join(ANSIBLE_BIN, "ansible-galaxy")
+
+Installed = collections.namedtuple("Installed", "tarball collections_path root")
 
 
 def ansible_env(work_dir, collections_path, **extra):
@@ -51,7 +54,7 @@ def _galaxy(work_dir, collections_path, *args):
 
 def install_checkout(work_dir):
     """Build this checkout's tarball and install it into an empty collections path under
-    work_dir; returns (tarball, collections_path)."""
+    work_dir; returns Installed(tarball, collections_path, root of the installed collection)."""
     dist = os.path.join(work_dir, "dist")
     collections_path = os.path.join(work_dir, "collections")
     os.makedirs(dist)
@@ -59,8 +62,5 @@ def install_checkout(work_dir):
     _galaxy(work_dir, collections_path, "build", "--output-path", dist, REPO)
     (tarball,) = glob.glob(os.path.join(dist, "netxfw-firewall-*.tar.gz"))
     _galaxy(work_dir, collections_path, "install", "--offline", "-p", collections_path, tarball)
-    return tarball, collections_path
-
-
-def installed_root(collections_path):
-    return os.path.join(collections_path, "ansible_collections", "netxfw", "firewall")
+    return Installed(tarball, collections_path,
+                     os.path.join(collections_path, "ansible_collections", "netxfw", "firewall"))

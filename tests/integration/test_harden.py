@@ -120,7 +120,7 @@ def ansible_env():
     checkout, installed into an empty temp collections path), the only one ansible sees."""
     root = tempfile.mkdtemp(prefix="netxfw-harden-")
     try:
-        _, coll = _collection.install_checkout(root)
+        coll = _collection.install_checkout(root).collections_path
         yield _collection.ansible_env(root, coll, ANSIBLE_FORKS="10")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -62,8 +62,8 @@ def lab(root_netns):
 def installed():
     work = tempfile.mkdtemp(prefix="netxfw-installed-")
     try:
-        tarball, coll = _collection.install_checkout(work)
-        yield {"work": work, "tarball": tarball, "collections": coll, "root": _collection.installed_root(coll)}
+        inst = _collection.install_checkout(work)
+        yield {"work": work, "tarball": inst.tarball, "collections": inst.collections_path, "root": inst.root}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -91,7 +91,7 @@ def test_tarball_holds_what_users_need(installed):
         members = {m.name: m for m in tar.getmembers()}
     files = {n for n, m in members.items() if m.isfile()}
     print("\n%s: %d bytes, %d files" % (os.path.basename(installed["tarball"]),
-                                         os.path.getsize(installed["tarball"]), len(files)))
+                                       os.path.getsize(installed["tarball"]), len(files)))
     assert {n.split("/")[0] for n in members} == SHIPPED, sorted(members)
     for part in SHIPPED_WHOLE:
         missing = set(checkout_files(part)) - files
@@ -103,8 +103,8 @@ def test_tarball_holds_what_users_need(installed):
     assert not [n for n in members if any(c.startswith(".") for c in n.split("/"))
                 or "__pycache__" in n or n.endswith(".pyc")], sorted(members)
     # installed as a user installs it: the same files, under ansible_collections/netxfw/firewall
-    on_disk = {os.path.relpath(os.path.join(d, f), installed["root"])
-               for d, _, fs in os.walk(installed["root"]) for f in fs}
+    on_disk = {os.path.relpath(os.path.join(walked[0], f), installed["root"])
+               for walked in os.walk(installed["root"]) for f in walked[2]}
     assert on_disk == files, sorted(on_disk ^ files)
     # everything the agent library needs is in it: packed from the installed tree, the same
     # bytes as packed from this checkout

@@ -34,7 +34,7 @@ def test_molecule_scenario_passes(root_netns):
     try:
         # the collection as users install it: a copy, so files edited in the checkout meanwhile
         # do not turn idempotence into "changed"
-        _, coll = _harden._collection.install_checkout(root)
+        coll = _harden._collection.install_checkout(root).collections_path
         os.makedirs(os.path.join(root, "tmp"))
         env.update(ANSIBLE_COLLECTIONS_PATH=coll,
                    ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
