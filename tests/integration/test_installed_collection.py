@@ -90,8 +90,8 @@ def test_tarball_holds_what_users_need(installed):
     with tarfile.open(installed["tarball"]) as tar:
         members = {m.name: m for m in tar.getmembers()}
     files = {n for n, m in members.items() if m.isfile()}
-    print("\n%s: %d bytes, %d files" % (os.path.basename(installed["tarball"]),
-                                       os.path.getsize(installed["tarball"]), len(files)))
+    size = os.path.getsize(installed["tarball"])
+    print("\n%s: %d bytes, %d files" % (os.path.basename(installed["tarball"]), size, len(files)))
     assert {n.split("/")[0] for n in members} == SHIPPED, sorted(members)
     for part in SHIPPED_WHOLE:
         missing = set(checkout_files(part)) - files
