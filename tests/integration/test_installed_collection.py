@@ -42,9 +42,9 @@ CANARY = os.path.join("agent", "netxfw_agent", "installed-canary.txt")
 SHIPPED = {"FILES.json", "MANIFEST.json", "README.md", "meta", "playbooks", "plugins", "roles",
            "agent", "bpf", "tools", "docs"}
 # Shipped whole: every file of the checkout under these is in the tarball
-SHIPPED_WHOLE = ("meta", "playbooks", "plugins", "roles", "agent/bin", "agent/netxfw_agent", "bpf", "tools")
+SHIPPED_WHOLE = ("meta", "playbooks", "plugins", "roles", "agent", "bpf", "tools")
 # Development harness, results and output that must stay out
-NOT_SHIPPED = ("harden.yml", "bench", "tests", "lab", "extensions", "scripts", "agent/install-deps",
+NOT_SHIPPED = ("harden.yml", "bench", "tests", "lab", "extensions", "scripts",
                "docs/benchmarks", "docs/benchmarks.md", "docs/screenshots", ".ci", ".lab", ".gitignore")
 
 pytestmark = _harden.pytestmark
