@@ -39,7 +39,7 @@ CLI = "/usr/local/sbin/netxfw"  # the role's netxfw_cli_path default
 CANARY = os.path.join("agent", "netxfw_agent", "installed-canary.txt")
 
 # What a user gets (galaxy.yml says why each is there), top level of the tarball
-SHIPPED = {"FILES.json", "MANIFEST.json", "README.md", "meta", "playbooks", "plugins", "roles",
+SHIPPED = {"FILES.json", "MANIFEST.json", "README.md", "COPYING", "meta", "playbooks", "plugins", "roles",
            "agent", "bpf", "tools", "docs"}
 # Shipped whole: every file of the checkout under these is in the tarball
 SHIPPED_WHOLE = ("meta", "playbooks", "plugins", "roles", "agent", "bpf", "tools")
