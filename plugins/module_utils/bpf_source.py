@@ -880,10 +880,19 @@ SOURCE = (
     '\treturn until | SRC_BAN | SRC_BL | (cls & SRC_INHERITED);\n'
     '}\n'
     '\n'
-    "/* The source completed a TCP handshake: its ACK acknowledged our SYN+ACK's ISN, so it receives\n"
-    ' * what is sent to its address. Only this counts toward an auto-ban (anything else can be forged\n'
-    " * in someone else's name): it takes a token from the source's ban bucket, and over its rule's\n"
-    " * rate (beyond the burst) the source is banned for the rule's ban_ttl. */\n"
+    "/* With a ban (ban_ttl), a completed handshake moves its SYN's token from the source's bucket to its\n"
+    " * ban bucket: the ACK acknowledged our SYN+ACK's ISN, so the source receives what is sent to its\n"
+    " * address. Unproven excess (SYNs that never complete, anything forged in someone else's name) is\n"
+    " * dropped as without a ban; proven excess (completed handshakes beyond the rule's rate and burst)\n"
+    ' * bans the source for ban_ttl. */\n'
+    'static __always_inline int proof_over(struct rl_cfg *c, struct rl_state *s, u64 now)\n'
+    '{\n'
+    '\tu64 burst = c->burst ? c->burst : 1, cost = NX_NSEC_PER_SEC / c->rate;\n'
+    '\n'
+    '\ts->credit_ns = s->credit_ns + cost > burst * cost ? burst * cost : s->credit_ns + cost;\n'
+    '\treturn !take_token(&s->proof_credit_ns, &s->proof_last_ns, c->rate, burst, now);\n'
+    '}\n'
+    '\n'
     'static __always_inline void source_proven(struct pkt *p, u64 *clock, u64 bytes, u64 cls)\n'
     '{\n'
     '\tstruct rl_state *s;\n'
@@ -898,8 +907,7 @@ SOURCE = (
     '\t\tif (!c || !c->rate || !c->ban_ttl_ns)\n'
     '\t\t\treturn;\n'
     '\t\ts = rl4_state.lookup((struct addr4 *)k.addr);\n'
-    '\t\tif (!s || take_token(&s->proof_credit_ns, &s->proof_last_ns, c->rate, c->burst ? c->burst : 1,\n'
-    '\t\t\t\t     clock_ns(clock)))\n'
+    '\t\tif (!s || !proof_over(c, s, clock_ns(clock)))\n'
     '\t\t\treturn;\n'
     '\t\tban = ban_value(c, cls, *clock);\n'
     '\t\tsrc4_host.update((struct addr4 *)k.addr, &ban);\n'
@@ -911,8 +919,7 @@ SOURCE = (
     '\t\tif (!c || !c->rate || !c->ban_ttl_ns)\n'
     '\t\t\treturn;\n'
     '\t\ts = rl6_state.lookup((struct addr6 *)k.addr);\n'
-    '\t\tif (!s || take_token(&s->proof_credit_ns, &s->proof_last_ns, c->rate, c->burst ? c->burst : 1,\n'
-    '\t\t\t\t     clock_ns(clock)))\n'
+    '\t\tif (!s || !proof_over(c, s, clock_ns(clock)))\n'
     '\t\t\treturn;\n'
     '\t\tban = ban_value(c, cls, *clock);\n'
     '\t\tsrc6_host.update((struct addr6 *)k.addr, &ban);\n'
