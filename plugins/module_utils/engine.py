@@ -614,12 +614,14 @@ class Firewall:
                         self._sync_all_rules(maps, new_data)
                     else:
                         self._mark_generation(maps, None)
+                        changed = []
                         if kind in SOURCE_KINDS:
-                            sources.write(maps, sources.expected(new_data, keys=keys))
+                            sources.write(maps, sources.expected(new_data, keys=keys), changed=changed)
                         for name, want in new_expected.items():
                             sync_map(maps[name], want)
-                    if kind == "blacklist" and added:
-                        purge_conntrack(maps["ct"], (rules.parse_cidr(e["cidr"]) for e in added))
+                        # any change that makes a source blocked cuts its flows (a blacklist entry
+                        # added, a whitelist entry inside a blacklisted prefix removed...)
+                        purge_blocked(maps, changed)
                 self.store.write_rules(new_data)
                 if maps is not None:
                     self._mark_generation(maps, new_data)
@@ -672,8 +674,8 @@ class Firewall:
     # ---------------------------------------------------------------- sweeping
     def sweep(self, check_mode=False):
         """Remove what has expired: blacklist entries of rules.json (and their map keys), expired
-        auto-bans, expired conntrack entries; and cut the tracked flows of live auto-bans (the data
-        plane bans without purging conntrack)."""
+        auto-bans, expired conntrack entries; and cut the flows of live auto-bans that their addresses do
+        not hold (unheld: the data plane already drops their packets; this frees the entries)."""
         require_root()
         result = self.apply_rules("blacklist", [], state="present", check_mode=check_mode)
         out = {"changed": result["changed"], "rules_expired": result["removed"], "map_entries_expired": 0,
@@ -707,7 +709,7 @@ class Firewall:
                             maps[name].delete(key)
             if not check_mode:
                 if live_bans:
-                    out["bans_purged_flows"] = purge_conntrack(maps["ct"], live_bans)
+                    out["bans_purged_flows"] = purge_conntrack(maps["ct"], live_bans, unheld)
                 out["conntrack"] = gc_flows(maps)
             out["changed"] = bool(out["changed"] or out["map_entries_expired"] or out["bans_purged_flows"]
                                   or out["conntrack"]["removed"])
@@ -854,9 +856,30 @@ def gc_flows(maps):
     return {"removed": removed, "remaining": remaining}
 
 
-def purge_conntrack(ct_map, networks):
+def unheld(flow):
+    """A tracked flow its remote address does not prove it holds: one the peer opened, not TCP (a TCP
+    flow the peer opened completed a handshake). An auto-ban cuts these only."""
+    return bool(flow["flags"] & layout.CT_F_INBOUND) and flow["proto"] != socket.IPPROTO_TCP
+
+
+def purge_blocked(maps, changed, now_ns=None):
+    """Cut the tracked flows of every source that the src map keys just written or deleted (`changed`,
+    from sources.write) left blocked: only flows under those keys are checked, each against the maps
+    as the data plane decides (sources.address_blocked). Returns the number of flows deleted."""
+    now_ns = time.monotonic_ns() if now_ns is None else now_ns
+    if not changed:
+        return 0
+    networks = sources.newly_blocked(maps, changed, now_ns)
+    if not networks:
+        return 0
+    return purge_conntrack(maps["ct"], networks,
+                           lambda flow: sources.address_blocked(maps, flow["family"], flow["saddr"], now_ns))
+
+
+def purge_conntrack(ct_map, networks, also=None):
     """Delete tracked flows whose remote address lies in any of the networks: a block cuts them at once.
-    `networks` may be a generator: it is not consumed when no flow is tracked."""
+    `networks` may be a generator: it is not consumed when no flow is tracked. `also(flow)`, if given,
+    must be true too (flow: decode_ct_key() plus "flags")."""
     flows = ct_map.items()
     if not flows:
         return 0
@@ -864,13 +887,15 @@ def purge_conntrack(ct_map, networks):
     for net in networks:
         by_len.setdefault((net.version, net.prefixlen), set()).add(int(net.network_address))
     doomed = []
-    for key, _value in flows:
+    for key, value in flows:
         flow = layout.decode_ct_key(key)
         addr = int.from_bytes(flow["saddr"], "big")
         bits = 32 if flow["family"] == 4 else 128
         for (family, plen), nets in by_len.items():
             if family == flow["family"] and (addr >> (bits - plen) << (bits - plen) if plen else 0) in nets:
-                doomed.append(key)
+                flow["flags"] = layout.decode_ct_value(value)[1]
+                if also is None or also(flow):
+                    doomed.append(key)
                 break
     ct_map.delete_many(doomed)
     return len(doomed)

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import struct
 import time
 
@@ -144,7 +145,9 @@ def to_maps(resolved, expiry_ns):
     out = dict((name, {}) for name in SRC_MAPS)
     for (family, where, key), (bits, exp) in resolved.items():
         if bits & layout.SRC_BL:
-            bits |= expiry_ns(exp) & layout.SRC_EXPIRY_MASK
+            # saturates: an expiry past the 59 bits (one stored before rules.MAX_TTL, or after eight
+            # years of uptime) must never wrap into the past and silently unblock
+            bits |= min(expiry_ns(exp), layout.SRC_EXPIRY_MASK)
         out[map_name(family, where)][key] = layout.encode_u64(bits)
     return out
 
@@ -201,12 +204,13 @@ def expired_ban(value, now_ns):
     return bool(bits & layout.SRC_BAN) and 0 < expires <= now_ns
 
 
-def write(maps, want, now_ns=None):
+def write(maps, want, now_ns=None, changed=None):
     """Make the src maps hold `want` ({name: {key: value}}); only differing entries are written.
 
     Live auto-bans (runtime state, not in rules.json) stay, with the rule bits of the class the
     address has otherwise (ban_over); a ban on an address now whitelisted, or blacklisted at least
-    as long, gives way. Returns the number of entries written and deleted."""
+    as long, gives way. Returns the number of entries written and deleted; `changed` (a list), if
+    given, receives the (map name, key) of each, for newly_blocked()."""
     now_ns = time.monotonic_ns() if now_ns is None else now_ns
     touched = 0
     bans = {}
@@ -232,6 +236,9 @@ def write(maps, want, now_ns=None):
         maps[name].update_many(writes)
         maps[name].delete_many(deletes)
         touched += len(writes) + len(deletes)
+        if changed is not None:
+            changed.extend((name, key) for key, _value in writes)
+            changed.extend((name, key) for key in deletes)
     for (name, key), value in bans.items():
         listed = want.get(name, {}).get(key)
         cls = layout.decode_u64(listed) if listed is not None else covering_class(maps, name, key)
@@ -253,4 +260,47 @@ def counts(data, kind, keys=None):
     for entry in data.get(kind, []):
         family, where, _key = key(entry if kind == "whitelist" else entry["cidr"])
         out[(family, where)] = out.get((family, where), 0) + 1
+    return out
+
+
+def blocks(cls, now_ns):
+    """A class that drops the address and cuts its flows: blacklisted (not whitelisted), not expired.
+    An auto-ban alone does not cut the flows the address holds (docs/internals.md, "Rate limiting")."""
+    expires = cls & layout.SRC_EXPIRY_MASK
+    return cls & (layout.SRC_WL | layout.SRC_BL | layout.SRC_BAN) == layout.SRC_BL and (expires == 0 or expires > now_ns)
+
+
+def address_blocked(maps, family, address, now_ns):
+    """The maps block this address as the data plane decides it: its exact entry, else its longest
+    prefix; an auto-banned address by the class beneath its ban (a blacklist under it still cuts)."""
+    host_map = map_name(family, "host")
+    value = maps[host_map].lookup(address)
+    cls = layout.decode_u64(value) if value is not None else None
+    if cls is None or cls & layout.SRC_BAN:
+        cls = covering_class(maps, host_map, address)
+    return blocks(cls, now_ns)
+
+
+def newly_blocked(maps, changed, now_ns):
+    """Of the src map keys sources.write just wrote or deleted (`changed`), the networks
+    (ipaddress objects) under which an address may have become blocked: written keys whose new class
+    blocks, deleted keys whose covering prefix now blocks (a whitelist entry inside a blacklisted
+    prefix removed, say). Only flows under these need checking."""
+    out = []
+    for name, key in changed:
+        family, where = int(name[3]), name.split("_")[1]
+        value = maps[name].lookup(key)
+        if value is not None:
+            if not blocks(layout.decode_u64(value), now_ns):
+                continue
+        elif where == "host":
+            if not blocks(covering_class(maps, name, key), now_ns):
+                continue
+        else:
+            plen = struct.unpack_from("=I", key)[0]
+            cover = maps[name].lookup(struct.pack("=I", plen - 1) + key[4:]) if plen else None
+            if cover is None or not blocks(layout.decode_u64(cover), now_ns):
+                continue
+        addr, plen, _width = _network(family, where, key)
+        out.append(ipaddress.ip_network((addr, plen)))
     return out
