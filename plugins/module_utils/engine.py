@@ -533,10 +533,12 @@ class Firewall:
         for kind in RULE_KINDS:
             self._check_capacity(maps, kind, data, expected[kind], capacities)
         self._mark_generation(maps, None)
-        sources.write(maps, sources.expected(data))
+        changed = []
+        sources.write(maps, sources.expected(data), changed=changed)
         for kind in RULE_KINDS:
             for name, want in expected[kind].items():
                 sync_map(maps[name], want)
+        purge_blocked(maps, changed)
         self._mark_generation(maps, data)
 
     def _capacities(self):
@@ -694,7 +696,7 @@ class Firewall:
                     if 0 < expires <= now:
                         doomed.setdefault(name, []).append((key, value))
                     else:
-                        live_bans.append(rules.parse_cidr(str(ipaddress.ip_address(key))))
+                        live_bans.append((6 if len(key) == 16 else 4, len(key) * 8, int.from_bytes(key, "big")))
             out["map_entries_expired"] = sum(len(pairs) for pairs in doomed.values())
             if doomed and not check_mode:
                 # an expired ban gives its address back: to the entry rules.json has for it, if any
@@ -869,23 +871,21 @@ def purge_blocked(maps, changed, now_ns=None):
     now_ns = time.monotonic_ns() if now_ns is None else now_ns
     if not changed:
         return 0
-    networks = sources.newly_blocked(maps, changed, now_ns)
-    if not networks:
-        return 0
-    return purge_conntrack(maps["ct"], networks,
+    return purge_conntrack(maps["ct"], sources.newly_blocked(maps, changed, now_ns),
                            lambda flow: sources.address_blocked(maps, flow["family"], flow["saddr"], now_ns))
 
 
 def purge_conntrack(ct_map, networks, also=None):
-    """Delete tracked flows whose remote address lies in any of the networks: a block cuts them at once.
-    `networks` may be a generator: it is not consumed when no flow is tracked. `also(flow)`, if given,
-    must be true too (flow: decode_ct_key() plus "flags")."""
+    """Delete tracked flows whose remote address lies in any of the networks ((family, prefix length,
+    network as int)): a block cuts them at once. `networks` may be a generator: it is not consumed
+    when no flow is tracked. `also(flow)`, if given, must be true too (flow: decode_ct_key() plus
+    "flags")."""
     flows = ct_map.items()
     if not flows:
         return 0
     by_len = {}
-    for net in networks:
-        by_len.setdefault((net.version, net.prefixlen), set()).add(int(net.network_address))
+    for family, plen, net in networks:
+        by_len.setdefault((family, plen), set()).add(net)
     doomed = []
     for key, value in flows:
         flow = layout.decode_ct_key(key)

@@ -13,7 +13,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import ipaddress
 import struct
 import time
 
@@ -210,7 +209,7 @@ def write(maps, want, now_ns=None, changed=None):
     Live auto-bans (runtime state, not in rules.json) stay, with the rule bits of the class the
     address has otherwise (ban_over); a ban on an address now whitelisted, or blacklisted at least
     as long, gives way. Returns the number of entries written and deleted; `changed` (a list), if
-    given, receives the (map name, key) of each, for newly_blocked()."""
+    given, receives (map name, key, value written or None if deleted) of each, for newly_blocked()."""
     now_ns = time.monotonic_ns() if now_ns is None else now_ns
     touched = 0
     bans = {}
@@ -237,14 +236,16 @@ def write(maps, want, now_ns=None, changed=None):
         maps[name].delete_many(deletes)
         touched += len(writes) + len(deletes)
         if changed is not None:
-            changed.extend((name, key) for key, _value in writes)
-            changed.extend((name, key) for key in deletes)
+            changed.extend((name, key, value) for key, value in writes)
+            changed.extend((name, key, None) for key in deletes)
     for (name, key), value in bans.items():
         listed = want.get(name, {}).get(key)
         cls = layout.decode_u64(listed) if listed is not None else covering_class(maps, name, key)
         new = ban_over(layout.source_class(value)[1], cls)
         if new is None and listed is not None:
             maps[name].update(key, listed)
+            if changed is not None:
+                changed.append((name, key, listed))
         elif new is None:
             maps[name].delete(key)
         elif new != value:
@@ -282,25 +283,20 @@ def address_blocked(maps, family, address, now_ns):
 
 
 def newly_blocked(maps, changed, now_ns):
-    """Of the src map keys sources.write just wrote or deleted (`changed`), the networks
-    (ipaddress objects) under which an address may have become blocked: written keys whose new class
+    """Of what sources.write just wrote or deleted (`changed`), the networks (family, prefix length,
+    network as int) under which an address may have become blocked: written keys whose new class
     blocks, deleted keys whose covering prefix now blocks (a whitelist entry inside a blacklisted
-    prefix removed, say). Only flows under these need checking."""
-    out = []
-    for name, key in changed:
+    prefix removed, say). A generator: only flows under these need checking."""
+    for name, key, value in changed:
         family, where = int(name[3]), name.split("_")[1]
-        value = maps[name].lookup(key)
         if value is not None:
-            if not blocks(layout.decode_u64(value), now_ns):
-                continue
+            cls = layout.decode_u64(value)
         elif where == "host":
-            if not blocks(covering_class(maps, name, key), now_ns):
-                continue
+            cls = covering_class(maps, name, key)
         else:
             plen = struct.unpack_from("=I", key)[0]
             cover = maps[name].lookup(struct.pack("=I", plen - 1) + key[4:]) if plen else None
-            if cover is None or not blocks(layout.decode_u64(cover), now_ns):
-                continue
-        addr, plen, _width = _network(family, where, key)
-        out.append(ipaddress.ip_network((addr, plen)))
-    return out
+            cls = layout.decode_u64(cover) if cover is not None else 0
+        if blocks(cls, now_ns):
+            addr, plen, _width = _network(family, where, key)
+            yield family, plen, addr
