@@ -15,7 +15,7 @@
 #include <uapi/linux/udp.h>
 #include <uapi/linux/pkt_cls.h>
 
-#define NETXFW_LAYOUT_VERSION 2
+#define NETXFW_LAYOUT_VERSION 3
 
 #ifndef NETXFW_WL_LPM_SIZE
 #define NETXFW_WL_LPM_SIZE 65536

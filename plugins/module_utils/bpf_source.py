@@ -24,7 +24,7 @@ SOURCE = (
     '#include <uapi/linux/udp.h>\n'
     '#include <uapi/linux/pkt_cls.h>\n'
     '\n'
-    '#define NETXFW_LAYOUT_VERSION 2\n'
+    '#define NETXFW_LAYOUT_VERSION 3\n'
     '\n'
     '#ifndef NETXFW_WL_LPM_SIZE\n'
     '#define NETXFW_WL_LPM_SIZE 65536\n'

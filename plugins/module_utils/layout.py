@@ -17,7 +17,7 @@ from .bpfsys import (
     BPF_MAP_TYPE_PERCPU_ARRAY,
 )
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 REASONS = (
     "pass_conntrack",
