@@ -538,7 +538,7 @@ class Firewall:
         for kind in RULE_KINDS:
             for name, want in expected[kind].items():
                 sync_map(maps[name], want)
-        purge_blocked(maps, changed)
+        refresh_flows(maps, changed)
         self._mark_generation(maps, data)
 
     def _capacities(self):
@@ -622,8 +622,9 @@ class Firewall:
                         for name, want in new_expected.items():
                             sync_map(maps[name], want)
                         # any change that makes a source blocked cuts its flows (a blacklist entry
-                        # added, a whitelist entry inside a blacklisted prefix removed...)
-                        purge_blocked(maps, changed)
+                        # added, a whitelist entry inside a blacklisted prefix removed...), and the
+                        # flows peers opened follow their rate limit
+                        refresh_flows(maps, changed)
                 self.store.write_rules(new_data)
                 if maps is not None:
                     self._mark_generation(maps, new_data)
@@ -864,22 +865,41 @@ def unheld(flow):
     return bool(flow["flags"] & layout.CT_F_INBOUND) and flow["proto"] != socket.IPPROTO_TCP
 
 
-def purge_blocked(maps, changed, now_ns=None):
-    """Cut the tracked flows of every source that the src map keys just written or deleted (`changed`,
-    from sources.write) left blocked: only flows under those keys are checked, each against the maps
-    as the data plane decides (sources.address_blocked). Returns the number of flows deleted."""
+def refresh_flows(maps, changed, now_ns=None):
+    """After the src maps changed (`changed`, from sources.write): cut the tracked flows of every source
+    now blocked (any change that blocks a source cuts its flows, not only a blacklist entry added), and
+    give the flows peers opened (`inbound`) the rl flag of their source's class now (a rate limit added
+    later applies to them too; one removed, or a whitelist entry added, frees them). Only flows under
+    the keys that could matter are checked (sources.flows_to_check), each against the maps. Returns the
+    number of flows deleted."""
     now_ns = time.monotonic_ns() if now_ns is None else now_ns
     if not changed:
         return 0
-    return purge_conntrack(maps["ct"], sources.newly_blocked(maps, changed, now_ns),
-                           lambda flow: sources.address_blocked(maps, flow["family"], flow["saddr"], now_ns))
+    updates = []
+
+    def check(flow):
+        cls = sources.address_class(maps, flow["family"], flow["saddr"])
+        if sources.blocks(cls, now_ns):
+            return True
+        rl = layout.CT_F_RL if sources.limited(cls) else 0
+        if flow["flags"] & layout.CT_F_INBOUND and flow["flags"] & layout.CT_F_RL != rl:
+            updates.append((flow["key"], rl))
+        return False
+
+    purged = purge_conntrack(maps["ct"], sources.flows_to_check(maps, changed, now_ns), check)
+    for key, rl in updates:
+        value = maps["ct"].lookup(key)  # the freshest value: the data plane may have written it meanwhile
+        if value is not None:
+            last_seen, flags = layout.decode_ct_value(value)
+            maps["ct"].update(key, struct.pack("=QQ", last_seen, (flags & ~layout.CT_F_RL) | rl))
+    return purged
 
 
 def purge_conntrack(ct_map, networks, also=None):
     """Delete tracked flows whose remote address lies in any of the networks ((family, prefix length,
     network as int)): a block cuts them at once. `networks` may be a generator: it is not consumed
     when no flow is tracked. `also(flow)`, if given, must be true too (flow: decode_ct_key() plus
-    "flags")."""
+    "flags" and "key")."""
     flows = ct_map.items()
     if not flows:
         return 0
@@ -893,7 +913,7 @@ def purge_conntrack(ct_map, networks, also=None):
         bits = 32 if flow["family"] == 4 else 128
         for (family, plen), nets in by_len.items():
             if family == flow["family"] and (addr >> (bits - plen) << (bits - plen) if plen else 0) in nets:
-                flow["flags"] = layout.decode_ct_value(value)[1]
+                flow["flags"], flow["key"] = layout.decode_ct_value(value)[1], key
                 if also is None or also(flow):
                     doomed.append(key)
                 break

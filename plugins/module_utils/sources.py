@@ -209,7 +209,8 @@ def write(maps, want, now_ns=None, changed=None):
     Live auto-bans (runtime state, not in rules.json) stay, with the rule bits of the class the
     address has otherwise (ban_over); a ban on an address now whitelisted, or blacklisted at least
     as long, gives way. Returns the number of entries written and deleted; `changed` (a list), if
-    given, receives (map name, key, value written or None if deleted) of each, for newly_blocked()."""
+    given, receives (map name, key, old value or None, new value or None if deleted) of each, for
+    flows_to_check()."""
     now_ns = time.monotonic_ns() if now_ns is None else now_ns
     touched = 0
     bans = {}
@@ -236,8 +237,8 @@ def write(maps, want, now_ns=None, changed=None):
         maps[name].delete_many(deletes)
         touched += len(writes) + len(deletes)
         if changed is not None:
-            changed.extend((name, key, value) for key, value in writes)
-            changed.extend((name, key, None) for key in deletes)
+            changed.extend((name, key, current.get(key), value) for key, value in writes)
+            changed.extend((name, key, current[key], None) for key in deletes)
     for (name, key), value in bans.items():
         listed = want.get(name, {}).get(key)
         cls = layout.decode_u64(listed) if listed is not None else covering_class(maps, name, key)
@@ -245,7 +246,7 @@ def write(maps, want, now_ns=None, changed=None):
         if new is None and listed is not None:
             maps[name].update(key, listed)
             if changed is not None:
-                changed.append((name, key, listed))
+                changed.append((name, key, value, listed))
         elif new is None:
             maps[name].delete(key)
         elif new != value:
@@ -271,32 +272,39 @@ def blocks(cls, now_ns):
     return cls & (layout.SRC_WL | layout.SRC_BL | layout.SRC_BAN) == layout.SRC_BL and (expires == 0 or expires > now_ns)
 
 
-def address_blocked(maps, family, address, now_ns):
-    """The maps block this address as the data plane decides it: its exact entry, else its longest
-    prefix; an auto-banned address by the class beneath its ban (a blacklist under it still cuts)."""
+def address_class(maps, family, address):
+    """The class the maps give an address, as the data plane decides it: its exact entry, else its
+    longest prefix; an auto-banned address the class beneath its ban (a blacklist under it still cuts)."""
     host_map = map_name(family, "host")
     value = maps[host_map].lookup(address)
     cls = layout.decode_u64(value) if value is not None else None
     if cls is None or cls & layout.SRC_BAN:
         cls = covering_class(maps, host_map, address)
-    return blocks(cls, now_ns)
+    return cls
 
 
-def newly_blocked(maps, changed, now_ns):
+def limited(cls):
+    """The class keeps the flows its address opened under a rate limit (the rl flag of ct entries)."""
+    return bool(cls & layout.SRC_RL) and not cls & layout.SRC_WL
+
+
+def flows_to_check(maps, changed, now_ns):
     """Of what sources.write just wrote or deleted (`changed`), the networks (family, prefix length,
-    network as int) under which an address may have become blocked: written keys whose new class
-    blocks, deleted keys whose covering prefix now blocks (a whitelist entry inside a blacklisted
-    prefix removed, say). A generator: only flows under these need checking."""
-    for name, key, value in changed:
+    network as int) whose addresses' tracked flows may need a change: those that became blocked (the
+    flows are cut) and those whose rate limit came or went (the rl flag of the flows they opened). A
+    written key counts by its new class, a deleted one by the prefix now covering it (a whitelist entry
+    inside a blacklisted prefix removed, say). A generator."""
+    for name, key, old, new in changed:
         family, where = int(name[3]), name.split("_")[1]
-        if value is not None:
-            cls = layout.decode_u64(value)
+        if new is not None:
+            cls = layout.decode_u64(new)
         elif where == "host":
             cls = covering_class(maps, name, key)
         else:
             plen = struct.unpack_from("=I", key)[0]
             cover = maps[name].lookup(struct.pack("=I", plen - 1) + key[4:]) if plen else None
             cls = layout.decode_u64(cover) if cover is not None else 0
-        if blocks(cls, now_ns):
+        before = layout.decode_u64(old) if old is not None else 0
+        if blocks(cls, now_ns) or limited(cls) != limited(before):
             addr, plen, _width = _network(family, where, key)
             yield family, plen, addr

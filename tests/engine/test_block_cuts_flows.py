@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Any rule change that makes a source blocked cuts its tracked flows, whatever the change (engine.
-purge_blocked after sources.write), and only those; an auto-ban's sweep cuts only what the banned
-address does not hold; an expiry the data plane cannot hold is refused."""
+refresh_flows after sources.write), and only those; the flows peers opened follow their rate limit
+when it changes; an auto-ban's sweep cuts only what the banned address does not hold; an expiry the
+data plane cannot hold is refused."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -83,6 +84,32 @@ def test_blacklisting_a_prefix_spares_its_whitelisted_hosts(fresh, fam):
     assert tracked(fresh) == flows(INSIDE[fam], OUTSIDE[fam])
     fw.apply_rules("blacklist", [{"cidr": OUTSIDE[fam], "expires": time.time() - 1}])  # already expired
     assert tracked(fresh) == flows(INSIDE[fam], OUTSIDE[fam])
+
+
+def flags(env, remote, sport=443, dport=40000, proto=socket.IPPROTO_TCP):
+    with bpfsys.Map.open_pinned(os.path.join(env.pin_path, "ct")) as ct:
+        return layout.decode_ct_value(ct.lookup(ct_key(remote, sport, dport, proto)))[1]
+
+
+@pytest.mark.parametrize("fam", (4, 6))
+def test_a_rate_limit_follows_the_flows_peers_opened(fresh, fam):
+    """A rate-limit rule added after a peer opened its flow reaches that flow (rl flag); one removed, or
+    the peer whitelisted, frees it; flows this host opened never get it."""
+    fw = fresh.fw
+    inbound = ESTABLISHED | layout.CT_F_INBOUND
+    track(fresh, INSIDE[fam], flags=inbound)
+    track(fresh, NEIGHBOUR[fam], flags=ESTABLISHED)                  # opened by this host
+    track(fresh, OUTSIDE[fam], flags=inbound)
+    fw.apply_rules("ratelimit", [{"source": NET[fam], "rate": 10}])
+    assert flags(fresh, INSIDE[fam]) == inbound | layout.CT_F_RL
+    assert flags(fresh, NEIGHBOUR[fam]) == ESTABLISHED and flags(fresh, OUTSIDE[fam]) == inbound
+    fw.apply_rules("whitelist", [INSIDE[fam]])
+    assert flags(fresh, INSIDE[fam]) == inbound
+    fw.apply_rules("whitelist", [], exclusive=True)
+    assert flags(fresh, INSIDE[fam]) == inbound | layout.CT_F_RL
+    fw.apply_rules("ratelimit", [], exclusive=True)
+    assert flags(fresh, INSIDE[fam]) == inbound
+    assert tracked(fresh) == flows(INSIDE[fam], NEIGHBOUR[fam], OUTSIDE[fam])
 
 
 def test_sweep_cuts_only_what_a_banned_address_does_not_hold(fresh):
