@@ -288,23 +288,29 @@ def limited(cls):
     return bool(cls & layout.SRC_RL) and not cls & layout.SRC_WL
 
 
+def _covering(maps, name, where, key):
+    """The class of the prefix covering a src map key's range, the key itself left out (0: none)."""
+    if where == "host":
+        return covering_class(maps, name, key)
+    plen = struct.unpack_from("=I", key)[0]
+    cover = maps[name].lookup(struct.pack("=I", plen - 1) + key[4:]) if plen else None
+    return layout.decode_u64(cover) if cover is not None else 0
+
+
 def flows_to_check(maps, changed, now_ns):
     """Of what sources.write just wrote or deleted (`changed`), the networks (family, prefix length,
     network as int) whose addresses' tracked flows may need a change: those that became blocked (the
     flows are cut) and those whose rate limit came or went (the rl flag of the flows they opened). A
     written key counts by its new class, a deleted one by the prefix now covering it (a whitelist entry
-    inside a blacklisted prefix removed, say). A generator."""
+    inside a blacklisted prefix removed, say), a key that did not exist before against the prefix that
+    covered its range. A generator."""
     for name, key, old, new in changed:
         family, where = int(name[3]), name.split("_")[1]
-        if new is not None:
-            cls = layout.decode_u64(new)
-        elif where == "host":
-            cls = covering_class(maps, name, key)
-        else:
-            plen = struct.unpack_from("=I", key)[0]
-            cover = maps[name].lookup(struct.pack("=I", plen - 1) + key[4:]) if plen else None
-            cls = layout.decode_u64(cover) if cover is not None else 0
-        before = layout.decode_u64(old) if old is not None else 0
+        covering = None
+        if new is None or old is None:  # the class of the key's range without the key itself
+            covering = _covering(maps, name, where, key)
+        cls = layout.decode_u64(new) if new is not None else covering
+        before = layout.decode_u64(old) if old is not None else covering
         if blocks(cls, now_ns) or limited(cls) != limited(before):
             addr, plen, _width = _network(family, where, key)
             yield family, plen, addr

@@ -128,9 +128,11 @@ def test_spoofed_syns_in_the_clients_name_do_not_ban_it(fw, family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_connections_beyond_the_rate_ban_and_the_ban_spares_held_ones(fw, family):
-    """Completed handshakes are proof: the third connection within the burst of two bans the attacker's
-    address; its open connections go on, a new one fails, and after the TTL it connects again."""
+    """Completed handshakes are proof: the third connection within the burst of two bans the address;
+    its open connections go on, a new one fails, and after the TTL it connects again. (The banned
+    address is att_ok: no earlier test of this module used its bucket.)"""
     a = ADDR[family]
+    banned_addr, neighbour_addr = a["att_ok"], a["att"]
     fw.call("apply_rules", kind="port", entries=[{"proto": "tcp", "port": 9201, "source": a["att_net"]}])
     fw.call("apply_rules", kind="ratelimit", entries=[
         {"source": a["att_net"], "rate": 1, "burst": 2, "syn_only": True, "ban_ttl": BAN_TTL}])
@@ -139,29 +141,29 @@ def test_connections_beyond_the_rate_ban_and_the_ban_spares_held_ones(fw, family
         with tcp_listener(9201, family) as listener:
             with Delta(fw) as d:
                 for _ in range(3):
-                    pair = tcp_open(NS_ATT, family, a["fw_att"], 9201, listener, src=a["att"], timeout=2)
+                    pair = tcp_open(NS_ATT, family, a["fw_att"], 9201, listener, src=banned_addr, timeout=2)
                     assert pair is not None
                     pairs.append(pair)
             assert d["auto_ban"] == 1 and d["drop_ratelimit"] == 0, d
             banned = bans(fw)
-            assert a["att"] in banned and 0 < banned[a["att"]] <= BAN_TTL, banned
+            assert banned_addr in banned and 0 < banned[banned_addr] <= BAN_TTL, banned
             with Delta(fw) as d:
                 for client, server in pairs:                # the connections it holds go on
                     client.sendall(b"held")
                     assert server.recv(16) == b"held"
                     server.sendall(b"ok")
                     assert client.recv(16) == b"ok"
-                assert tcp_open(NS_ATT, family, a["fw_att"], 9201, listener, src=a["att"], timeout=0.5) is None
+                assert tcp_open(NS_ATT, family, a["fw_att"], 9201, listener, src=banned_addr, timeout=0.5) is None
             assert d["drop_blacklist"] >= 1, d
-            neighbour = tcp_open(NS_ATT, family, a["fw_att"], 9201, listener, src=a["att_ok"], timeout=2)
+            neighbour = tcp_open(NS_ATT, family, a["fw_att"], 9201, listener, src=neighbour_addr, timeout=2)
             assert neighbour is not None                    # its neighbour in the CIDR is not banned
             pairs.append(neighbour)
             for _ in range(50):                             # the ban expires after its TTL (bounded poll)
-                if a["att"] not in bans(fw):
+                if banned_addr not in bans(fw):
                     break
                 time.sleep(0.1)
-            assert a["att"] not in bans(fw)
-            again = tcp_open(NS_ATT, family, a["fw_att"], 9201, listener, src=a["att"], timeout=2)
+            assert banned_addr not in bans(fw)
+            again = tcp_open(NS_ATT, family, a["fw_att"], 9201, listener, src=banned_addr, timeout=2)
             assert again is not None
             pairs.append(again)
             swept = fw.call("sweep")
