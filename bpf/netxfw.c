@@ -101,7 +101,7 @@
 #define CT_UDP_STREAM  8
 #define CT_ICMP_ECHO   9
 #define CT_STATE_MASK  0xffULL
-#define CT_F_INBOUND   (1ULL << 8)  /* accepted on a service port */
+#define CT_F_INBOUND   (1ULL << 8)  /* opened by the peer (accepted by a rule, or a rate-limited peer's) */
 #define CT_F_LFIN      (1ULL << 9)  /* FIN sent by this host */
 #define CT_F_RFIN      (1ULL << 10) /* FIN sent by the peer */
 #define CT_F_SYNACK    (1ULL << 11) /* ct_syn: our SYN+ACK went out, ISN in bits 32-63 */
@@ -1222,7 +1222,7 @@ static __always_inline void ct_egress_tcp(struct ct_val *v, u8 fl, u64 now)
 	v->last_seen_ns = now;
 }
 
-/* Our SYN+ACK for a SYN that a port rule let in: remember its ISN. */
+/* Our SYN+ACK for a SYN that track_inbound let in: remember its ISN. */
 static __always_inline int ct_synack(struct ct_key *k, u32 isn, u64 now)
 {
 	struct ct_val *e = ct_syn.lookup(k);

@@ -110,7 +110,7 @@ SOURCE = (
     '#define CT_UDP_STREAM  8\n'
     '#define CT_ICMP_ECHO   9\n'
     '#define CT_STATE_MASK  0xffULL\n'
-    '#define CT_F_INBOUND   (1ULL << 8)  /* accepted on a service port */\n'
+    "#define CT_F_INBOUND   (1ULL << 8)  /* opened by the peer (accepted by a rule, or a rate-limited peer's) */\n"
     '#define CT_F_LFIN      (1ULL << 9)  /* FIN sent by this host */\n'
     '#define CT_F_RFIN      (1ULL << 10) /* FIN sent by the peer */\n'
     '#define CT_F_SYNACK    (1ULL << 11) /* ct_syn: our SYN+ACK went out, ISN in bits 32-63 */\n'
@@ -1231,7 +1231,7 @@ SOURCE = (
     '\tv->last_seen_ns = now;\n'
     '}\n'
     '\n'
-    '/* Our SYN+ACK for a SYN that a port rule let in: remember its ISN. */\n'
+    '/* Our SYN+ACK for a SYN that track_inbound let in: remember its ISN. */\n'
     'static __always_inline int ct_synack(struct ct_key *k, u32 isn, u64 now)\n'
     '{\n'
     '\tstruct ct_val *e = ct_syn.lookup(k);\n'
