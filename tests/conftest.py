@@ -90,16 +90,21 @@ def pytest_make_collect_report(collector):  # pylint: disable=unused-argument
 # none) and is one group of its own, so its module-scoped fixtures (a compiled program, a topology)
 # are built once.
 
-SHARED_RESOURCES = {
+SHARED_RESOURCES = {  # layer -> group, the longest group first
+    "integration": "lab",
     "traffic": "nxt-topology",
     "reload": "nxt-topology",
-    "integration": "lab",
 }
 
 
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
     tests_dir = os.path.dirname(os.path.abspath(__file__))
+    groups = {}
     for item in items:
         path = os.path.relpath(str(item.fspath), tests_dir)
         layer = path.split(os.sep, 1)[0]
-        item.add_marker(pytest.mark.xdist_group(SHARED_RESOURCES.get(layer, path)))
+        groups[item] = SHARED_RESOURCES.get(layer, path)
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    # the long serial groups first, so that the short ones fill the other workers around them
+    first = list(dict.fromkeys(SHARED_RESOURCES.values()))
+    items.sort(key=lambda item: first.index(groups[item]) if groups[item] in first else len(first))
