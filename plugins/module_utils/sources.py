@@ -306,11 +306,16 @@ def flows_to_check(maps, changed, now_ns):
     covered its range. A generator."""
     for name, key, old, new in changed:
         family, where = int(name[3]), name.split("_")[1]
-        covering = None
-        if new is None or old is None:  # the class of the key's range without the key itself
-            covering = _covering(maps, name, where, key)
-        cls = layout.decode_u64(new) if new is not None else covering
-        before = layout.decode_u64(old) if old is not None else covering
-        if blocks(cls, now_ns) or limited(cls) != limited(before):
+        if new is not None:
+            cls = layout.decode_u64(new)
+            if blocks(cls, now_ns) or (old is None and limited(cls)):
+                check = True  # no need to look at what covered it before (a million new blacklist keys)
+            else:
+                before = layout.decode_u64(old) if old is not None else _covering(maps, name, where, key)
+                check = limited(cls) != limited(before)
+        else:
+            cls = _covering(maps, name, where, key)
+            check = blocks(cls, now_ns) or limited(cls) != limited(layout.decode_u64(old))
+        if check:
             addr, plen, _width = _network(family, where, key)
             yield family, plen, addr
