@@ -16,6 +16,7 @@ import time
 import pytest
 
 from ansible_collections.netxfw.firewall.plugins.module_utils import layout
+from test_verdict_fragments import datagram
 from verdict_packets import ADDR, FAMILIES, TC_ACT_OK, TCP, TCP_P, UDP_P, eth, handshake, host, ip, now_ns, tcp, udp
 
 fams = pytest.mark.parametrize("fam", FAMILIES)
@@ -408,3 +409,19 @@ def test_auto_ban_stays_over_a_shorter_blacklist(fw, fam):
     time.sleep(0.25)                                     # the prefix expired, the ban (60 s) did not
     fw.expect(tcp(fam, dport=443), "drop_blacklist")
     fw.expect(tcp(fam, dport=443, src=ADDR[fam]["peer"]), "pass_policy")
+
+
+@fams
+def test_a_banned_sources_fragments_pass_only_on_a_flow_it_holds(fw, fam):
+    """A large answer on a flow this host opened to a banned address arrives whole (its first fragment
+    passes on the flow, the later ones follow it); fragments of anything else from it drop."""
+    fw.config(ct_enabled=1, ct_udp_ns=60 * S, ct_udp_stream_ns=60 * S)
+    out_udp(fw, fam)                                   # local:40000 -> src:53
+    _ban(fw, fam, "pass_policy")
+    held = datagram(fam, sport=53, dport=40000, ident=0x77)
+    fw.expect(held[0], "pass_conntrack")
+    for frame in held[1:]:
+        fw.expect(frame, "pass_fragment")
+    other = datagram(fam, sport=53, dport=40001, ident=0x78)
+    for frame in other:
+        fw.expect(frame, "drop_blacklist")
