@@ -1333,19 +1333,17 @@ int xdp_ingress(struct xdp_md *ctx)
 		 * a SYN opens none, it drops at once). */
 		u64 *hit = source_host(p.t.family, p.t.saddr);
 		u64 cls = hit ? *hit : 0;
-		int banned = 0;
 
 		if (hit) {
 			r = stage_source(cls, &now);
 			if (r == R_DROP_BLACKLIST && (cls & SRC_BAN) && !tcp_syn_only(&p)) {
-				banned = 1;
-				r = NEXT;
+				r = stage_conntrack(&p, &now, 1);
+				if (r == NEXT)
+					r = R_DROP_BLACKLIST;
 			}
 		}
 		if (r == NEXT)
-			r = stage_conntrack(&p, &now, banned);
-		if (r == NEXT && banned)
-			r = R_DROP_BLACKLIST;
+			r = stage_conntrack(&p, &now, 0);
 		if (r == NEXT && !hit) {
 			hit = source_prefix(p.t.family, p.t.saddr);
 			cls = hit ? *hit : 0;
