@@ -326,12 +326,12 @@ def test_one_lookup_equals_every_covering_prefix(wl, bls, srcs, rls):
                 assert blocking == (live and not whitelisted), (addr, now)
 
 
-def test_layout2_rate_limit_buckets_convert_with_an_empty_ban_bucket_clock():
-    """A hot reload from layout 2 keeps each source's bucket; the ban bucket starts with its clock at 0,
+def test_older_rate_limit_buckets_convert_with_an_empty_ban_bucket_clock():
+    """A hot reload from layouts 1-3 keeps each source's bucket; the ban bucket starts with its clock at 0,
     which the data plane reads as full (the first take adds all the time since boot)."""
     from ansible_collections.netxfw.firewall.plugins.module_utils import reload
     old = struct.pack("=QQQ", 5, 6, 7)
     for name in ("rl4_state", "rl6_state"):
         new = reload.CONVERTERS[(name, 24, layout.MAPS[name][2])](old)
-        assert layout.decode_rl_state(new) == {"credit_ns": 5, "last_ns": 6, "dropped": 7,
-                                              "proof_credit_ns": 0, "proof_last_ns": 0}
+        assert layout.decode_rl_state(new) == dict(credit_ns=5, last_ns=6, dropped=7, proof_credit_ns=0,
+                                                   proof_last_ns=0)
