@@ -109,7 +109,7 @@ def test_spoofed_syns_in_the_clients_name_do_not_ban_it(fw, family):
             try:
                 with Delta(fw) as d:
                     spoof_syns(family, a["cli"], a["fw"], (9200, 9209), 40)  # an open and a closed port
-                    for _ in range(20):                     # the last SYNs reach XDP (bounded poll)
+                    for dummy in range(20):                     # the last SYNs reach XDP (bounded poll)
                         if d.agent.counters()["drop_ratelimit"] - d.before["drop_ratelimit"] >= 30:
                             break
                         time.sleep(0.05)
@@ -140,7 +140,7 @@ def test_connections_beyond_the_rate_ban_and_the_ban_spares_held_ones(fw, family
     try:
         with tcp_listener(9201, family) as listener:
             with Delta(fw) as d:
-                for _ in range(3):
+                for dummy in range(3):
                     pair = tcp_open(NS_ATT, family, a["fw_att"], 9201, listener, src=banned_addr, timeout=2)
                     assert pair is not None
                     pairs.append(pair)
@@ -158,7 +158,7 @@ def test_connections_beyond_the_rate_ban_and_the_ban_spares_held_ones(fw, family
             neighbour = tcp_open(NS_ATT, family, a["fw_att"], 9201, listener, src=neighbour_addr, timeout=2)
             assert neighbour is not None                    # its neighbour in the CIDR is not banned
             pairs.append(neighbour)
-            for _ in range(50):                             # the ban expires after its TTL (bounded poll)
+            for dummy in range(50):                             # the ban expires after its TTL (bounded poll)
                 if banned_addr not in bans(fw):
                     break
                 time.sleep(0.1)
@@ -190,7 +190,7 @@ def test_flood_on_a_udp_flow_the_peer_opened_is_limited(fw, family):
         peer.bind((a["att"], 9400))
         server.bind((a["fw_att"], 9300))
         peer.sendto(b"hello", (a["fw_att"], 9300))
-        _, where = server.recvfrom(16)
+        dummy, where = server.recvfrom(16)
         server.sendto(b"welcome", where)                    # answered once: now a tracked flow
         assert peer.recvfrom(16)[0] == b"welcome"
         start = time.monotonic()
@@ -213,11 +213,11 @@ def test_flood_on_a_udp_flow_the_peer_opened_is_limited(fw, family):
         mine.bind((a["fw_att"], 0))
         with Delta(fw) as d:
             mine.sendto(b"query", (a["att"], 9400))
-            _, back = peer.recvfrom(16)
-            for _ in range(3 * rate):
+            dummy, back = peer.recvfrom(16)
+            for dummy in range(3 * rate):
                 peer.sendto(b"answer", back)
             got = 0
-            for _ in range(3 * rate):
+            for dummy in range(3 * rate):
                 try:
                     mine.recvfrom(16)
                     got += 1
@@ -242,11 +242,11 @@ def test_drop_events_are_readable_and_bounded_under_a_flood(fw):
         flood.bind((a["att"], 0))
         start = time.monotonic()
         with Delta(fw) as d:
-            for _ in range(FLOOD_PACKETS):
+            for dummy in range(FLOOD_PACKETS):
                 if time.monotonic() - start > FLOOD_SECONDS:
                     break
                 flood.sendto(b"x", (a["fw_att"], 9301))
-            for _ in range(20):                          # the last packets reach XDP (bounded poll)
+            for dummy in range(20):                          # the last packets reach XDP (bounded poll)
                 if d.agent.counters()["drop_policy"] - d.before["drop_policy"] >= FLOOD_PACKETS:
                     break
                 time.sleep(0.05)

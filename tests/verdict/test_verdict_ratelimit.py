@@ -25,14 +25,14 @@ def syn(fam, src=None, flags="S", sport=40000):
 @fams
 def test_source_over_its_rate_is_dropped_and_others_in_the_cidr_are_not(fw, fam):
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=3)
-    for _ in range(3):
+    for dummy in range(3):
         fw.expect(udp(fam), "pass_policy")
     fw.expect(udp(fam), "drop_ratelimit")
     assert fw.rl_state(ADDR[fam]["src"])[2] == 1                 # dropped
     # one source in the CIDR cannot starve another: each has its own bucket
     fw.expect(udp(fam, src=ADDR[fam]["peer"]), "pass_policy")
     # outside every rate-limit CIDR: not limited
-    for _ in range(5):
+    for dummy in range(5):
         fw.expect(udp(fam, src=ADDR[fam]["local"]), "pass_policy")
 
 
@@ -64,7 +64,7 @@ def test_over_the_rate_drops_without_a_ban(fw, fam):
     """Packets prove nothing of their source: over the rate they drop, as iptables hashlimit."""
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, ban_ttl_ns=60 * S)
     fw.expect(udp(fam), "pass_policy")
-    for _ in range(5):
+    for dummy in range(5):
         fw.expect(udp(fam), "drop_ratelimit")
         fw.expect(syn(fam), "drop_ratelimit")
     assert fw.list_value(ADDR[fam]["src"]) is None                # no ban (the class is the /24's)
@@ -76,11 +76,11 @@ def test_proven_excess_bans_with_expiry(fw, fam):
     fw.config(ct_enabled=1, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=2, syn_only=True, ban_ttl_ns=60 * S)
     for sport in (41000, 41001):
-        _, (_, delta, length) = handshake(fw, fam, sport)
+        dummy, (dummy, delta, length) = handshake(fw, fam, sport)
         assert delta == {"pass_policy": (1, length)}
     assert fw.rl_state(ADDR[fam]["src"])[2] == 0                  # nothing dropped: the SYNs were refunded
     before = now_ns()
-    _, (retval, delta, length) = handshake(fw, fam, 41002)
+    dummy, (retval, delta, length) = handshake(fw, fam, 41002)
     assert delta == {"pass_policy": (1, length), "auto_ban": (1, length)}, delta
     value = fw.list_value(ADDR[fam]["src"])
     assert value & ~EXPIRY == BAN | BL | RL                       # the rate-limit source's bit, no port rule's
@@ -101,7 +101,7 @@ def test_ban_expiry_saturates(fw):
     fw.config(ct_enabled=1, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
     fw.ratelimit(ADDR[4]["net"], rate=1, burst=1, syn_only=True, ban_ttl_ns=EXPIRY)
     handshake(fw, 4, 41000)
-    _, (_, delta, length) = handshake(fw, 4, 41001)
+    dummy, (dummy, delta, length) = handshake(fw, 4, 41001)
     assert delta == {"pass_policy": (1, length), "auto_ban": (1, length)}, delta
     assert fw.list_value(ADDR[4]["src"]) & EXPIRY == EXPIRY
     fw.expect(syn(4), "drop_blacklist")
@@ -114,10 +114,10 @@ def test_tracked_and_whitelisted_are_never_limited(fw, fam):
     out = eth() / ip(fam, ADDR[fam]["local"], ADDR[fam]["src"]) / TCP(sport=40000, dport=443, flags="PA")
     assert fw.tc(out)[0] == TC_ACT_OK
     inbound = eth() / ip(fam) / TCP(sport=443, dport=40000, flags="PA")
-    for _ in range(5):
+    for dummy in range(5):
         fw.expect(inbound, "pass_conntrack")
     fw.whitelist(ADDR[fam]["peer"] + ("/32" if fam == 4 else "/128"))
-    for _ in range(5):
+    for dummy in range(5):
         fw.expect(udp(fam, src=ADDR[fam]["peer"]), "pass_whitelist")
 
 
@@ -125,7 +125,7 @@ def test_tracked_and_whitelisted_are_never_limited(fw, fam):
 def test_longest_prefix_rule_applies(fw, fam):
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1)
     fw.ratelimit(ADDR[fam]["src"] + ("/32" if fam == 4 else "/128"), rate=1, burst=5)
-    for _ in range(5):
+    for dummy in range(5):
         fw.expect(udp(fam), "pass_policy")
     fw.expect(udp(fam), "drop_ratelimit")
 
@@ -181,21 +181,21 @@ def test_flows_the_peer_opened_stay_limited(fw, fam):
     assert flags & (layout.CT_F_INBOUND | layout.CT_F_RL) == layout.CT_F_INBOUND | layout.CT_F_RL
     fw.expect(query, "pass_conntrack")
     fw.expect(query, "pass_conntrack")
-    for _ in range(20):
+    for dummy in range(20):
         fw.expect(query, "drop_ratelimit")
     # TCP: a connection the peer completed
     peer = ADDR[fam]["peer"]
-    (_, d_syn, l_syn), (_, d_ack, l_ack) = handshake(fw, fam, 41000, src=peer)
+    (dummy, d_syn, l_syn), (dummy, d_ack, l_ack) = handshake(fw, fam, 41000, src=peer)
     assert (d_syn, d_ack) == ({"pass_rule": (1, l_syn)}, {"pass_rule": (1, l_ack)})
     data = eth() / ip(fam, peer) / TCP(sport=41000, dport=443, flags="PA", seq=1001, ack=777001)
     fw.expect(data, "pass_conntrack")
-    for _ in range(20):
+    for dummy in range(20):
         fw.expect(data, "drop_ratelimit")
     # a flow this host opened to src: its answers are never limited
     fw.tc(udp(fam, sport=40000, dport=53, src=ADDR[fam]["local"], dst=ADDR[fam]["src"]))
     flags = fw.ct_entries()[ct_key(ADDR[fam]["src"], ADDR[fam]["local"], 53, 40000, 17)][1]
     assert flags & (layout.CT_F_INBOUND | layout.CT_F_RL) == 0
-    for _ in range(20):
+    for dummy in range(20):
         fw.expect(udp(fam, sport=53, dport=40000), "pass_conntrack")
 
 

@@ -35,7 +35,7 @@ OUT = {4: "198.51.100.200", 6: "2001:db8:1:0:8000::9"}
 def out_udp(fw, fam):
     """local:40000 -> src:53 through tc_egress (records the reply tuple if conntrack is on)."""
     pkt = udp(fam, sport=40000, dport=53, src=ADDR[fam]["local"], dst=ADDR[fam]["src"])
-    retval, _, _ = fw.tc(pkt)
+    retval, dummy, dummy = fw.tc(pkt)
     assert retval == TC_ACT_OK
 
 
@@ -222,10 +222,10 @@ def _ban(fw, fam, passed):
     is proven excess and bans src. Its packets pass with `passed` (a port rule or the policy)."""
     fw.config(ct_enabled=1, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, syn_only=True, ban_ttl_ns=60 * S)
-    (_, d_syn, l_syn), (_, d_ack, l_ack) = handshake(fw, fam, 40001)
+    (dummy, d_syn, l_syn), (dummy, d_ack, l_ack) = handshake(fw, fam, 40001)
     assert (d_syn, d_ack) == ({passed: (1, l_syn)}, {passed: (1, l_ack)})
     assert fw.list_value(ADDR[fam]["src"]) is None or not fw.list_value(ADDR[fam]["src"]) & BAN
-    (_, d_syn, l_syn), (_, d_ack, l_ack) = handshake(fw, fam, 40002)
+    (dummy, d_syn, l_syn), (dummy, d_ack, l_ack) = handshake(fw, fam, 40002)
     assert (d_syn, d_ack) == ({passed: (1, l_syn)}, {passed: (1, l_ack), "auto_ban": (1, l_ack)})
 
 
@@ -282,10 +282,10 @@ def _random_lists(rnd, fam):
         return str(ipaddress.ip_network((int(base) + rnd.randrange(16), plen), strict=False))
 
     now = now_ns()
-    wl = [cidr() for _ in range(rnd.randrange(3))]
-    bl = dict((cidr(), rnd.choice([None, now - S, now + 600 * S])) for _ in range(rnd.randrange(5)))
+    wl = [cidr() for dummy in range(rnd.randrange(3))]
+    bl = dict((cidr(), rnd.choice([None, now - S, now + 600 * S])) for dummy in range(rnd.randrange(5)))
     rl = dict(("any" if rnd.random() < 0.15 else cidr(), rnd.choice([ALLOW, DENY]))
-              for _ in range(rnd.randrange(4)))
+              for dummy in range(rnd.randrange(4)))
     return base, wl, bl, rl
 
 
@@ -334,7 +334,7 @@ def test_ratelimit_trie_is_consulted_only_with_the_rl_bit(fw, fam):
     key = table.Key.from_buffer_copy(
         struct.pack("<I", 32 if fam == 4 else 128) + ipaddress.ip_address(ADDR[fam]["src"]).packed)
     table[key] = table.Leaf(1, 1, 0, 60 * S)
-    for _ in range(3):
+    for dummy in range(3):
         fw.expect(udp(fam), "pass_policy")
     assert fw.list_value(ADDR[fam]["src"]) is None
     fw.ratelimit(ADDR[fam]["net"], rate=1000, burst=1000)  # now a rate-limit source covers src:
@@ -349,7 +349,7 @@ def _flows(fw, fam):
     out_udp(fw, fam)
     fw.expect(udp(fam, sport=5353, dport=53), "pass_policy")
     fw.tc(udp(fam, sport=53, dport=5353, src=ADDR[fam]["local"], dst=ADDR[fam]["src"]))
-    _, (_, delta, length) = handshake(fw, fam, 40003)
+    dummy, (dummy, delta, length) = handshake(fw, fam, 40003)
     assert delta == {"pass_policy": (1, length)}
 
 
@@ -382,13 +382,13 @@ def test_spoofed_syns_over_the_rate_never_ban(fw, fam):
     fw.config(policy=1, ct_enabled=1, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
     fw.rule(ADDR[fam]["net"], TCP_P, 443, ALLOW)
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, syn_only=True, ban_ttl_ns=60 * S)
-    _, (_, delta, length) = handshake(fw, fam, 40003)  # proven: its SYN's token comes back
+    dummy, (dummy, delta, length) = handshake(fw, fam, 40003)  # proven: its SYN's token comes back
     assert delta == {"pass_rule": (1, length)}
     fw.expect(tcp(fam, sport=41000), "pass_rule")                    # the last token
     for sport in range(41001, 41011):                                # closed port or not: never answered
         fw.expect(tcp(fam, sport=sport), "drop_ratelimit")
     assert fw.list_value(ADDR[fam]["src"]) is None                   # no ban
-    for _ in range(3):
+    for dummy in range(3):
         fw.expect(back_tcp(fam), "pass_conntrack")
 
 
