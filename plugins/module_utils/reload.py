@@ -69,6 +69,7 @@ BAN_SOURCES = (("src4_host", "src4_host", layout.SRC_EXPIRY_MASK), ("src6_host",
 NOT_COPIED = {"meta": "holds the identity of the program it belongs to; written fresh",
               "drops": "ring buffer of sampled drop events: unread events of the old program are not carried"}
 
+
 def _rl_state_v4(value):
     """Layouts 1-3 -> 4: struct rl_state gained the ban bucket; zeros read as a full one (its clock at 0)."""
     return value + bytes(16)
