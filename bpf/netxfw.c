@@ -151,7 +151,7 @@ enum reason {
 	R_DROP_LAND,
 	R_DROP_RATELIMIT,   /* the source's bucket is empty */
 	R_DROP_RATE_GLOBAL, /* the global bucket is empty */
-	R_AUTO_BAN,         /* event: a source was banned (counted besides its drop) */
+	R_AUTO_BAN,         /* event: a source was banned (counted besides its ACK's verdict) */
 	R_PASS_FRAGMENT,    /* a later fragment of a datagram whose first fragment passed */
 	R_PASS_DHCP,        /* a DHCP/DHCPv6 reply to a request this host sent */
 };

@@ -160,7 +160,7 @@ SOURCE = (
     '\tR_DROP_LAND,\n'
     "\tR_DROP_RATELIMIT,   /* the source's bucket is empty */\n"
     '\tR_DROP_RATE_GLOBAL, /* the global bucket is empty */\n'
-    '\tR_AUTO_BAN,         /* event: a source was banned (counted besides its drop) */\n'
+    "\tR_AUTO_BAN,         /* event: a source was banned (counted besides its ACK's verdict) */\n"
     '\tR_PASS_FRAGMENT,    /* a later fragment of a datagram whose first fragment passed */\n'
     '\tR_PASS_DHCP,        /* a DHCP/DHCPv6 reply to a request this host sent */\n'
     '};\n'

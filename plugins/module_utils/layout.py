@@ -40,7 +40,7 @@ REASONS = (
     "drop_land",
     "drop_ratelimit",
     "drop_rate_global",
-    "auto_ban",  # an event (a source banned), counted besides the packet's drop_ratelimit
+    "auto_ban",  # an event (a source banned), counted besides the verdict of the ACK that proved it
     "pass_fragment",  # a later fragment of a datagram whose first fragment passed
     "pass_dhcp",  # a DHCP/DHCPv6 reply to a request this host sent
 )
