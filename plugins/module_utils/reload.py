@@ -69,10 +69,16 @@ BAN_SOURCES = (("src4_host", "src4_host", layout.SRC_EXPIRY_MASK), ("src6_host",
 NOT_COPIED = {"meta": "holds the identity of the program it belongs to; written fresh",
               "drops": "ring buffer of sampled drop events: unread events of the old program are not carried"}
 
+
+def _rl_state_v4(value):
+    """Layouts 1-3 -> 4: struct rl_state gained the ban bucket; zeros read as a full one (its clock at 0)."""
+    return value + bytes(16)
+
+
 # (map name, old value size, new value size) -> function(old value bytes) -> new value bytes.
 # Used when a layout version changes a value format; a map whose key or value format changed and
 # that has no converter here is skipped (rule maps are then refilled from rules.json).
-CONVERTERS = {}
+CONVERTERS = {("rl4_state", 24, 40): _rl_state_v4, ("rl6_state", 24, 40): _rl_state_v4}
 
 QUIESCE_POLL_S = 0.005
 QUIESCE_MAX_POLLS = 40
