@@ -222,7 +222,7 @@ def test_api_change_during_a_failing_play_is_kept(lab, ansible_env):
             helper.kill()
             helper.wait()
     assert r.returncode != 0, out
-    assert helper.returncode == 0 and api_out.strip() == "200", (api_out, api_err)
+    assert helper.returncode == 0 and api_out.strip() == "201", (api_out, api_err)  # created
     assert "the apply FAILED on %s" % HOST in out and "ROLLED BACK at once" in out, out
     assert "changes made by others meanwhile were kept (blacklist: +1 -0)" in out, out
     now = blacklist(lab)
