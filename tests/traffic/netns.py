@@ -85,7 +85,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def run(argv, timeout=10, check=True):
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError("%s failed (%d): %s%s" % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
     return proc
@@ -240,11 +240,11 @@ class AgentError(Exception):
 class Agent:
     """fw_agent.py running in nxt-fw; one JSON request/response per line, every read bounded."""
 
-    def __init__(self, collections_root, ns=NS_FW, timeout=60):
+    def __init__(self, collections_root, ns=NS_FW, timeout=60, prefix="nxt-traffic-"):
         self.timeout = timeout
-        self.pin_path = tempfile.mkdtemp(prefix="nxt-traffic-", dir=BPFFS)
+        self.pin_path = tempfile.mkdtemp(prefix=prefix, dir=BPFFS)
         os.rmdir(self.pin_path)  # the engine creates it (mode 0700); we only wanted a unique name
-        self.state_dir = tempfile.mkdtemp(prefix="nxt-traffic-state-")
+        self.state_dir = tempfile.mkdtemp(prefix=prefix + "state-")
         self.proc = subprocess.Popen(
             nsenter(ns, [SYSTEM_PYTHON, "-u", AGENT, collections_root, self.pin_path, self.state_dir]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
@@ -260,7 +260,7 @@ class Agent:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RuntimeError("engine agent did not answer %s within %ss" % (op, self.timeout))
-            ready, _, _ = select.select([fd], [], [], remaining)
+            ready = select.select([fd], [], [], remaining)[0]
             if ready:
                 chunk = os.read(fd, 1 << 20).decode()
                 if not chunk:
