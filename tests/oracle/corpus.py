@@ -142,6 +142,14 @@ def frag_echo(fam, size=3000):
     return build
 
 
+def frag_tcp_syn(fam, dport, size=2000):
+    """A SYN carrying data, in fragments; the first holds the whole TCP header."""
+    def build(c):
+        data = l4_bytes(fam, TCP(sport=c.port, dport=dport, flags="S", seq=1000) / Raw(b"s" * size))
+        return frag_frames(fam, c, 6, data, split(len(data), 1024))
+    return build
+
+
 def tiny_tcp_first(fam):
     def build(c):
         data = l4_bytes(fam, TCP(sport=c.port, dport=22, flags="S", seq=1000))
@@ -248,20 +256,31 @@ def udp_reply(fam, size=8, sport_delta=0, src=None):
     return reply(fam, lambda c, o: UDP(sport=o[UDP].dport + sport_delta, dport=o[UDP].sport) / Raw(b"r" * size), src)
 
 
-def udp_reply_frag(fam, size=3000):
+def reply_frag(fam, proto, l4_fn):
+    """A reply (l4_fn(ctx, outbound IP layer), several KB) to the captured outbound packet, in fragments."""
     def build(c):
         o = out_ip(c)
-        data = bytes((IP(src=o.dst, dst=o.src) if fam == 4 else IPv6(src=o.dst, dst=o.src))
-                     / UDP(sport=o[UDP].dport, dport=o[UDP].sport) / Raw(b"R" * size))[20 if fam == 4 else 40:]
+        data = bytes((IP(src=o.dst, dst=o.src) if fam == 4 else IPv6(src=o.dst, dst=o.src)) / l4_fn(c, o))[20 if fam == 4 else 40:]
         out = []
         for off, length, more in split(len(data), 1400):
             if fam == 4:
-                pkt = IP(src=o.dst, dst=o.src, id=c.mark, proto=17, flags="MF" if more else 0, frag=off // 8)
+                pkt = IP(src=o.dst, dst=o.src, id=c.mark, proto=proto, flags="MF" if more else 0, frag=off // 8)
             else:
-                pkt = IPv6(src=o.dst, dst=o.src, fl=c.mark) / IPv6ExtHdrFragment(nh=17, offset=off // 8, m=int(more), id=c.mark)
+                pkt = IPv6(src=o.dst, dst=o.src, fl=c.mark) / IPv6ExtHdrFragment(nh=proto, offset=off // 8, m=int(more), id=c.mark)
             out.append(eth() / pkt / Raw(data[off:off + length]))
         return out
     return build
+
+
+def udp_reply_frag(fam, size=3000):
+    return reply_frag(fam, 17, lambda c, o: UDP(sport=o[UDP].dport, dport=o[UDP].sport) / Raw(b"R" * size))
+
+
+def echo_reply_frag(fam, size=3000):
+    if fam == 4:
+        return reply_frag(4, 1, lambda c, o: ICMP(type=0, id=o[ICMP].id, seq=o[ICMP].seq) / Raw(b"E" * size))
+    return reply_frag(6, 58, lambda c, o: ICMPv6EchoReply(id=o[ICMPv6EchoRequest].id, seq=o[ICMPv6EchoRequest].seq)
+                      / Raw(b"E" * size))
 
 
 def synack(fam):
@@ -289,11 +308,11 @@ def error_about(fam, kind, src=None):
     return reply(fam, l4, src)
 
 
-def dhcp_offer(xid_delta=0):
+def dhcp_offer(xid_delta=0, chaddr=TARGET_MAC):
     def build(c):
         xid = c.out[BOOTP].xid + xid_delta
         return [Ether(src=SENDER_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src=SRC[4]["cli"], dst="255.255.255.255", id=c.mark)
-                / UDP(sport=67, dport=68) / BOOTP(op=2, xid=xid, yiaddr="198.51.100.60", chaddr=bytes.fromhex(TARGET_MAC.replace(":", "")))
+                / UDP(sport=67, dport=68) / BOOTP(op=2, xid=xid, yiaddr="198.51.100.60", chaddr=bytes.fromhex(chaddr.replace(":", "")))
                 / DHCP(options=[("message-type", "offer"), ("server_id", SRC[4]["cli"]), "end"])]
     return build
 
@@ -338,6 +357,8 @@ def _items():
         add("%s-frag-udp53-bl" % f, fam, frag_udp(fam, 53, "in", src="bl"))
         add("%s-frag-echo" % f, fam, frag_echo(fam))
         add("%s-frag-tcp22-tiny-first" % f, fam, tiny_tcp_first(fam))
+        add("%s-frag-tcp22-syn" % f, fam, frag_tcp_syn(fam, 22))
+        add("%s-frag-tcp25-syn" % f, fam, frag_tcp_syn(fam, 25))
         # VLAN
         add("%s-vlan0-udp53" % f, fam, vlan(fam, 0, 53))
         add("%s-vlan0-udp55" % f, fam, vlan(fam, 0, 55))
@@ -353,6 +374,7 @@ def _items():
         add("%s-flow-udp-other-port" % f, fam, udp_reply(fam, sport_delta=1), flow=("udp", "cli"))
         add("%s-flow-tcp-synack" % f, fam, synack(fam), flow=("tcp", "cli"))
         add("%s-flow-echo-reply" % f, fam, echo_reply(fam), flow=("ping", "cli"))
+        add("%s-flow-echo-reply-3000-frag" % f, fam, echo_reply_frag(fam), flow=("ping", "cli"))
         add("%s-echo-reply-unsolicited" % f, fam, echo_reply(fam, id_delta=1), flow=("ping", "cli"))
         add("%s-flow-error-unreach" % f, fam, error_about(fam, "unreach"), flow=("udp", "cli"))
         add("%s-flow-error-pmtu-tcp" % f, fam, error_about(fam, "pmtu"), flow=("tcp", "cli"))
@@ -411,6 +433,7 @@ def _items():
     # DHCP: the answer a DHCP client reads through AF_PACKET (observed there, before netfilter)
     add("v4-dhcp-offer", 4, dhcp_offer(), flow=("dhcp", None), observe="packet")
     add("v4-dhcp-offer-wrong-xid", 4, dhcp_offer(xid_delta=1), flow=("dhcp", None), observe="packet")
+    add("v4-dhcp-offer-other-chaddr", 4, dhcp_offer(chaddr="02:00:5e:00:53:99"), flow=("dhcp", None), observe="packet")
     add("v6-dhcp6-advertise", 6, dhcp6_advertise(), flow=("dhcp6", None), observe="packet")
     add("v6-dhcp6-advertise-wrong-trid", 6, dhcp6_advertise(trid_delta=1), flow=("dhcp6", None), observe="packet")
     return items

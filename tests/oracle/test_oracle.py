@@ -42,10 +42,6 @@ ICMP6_DROPPED = tuple("v6-icmp-type-%d" % t for t in corpus.ICMP6_TYPES
 
 # (item name pattern or tuple of patterns, policy pattern, issue 12 item, what netxfw does today)
 EXPECTED_FIXES = [
-    (("v?-frag-udp53-in", "v?-frag-udp53-reversed", "v?-flow-udp-reply-3000-frag"), "*deny", 1,
-     "the later fragments of an allowed datagram hit the default policy"),
-    ("v?-frag-udp53-bl", "deny", 1, "the later fragments of an allowed datagram hit the default policy"),
-    (("v4-dhcp-offer", "v6-dhcp6-advertise"), "*deny", 2, "the answer to this host's DHCP request is dropped"),
     (("v4-icmp-type-*",) + ICMP6_DROPPED, "*deny", 3,
      "with an ICMP rate, every ICMP type passes within the bucket, unrelated errors and unsolicited replies too"),
     (("v?-echo-reply-unsolicited", "v6-mld-*-global-src"), "*deny", 3,
