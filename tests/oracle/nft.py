@@ -6,17 +6,17 @@ The ruleset is the oracle's reference ("netfilter semantics"), in this order:
 1. loopback accepted;
 2. protocol sanity as netxfw's defaults: `tcp_flags` (netfilter's own tcp_valid_flags set) and
    `land` (a source address of this host: `fib saddr type local`);
-3. neighbour discovery that RFC 4861 section 7.1 accepts (hop limit 255), before any list, as
-   netxfw passes ARP and ND;
+3. IPv6 link plumbing before any list, as netxfw passes ARP and ND (docs/internals.md, "ICMP and
+   ICMPv6 types"): ND, inverse ND and SEND with hop limit 255 and code 0 (RFC 4861 7.1; RA and
+   redirect from a link-local source), MLD and multicast router discovery with hop limit 1 from a
+   link-local or unspecified source (RFC 2710, 3810, 4286);
 4. whitelist accept, then blacklist drop (hosts and prefixes), before conntrack: a block cuts
    established flows and wins over "related" (issue 12, items 7 and 8);
 5. `ct state established,related accept`: replies to this host's flows and the ICMP errors that
    quote them (IPv4 and IPv6 fragments are reassembled by conntrack first);
 6. port rules, the longest source prefix first (netxfw's LPM: the most specific source decides);
-7. under an ICMP rate: echo requests of both families share one `limit` (netxfw's one bucket);
-   under deny, what RFC 4890 section 4.4.1 says a host must not drop besides errors (which
-   conntrack relates) and ND: MLD from link-local sources, inverse ND, SEND certification path,
-   multicast router discovery;
+7. under an ICMP rate, echo requests of both families share one named `limit` (netxfw's one
+   bucket) and the excess is dropped under either policy;
 8. the default policy as the chain policy.
 
 The observation table (observe()) is the same on both target hosts: one counter per corpus
@@ -34,10 +34,13 @@ import ipaddress
 FILTER_TABLE = "nxo_filter"
 OBS_TABLE = "nxo_obs"
 TCP_VALID = "syn, syn | urg, syn | ack, rst, rst | ack, fin | ack, fin | ack | urg, ack, ack | urg"
-ND_TYPES = "nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect"
-MLD_TYPES = "mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report"
-# inverse ND (141, 142), certification path (148, 149), multicast router discovery (151-153)
-RFC4890_OTHER = (141, 142, 148, 149, 151, 152, 153)
+ND_TYPES = (133, 135, 136, 141, 142, 148, 149)  # hop limit 255, code 0
+ND_LINK_LOCAL_TYPES = (134, 137)  # RA and redirect: also from a link-local source
+MLD_TYPES = (130, 131, 132, 143, 151, 152, 153)  # hop limit 1, link-local or unspecified source
+
+
+def _types(types):
+    return ", ".join(str(t) for t in types)
 
 
 def _split(cidrs):
@@ -93,7 +96,9 @@ def ruleset(policy):
         '    iifname "lo" accept',
         "    tcp flags & (fin | syn | rst | ack | urg) != { %s } drop" % TCP_VALID,
         "    fib saddr type local drop",
-        "    icmpv6 type { %s } ip6 hoplimit 255 accept" % ND_TYPES,
+        "    icmpv6 type { %s } icmpv6 code 0 ip6 hoplimit 255 accept" % _types(ND_TYPES),
+        "    icmpv6 type { %s } icmpv6 code 0 ip6 hoplimit 255 ip6 saddr fe80::/10 accept" % _types(ND_LINK_LOCAL_TYPES),
+        "    icmpv6 type { %s } ip6 hoplimit 1 ip6 saddr { fe80::/10, :: } accept" % _types(MLD_TYPES),
         "    ip saddr @wl4 accept",
         "    ip6 saddr @wl6 accept",
         "    ip saddr @bl4 drop",
@@ -103,10 +108,9 @@ def ruleset(policy):
     lines += _port_rules(policy["port"])
     if rate:
         lines += ['    icmp type echo-request limit name "echo" accept',
-                  '    icmpv6 type echo-request limit name "echo" accept']
-    if settings["policy"] == "deny":
-        lines += ["    icmpv6 type { %s } ip6 saddr fe80::/10 ip6 hoplimit 1 accept" % MLD_TYPES,
-                  "    icmpv6 type { %s } accept" % ", ".join(str(t) for t in RFC4890_OTHER)]
+                  '    icmpv6 type echo-request limit name "echo" accept',
+                  "    icmp type echo-request drop",
+                  "    icmpv6 type echo-request drop"]
     lines += ["  }", "}", ""]
     return "\n".join(lines)
 

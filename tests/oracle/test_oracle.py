@@ -30,23 +30,17 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "traffic"))
 
 import corpus  # noqa: E402
-import nft  # noqa: E402
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(HERE)), "docs", "internals.md")
 DOC_SECTION = "### Deliberate differences"
 
-# ICMPv6 types that nftables drops under deny (unless related): all but echo, ND, MLD from
-# link-local and the rest of RFC 4890 4.4.1 (covered by their own items)
-ICMP6_DROPPED = tuple("v6-icmp-type-%d" % t for t in corpus.ICMP6_TYPES
-                      if t not in nft.RFC4890_OTHER and "v6-icmp-type-%d" % t in corpus.NAMES)
-
 # (item name pattern or tuple of patterns, policy pattern, issue 12 item, what netxfw does today)
 EXPECTED_FIXES = [
-    (("v4-icmp-type-*",) + ICMP6_DROPPED, "*deny", 3,
+    (("v4-icmp-type-*", "v6-icmp-type-*"), "*deny", 3,
      "with an ICMP rate, every ICMP type passes within the bucket, unrelated errors and unsolicited replies too"),
     (("v?-echo-reply-unsolicited", "v6-mld-*-global-src"), "*deny", 3,
      "with an ICMP rate, every ICMP type passes within the bucket"),
-    ("v6-nd-*-hl64*", "*deny", 4, "ND types 133-137 pass whatever their hop limit"),
+    (("v6-nd-*-hl64*", "v6-nd-ra-global-src"), "*deny", 4, "ND types 133-137 pass whatever their hop limit and source"),
     ("v6-nd-ns-hl64-1200-bl", "lists-allow", 4, "ND passes before the blacklist whatever its hop limit"),
     ("v?-flow-unwhitelisted", "lists-deny-nowl", 7,
      "a flow opened while its peer was whitelisted survives the whitelist entry's removal"),
