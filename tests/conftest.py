@@ -94,6 +94,7 @@ SHARED_RESOURCES = {  # layer -> group, the longest group first
     "integration": "lab",
     "traffic": "nxt-topology",
     "reload": "nxt-topology",
+    "sanity": "sanity",  # nothing shared, but long: started early too
 }
 
 

@@ -10,7 +10,6 @@ import math
 import time
 
 from netxfw_engine import queries
-from netxfw_engine.engine import DEFAULT_PIN_PATH, DEFAULT_STATE_DIR, Firewall  # noqa: F401
 from netxfw_engine.errors import NetxfwError
 
 KINDS = ("whitelist", "blacklist", "port")

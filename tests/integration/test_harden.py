@@ -159,7 +159,7 @@ def listeners(lab):
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for h in lab.host_names]
     for h in lab.host_names:
-        for _ in range(100):
+        for dummy in range(100):
             r = lab.run_in(h, ["ss", "-Hltn", "sport = :%d" % SERVICE_PORT])
             if r.stdout.strip():
                 break
@@ -233,7 +233,7 @@ def xdp_attached(lab, host):
 # ------------------------------------------------------------------ tests
 
 def test_check_mode_changes_nothing(lab, ansible_env):
-    recap, out, _ = playbook(lab, ansible_env, "--check", "--diff")
+    recap, out, dummy = playbook(lab, ansible_env, "--check", "--diff")
     # check mode reports what it would do ...
     for host, v in recap.items():
         assert v["changed"] >= 1, (host, out)
@@ -269,7 +269,7 @@ def test_apply_then_reapply_is_a_noop(lab, ansible_env):
 
 
 def test_check_diff_after_apply_is_a_noop(lab, ansible_env):
-    recap, out, _ = playbook(lab, ansible_env, "--check", "--diff")
+    recap, out, dummy = playbook(lab, ansible_env, "--check", "--diff")
     for host, v in recap.items():
         assert v["changed"] == 0, (host, out)
     assert "--- before" not in out, out
@@ -278,7 +278,7 @@ def test_check_diff_after_apply_is_a_noop(lab, ansible_env):
 def test_diff_shows_exactly_the_changed_entry(lab, ansible_env):
     # add one entry: the blacklist task's diff shows that entry and nothing else
     extra = json.dumps({"netxfw_blocklist": BLOCKLIST + [EXTRA_BLOCK]})
-    recap, out, _ = playbook(lab, ansible_env, "--diff", "-e", extra)
+    recap, out, dummy = playbook(lab, ansible_env, "--diff", "-e", extra)
     for host, v in recap.items():
         assert v["changed"] == 1, (host, out)
     section = task_section(out, "Block the declared list")
@@ -294,7 +294,7 @@ def test_diff_shows_exactly_the_changed_entry(lab, ansible_env):
         assert EXTRA_BLOCK in r.stdout, (host, r.stdout)
 
     # back to the declared list: exclusive, so the entry goes, and the diff says so
-    recap, out, _ = playbook(lab, ansible_env, "--diff")
+    recap, out, dummy = playbook(lab, ansible_env, "--diff")
     section = task_section(out, "Block the declared list")
     removed = [l[1:] for l in section.splitlines() if l.startswith("-") and not l.startswith("---")]
     added = [l[1:] for l in section.splitlines() if l.startswith("+") and not l.startswith("+++")]
@@ -305,12 +305,15 @@ def test_diff_shows_exactly_the_changed_entry(lab, ansible_env):
 
 def test_packets_after_harden(lab, listeners):
     hosts = lab.host_names
+
+    def everywhere(outcome):
+        return {h: outcome for h in hosts}
+
     for family in (4, 6):
         client = probe(lab, "nxclient", hosts, "--ping", "--tcp", "22", "--tcp", str(SERVICE_PORT),
                        "--udp", str(CLOSED_UDP), family=family)
         attacker = probe(lab, "nxattacker", hosts, "--ping", "--tcp", "22", "--tcp", str(SERVICE_PORT),
                          "--udp", str(CLOSED_UDP), family=family)
-        everywhere = lambda outcome: {h: outcome for h in hosts}  # noqa: E731
         # the client reaches ssh and the service (open to its address only)
         assert outcomes(client, "tcp/22") == everywhere("passed"), (family, client)
         assert outcomes(client, "tcp/%d" % SERVICE_PORT) == everywhere("passed"), (family, client)
@@ -354,7 +357,7 @@ def test_adhoc_blacklist_cuts_the_attacker_off_every_host(lab, ansible_env, list
     assert r.returncode == 0 and "CHANGED" not in r.stdout, r.stdout + r.stderr
 
     # harden.yml's lists are exclusive: its next run lifts the ad-hoc block
-    recap, out, _ = playbook(lab, ansible_env)
+    recap, out, dummy = playbook(lab, ansible_env)
     for host, v in recap.items():
         assert v["changed"] == 1, (host, out)
     again = probe(lab, "nxattacker", hosts, "--tcp", "22")

@@ -20,6 +20,7 @@ from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info
 FW_ADDR = "198.51.100.1"  # conftest.py: vm0, where the firewall attaches
 PEER_ADDR = "198.51.100.2"  # conftest.py: vm1, in the peer namespace
 
+
 @pytest.fixture(scope="module")
 def python_without_bcc(tmp_path_factory):
     """An interpreter that lacks bcc, to exercise the respawn to the system python: a venv of the

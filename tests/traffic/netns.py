@@ -260,7 +260,7 @@ class Agent:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RuntimeError("engine agent did not answer %s within %ss" % (op, self.timeout))
-            ready = select.select([fd], [], [], remaining)[0]
+            ready, dummy, dummy = select.select([fd], [], [], remaining)
             if ready:
                 chunk = os.read(fd, 1 << 20).decode()
                 if not chunk:

@@ -68,12 +68,12 @@ def test_flood_is_banned_ban_expires_client_keeps_working(fw, family):
                 assert a["att_ok"] not in banned and a["cli"] not in banned, banned
                 assert fw.call("info")["ratelimit"]["sources_tracked"] >= 1
                 # the ban expires after its TTL (poll, bounded: 50 x 0.1 s)
-                for _ in range(50):
+                for dummy in range(50):
                     if a["att"] not in bans(fw):
                         break
                     time.sleep(0.1)
                 assert a["att"] not in bans(fw)
-                for _ in range(20):  # drain what passed during the flood (at most burst + 1 datagrams)
+                for dummy in range(20):  # drain what passed during the flood (at most burst + 1 datagrams)
                     try:
                         receiver.recvfrom(16)
                     except (socket.timeout, TimeoutError):
@@ -105,11 +105,11 @@ def test_drop_events_are_readable_and_bounded_under_a_flood(fw):
         flood.bind((a["att"], 0))
         start = time.monotonic()
         with Delta(fw) as d:
-            for _ in range(FLOOD_PACKETS):
+            for dummy in range(FLOOD_PACKETS):
                 if time.monotonic() - start > FLOOD_SECONDS:
                     break
                 flood.sendto(b"x", (a["fw_att"], 9301))
-            for _ in range(20):                          # the last packets reach XDP (bounded poll)
+            for dummy in range(20):                          # the last packets reach XDP (bounded poll)
                 if d.agent.counters()["drop_policy"] - d.before["drop_policy"] >= FLOOD_PACKETS:
                     break
                 time.sleep(0.05)

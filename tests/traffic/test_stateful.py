@@ -32,7 +32,7 @@ def flows(fw, remote, local_port=None, remote_port=None, proto=None):
 def wait_flow(fw, pred, what, remote, polls=50, **ports):
     """Poll (at most polls x 0.1 s) until one flow matches pred; return it."""
     seen = None
-    for _ in range(polls):
+    for dummy in range(polls):
         seen = flows(fw, remote, **ports)
         if len(seen) == 1 and pred(seen[0]):
             return seen[0]
@@ -129,7 +129,7 @@ def test_inbound_service_connection_takes_the_fast_path(fw, family):
             flow = wait_flow(fw, lambda f: f["state"] == "established", "established", a["cli"], local_port=9100)
             assert flow["inbound"]
             with Delta(fw) as d:
-                for _ in range(3):
+                for dummy in range(3):
                     client.sendall(b"ping")
                     assert server.recv(16) == b"ping"
                     server.sendall(b"pong")
@@ -221,7 +221,7 @@ def test_frag_needed_for_tracked_flow_passes_unrelated_dropped(fw, family):
 
 def wait_counter(d, reason, polls=40):
     """Poll (at most polls x 0.05 s) until counter reason grew inside a Delta block."""
-    for _ in range(polls):
+    for dummy in range(polls):
         if d.agent.counters()[reason] > d.before[reason]:
             return
         time.sleep(0.05)

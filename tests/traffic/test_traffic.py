@@ -57,7 +57,7 @@ def tcp_open(ns, family, dst, port, listener, src=None, timeout=DROP_WAIT):
     except (socket.timeout, TimeoutError):
         client.close()
         return None
-    server, _ = listener.accept()
+    server, dummy = listener.accept()
     server.settimeout(timeout)
     client.sendall(b"hello")
     assert server.recv(16) == b"hello"
@@ -315,9 +315,9 @@ def test_reboot_rebuilds_the_same_maps_from_json_and_second_apply_is_a_noop(fw):
     ttl_after = after.pop("src6_lpm")
     assert after == before
     # the expiring entry: same key, same class, same wall-clock expiry converted again to CLOCK_MONOTONIC
-    assert [k for k, _ in ttl_after] == [k for k, _ in ttl_before]
+    assert [k for k, dummy in ttl_after] == [k for k, dummy in ttl_before]
     expiring = 0
-    for (_, old), (_, new) in zip(ttl_before, ttl_after):
+    for (dummy, old), (dummy, new) in zip(ttl_before, ttl_after):
         (old_bits, old_ns), (new_bits, new_ns) = (layout.source_class(bytes.fromhex(v)) for v in (old, new))
         assert old_bits == new_bits
         assert old_ns == new_ns == 0 or (old_ns and abs(old_ns - new_ns) < 50 * 10 ** 6), (old_ns, new_ns)

@@ -386,7 +386,7 @@ def test_rule_keys_v6_udp_range():
     address = bytes.fromhex("20010db80000" + "00" * 10)
     assert keys == [(6, struct.pack("=I", 24 + 48) + b"\x11" + struct.pack("!H", port) + address + b"\x00", 1)
                     for port in (1000, 1001, 1002)]
-    assert all(len(key) == 24 for _, key, _ in keys)
+    assert all(len(key) == 24 for dummy, key, dummy in keys)
 
 
 def test_rule_keys_any_expands_to_both_families():

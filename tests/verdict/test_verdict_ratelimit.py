@@ -25,14 +25,14 @@ def syn(fam, src=None, flags="S", sport=40000):
 @fams
 def test_source_over_its_rate_is_dropped_and_others_in_the_cidr_are_not(fw, fam):
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=3)
-    for _ in range(3):
+    for dummy in range(3):
         fw.expect(udp(fam), "pass_policy")
     fw.expect(udp(fam), "drop_ratelimit")
     assert fw.rl_state(ADDR[fam]["src"])[2] == 1                 # dropped
     # one source in the CIDR cannot starve another: each has its own bucket
     fw.expect(udp(fam, src=ADDR[fam]["peer"]), "pass_policy")
     # outside every rate-limit CIDR: not limited
-    for _ in range(5):
+    for dummy in range(5):
         fw.expect(udp(fam, src=ADDR[fam]["local"]), "pass_policy")
 
 
@@ -87,10 +87,10 @@ def test_tracked_and_whitelisted_are_never_limited(fw, fam):
     out = eth() / ip(fam, ADDR[fam]["local"], ADDR[fam]["src"]) / TCP(sport=40000, dport=443, flags="PA")
     assert fw.tc(out)[0] == TC_ACT_OK
     inbound = eth() / ip(fam) / TCP(sport=443, dport=40000, flags="PA")
-    for _ in range(5):
+    for dummy in range(5):
         fw.expect(inbound, "pass_conntrack")
     fw.whitelist(ADDR[fam]["peer"] + ("/32" if fam == 4 else "/128"))
-    for _ in range(5):
+    for dummy in range(5):
         fw.expect(udp(fam, src=ADDR[fam]["peer"]), "pass_whitelist")
 
 
@@ -98,7 +98,7 @@ def test_tracked_and_whitelisted_are_never_limited(fw, fam):
 def test_longest_prefix_rule_applies(fw, fam):
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1)
     fw.ratelimit(ADDR[fam]["src"] + ("/32" if fam == 4 else "/128"), rate=1, burst=5)
-    for _ in range(5):
+    for dummy in range(5):
         fw.expect(udp(fam), "pass_policy")
     fw.expect(udp(fam), "drop_ratelimit")
 

@@ -34,7 +34,7 @@ OUT = {4: "198.51.100.200", 6: "2001:db8:1:0:8000::9"}
 def out_udp(fw, fam):
     """local:40000 -> src:53 through tc_egress (records the reply tuple if conntrack is on)."""
     pkt = udp(fam, sport=40000, dport=53, src=ADDR[fam]["local"], dst=ADDR[fam]["src"])
-    retval, _, _ = fw.tc(pkt)
+    retval, dummy, dummy = fw.tc(pkt)
     assert retval == TC_ACT_OK
 
 
@@ -277,10 +277,10 @@ def _random_lists(rnd, fam):
         return str(ipaddress.ip_network((int(base) + rnd.randrange(16), plen), strict=False))
 
     now = now_ns()
-    wl = [cidr() for _ in range(rnd.randrange(3))]
-    bl = dict((cidr(), rnd.choice([None, now - S, now + 600 * S])) for _ in range(rnd.randrange(5)))
+    wl = [cidr() for dummy in range(rnd.randrange(3))]
+    bl = dict((cidr(), rnd.choice([None, now - S, now + 600 * S])) for dummy in range(rnd.randrange(5)))
     rl = dict(("any" if rnd.random() < 0.15 else cidr(), rnd.choice([ALLOW, DENY]))
-              for _ in range(rnd.randrange(4)))
+              for dummy in range(rnd.randrange(4)))
     return base, wl, bl, rl
 
 
@@ -329,7 +329,7 @@ def test_ratelimit_trie_is_consulted_only_with_the_rl_bit(fw, fam):
     key = table.Key.from_buffer_copy(
         struct.pack("<I", 32 if fam == 4 else 128) + ipaddress.ip_address(ADDR[fam]["src"]).packed)
     table[key] = table.Leaf(1, 1, 0, 60 * S)
-    for _ in range(3):
+    for dummy in range(3):
         fw.expect(udp(fam), "pass_policy")
     assert fw.list_value(ADDR[fam]["src"]) is None
     fw.ratelimit(ADDR[fam]["net"], rate=1000, burst=1000)  # now a rate-limit source covers src:

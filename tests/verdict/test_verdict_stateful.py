@@ -39,7 +39,7 @@ def key(fam, proto=TCP_P, sport=RPORT, dport=LPORT):
 
 
 def egress(fw, pkt):
-    retval, delta, _ = fw.tc(pkt)
+    retval, delta, dummy = fw.tc(pkt)
     assert retval == TC_ACT_OK
     return delta
 

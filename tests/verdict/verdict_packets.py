@@ -9,7 +9,7 @@ import ipaddress
 import struct
 import time
 
-from scapy.all import (  # noqa: F401  (re-exported for the tests)
+from scapy.all import (  # re-exported for the tests  # noqa: F401  # pylint: disable=unused-import
     ARP, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, ICMPv6EchoRequest, ICMPv6ND_NA,
     ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_Redirect, ICMPv6ND_RS, IPv6, IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw,
