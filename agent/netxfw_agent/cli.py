@@ -90,7 +90,7 @@ def build_parser():
 
     dp = command("drops", "read (and consume) sampled drop events from the data plane's ring buffer")
     dp.add_argument("--limit", type=int, default=100)
-    command("sweep", "remove expired blacklist entries and auto-bans, purge banned sources' flows, gc conntrack")
+    command("sweep", "remove expired blacklist entries and auto-bans, purge the flows banned sources do not hold, gc conntrack")
 
     rp = command("reload", "re-apply the program from config.json (recompiles only when needed)")
     rp.add_argument("--check", action="store_true", help="only say what would change")

@@ -27,6 +27,10 @@ _spec = importlib.util.spec_from_file_location(
     "netxfw_tests_lab", os.path.join(os.path.dirname(_HERE), "lab.py"))
 _labmod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_labmod)
+_spec = importlib.util.spec_from_file_location(
+    "netxfw_tests_collection", os.path.join(os.path.dirname(_HERE), "collection.py"))
+_collection = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_collection)
 
 REPO = _labmod.REPO
 HARDEN = os.path.join(REPO, "harden.yml")
@@ -110,42 +114,16 @@ def lab(root_netns):
         yield lab
 
 
-COLLECTION_PARTS = ("galaxy.yml", "meta", "plugins", "roles", "agent", "bpf", "extensions")
-
-
-def snapshot_collection(dest):
-    """Copy what a play uses from the collection (not .git, bench, tests) to dest."""
-    os.makedirs(dest)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in COLLECTION_PARTS:
-        src = os.path.join(REPO, part)
-        if os.path.isdir(src):
-            shutil.copytree(src, os.path.join(dest, part), ignore=ignore, symlinks=True)
-        elif os.path.exists(src):
-            shutil.copy2(src, os.path.join(dest, part))
-
-
 @pytest.fixture(scope="module")
 def ansible_env():
-    """Collections path: a temp copy of this checkout's collection (never ~/.ansible).
-
-    A copy, not a symlink: the role ships plugins/module_utils and agent/ to the hosts, and a
-    file edited in the checkout while the tests run would make a re-run legitimately "changed".
-    """
+    """The collection as users install it (tests/collection.py: ansible-galaxy build of this
+    checkout, installed into an empty temp collections path), the only one ansible sees."""
     root = tempfile.mkdtemp(prefix="netxfw-harden-")
-    coll = os.path.join(root, "collections")
-    os.makedirs(os.path.join(coll, "ansible_collections", "netxfw"))
-    snapshot_collection(os.path.join(coll, "ansible_collections", "netxfw", "firewall"))
-    os.makedirs(os.path.join(root, "tmp"))
-    yield {
-        "ANSIBLE_COLLECTIONS_PATH": coll,
-        "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
-        "ANSIBLE_LOCAL_TEMP": os.path.join(root, "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_FORKS": "10",
-    }
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        coll = _collection.install_checkout(root).collections_path
+        yield _collection.ansible_env(root, coll, ANSIBLE_FORKS="10")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

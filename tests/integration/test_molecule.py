@@ -32,10 +32,9 @@ def test_molecule_scenario_passes(root_netns):
     root = tempfile.mkdtemp(prefix="netxfw-molecule-")
     env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
     try:
-        coll = os.path.join(root, "collections")
-        os.makedirs(os.path.join(coll, "ansible_collections", "netxfw"))
-        # a copy: files edited in the checkout meanwhile must not turn idempotence into "changed"
-        _harden.snapshot_collection(os.path.join(coll, "ansible_collections", "netxfw", "firewall"))
+        # the collection as users install it: a copy, so files edited in the checkout meanwhile
+        # do not turn idempotence into "changed"
+        coll = _harden._collection.install_checkout(root).collections_path
         os.makedirs(os.path.join(root, "tmp"))
         env.update(ANSIBLE_COLLECTIONS_PATH=coll,
                    ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
