@@ -42,11 +42,6 @@ EXPECTED_FIXES = [
      "with an ICMP rate, every ICMP type passes within the bucket"),
     (("v6-nd-*-hl64*", "v6-nd-ra-global-src"), "*deny", 4, "ND types 133-137 pass whatever their hop limit and source"),
     ("v6-nd-ns-hl64-1200-bl", "lists-allow", 4, "ND passes before the blacklist whatever its hop limit"),
-    ("v?-flow-unwhitelisted", "lists-deny-nowl", 7,
-     "a flow opened while its peer was whitelisted survives the whitelist entry's removal"),
-    ("v?-flow-error-from-bl-prefix", "lists-*", 8, "an ICMP error related to a flow passes from a blacklisted prefix"),
-    (("v4-mapped-*", "v6-mapped-src-udp53"), "mapped", 9,
-     "the IPv6 entry ::ffff:0:0/96 blocks all of IPv4 and no IPv6 packet"),
 ]
 
 
