@@ -15,7 +15,7 @@
 #include <uapi/linux/udp.h>
 #include <uapi/linux/pkt_cls.h>
 
-#define NETXFW_LAYOUT_VERSION 2
+#define NETXFW_LAYOUT_VERSION 3
 
 #ifndef NETXFW_WL_LPM_SIZE
 #define NETXFW_WL_LPM_SIZE 65536
@@ -46,6 +46,14 @@
 #endif
 #ifndef NETXFW_RL_STATE_SIZE
 #define NETXFW_RL_STATE_SIZE 65536
+#endif
+/* first fragments that passed, whose later fragments take their verdict */
+#ifndef NETXFW_FRAG_SIZE
+#define NETXFW_FRAG_SIZE 8192
+#endif
+/* DHCP/DHCPv6 requests this host sent, whose replies may come in */
+#ifndef NETXFW_DHCP_SIZE
+#define NETXFW_DHCP_SIZE 1024
 #endif
 /* drop sampling ring buffer, in pages (64 KiB with 4 KiB pages: over a thousand events) */
 #ifndef NETXFW_DROPLOG_PAGES
@@ -143,6 +151,8 @@ enum reason {
 	R_DROP_RATELIMIT,   /* the source's bucket is empty */
 	R_DROP_RATE_GLOBAL, /* the global bucket is empty */
 	R_AUTO_BAN,         /* event: a source was banned (counted besides its drop) */
+	R_PASS_FRAGMENT,    /* a later fragment of a datagram whose first fragment passed */
+	R_PASS_DHCP,        /* a DHCP/DHCPv6 reply to a request this host sent */
 };
 #define NX_REASONS 32 /* size of the counters array */
 #define DROP_REASONS ((1ULL << R_DROP_BLACKLIST) | (1ULL << R_DROP_RULE) | \
@@ -169,6 +179,22 @@ enum reason {
 #define nx_ntohl(x) ((u32)(x))
 #endif
 #define IP_MF 0x2000
+
+/* pkt.frag */
+#define FRAG_FIRST 1 /* offset 0: carries the L4 header */
+#define FRAG_LATER 2 /* offset > 0: no L4 header */
+/* A later fragment takes the verdict of its first for this long: the kernel gives up
+ * reassembling after 30 s (IPv4) or 60 s (IPv6). */
+#define FRAG_TIMEOUT_NS (60 * NX_NSEC_PER_SEC)
+/* A DHCP reply is expected this long after the request it answers (covers a server's
+ * conflict-detection ping before its offer; a client retransmitting refreshes it). */
+#define DHCP_EXPECT_NS (30 * NX_NSEC_PER_SEC)
+#define DHCP_SERVER_PORT  67
+#define DHCP_CLIENT_PORT  68
+#define DHCP6_CLIENT_PORT 546
+#define DHCP6_SERVER_PORT 547
+#define BOOTREQUEST 1
+#define BOOTREPLY   2
 
 struct icmp_hdr {
 	u8 type;
@@ -250,6 +276,25 @@ struct ct_val {
 	u64 flags;
 };
 
+/* A datagram as the kernel reassembles it: IPv4 (src, dst, id, proto), IPv6 (src, dst, id) */
+struct frag_key {
+	u8 saddr[16];
+	u8 daddr[16];
+	__be32 id;  /* IPv4: the 16-bit id in the first two bytes */
+	u8 proto;   /* IPv4 protocol; 0 for IPv6 */
+	u8 family;
+	u8 pad[2];
+};
+
+/* A DHCP exchange this host opened: BOOTP xid and client hardware address, or the
+ * DHCPv6 transaction id (3 bytes, chaddr zero) */
+struct dhcp_key {
+	u8 xid[4];
+	u8 family;
+	u8 pad[3];
+	u8 chaddr[8]; /* first 6 bytes of BOOTP chaddr (an Ethernet address) */
+};
+
 struct bucket {
 	struct bpf_spin_lock lock;
 	u32 pad;
@@ -309,6 +354,8 @@ BPF_TABLE("lru_hash", struct addr6, struct rl_state, rl6_state, NETXFW_RL_STATE_
 BPF_ARRAY(rl_global, struct bucket, 1);
 BPF_RINGBUF_OUTPUT(drops, NETXFW_DROPLOG_PAGES);
 BPF_ARRAY(droplog_bucket, struct bucket, 1);
+BPF_TABLE("lru_hash", struct frag_key, u64, frags, NETXFW_FRAG_SIZE);       /* value: when the first passed */
+BPF_TABLE("lru_hash", struct dhcp_key, u64, dhcp_expect, NETXFW_DHCP_SIZE); /* value: when the request left */
 
 /* What the parser learns. The tuple is laid out as a ct key so the
  * conntrack lookup can use it directly. */
@@ -318,10 +365,13 @@ struct pkt {
 	u32 ack_seq;
 	u8 has_ports; /* TCP/UDP header present (not a later fragment) */
 	u8 tcp_flags;
-	u8 frag;      /* any fragment, first or later */
+	u8 frag;      /* FRAG_FIRST, FRAG_LATER, 0 not a fragment */
 	u8 echo;      /* 1 echo request, 2 echo reply (ports: id) */
 	u8 icmp_err;  /* inner holds a quoted TCP/UDP/echo tuple */
 	struct ct_key inner; /* ICMP error: the quoted packet's reply tuple; zeroed by parse_quoted */
+	/* not zeroed: read only when the fields above say they were set */
+	__be32 frag_id;  /* frag != 0: IPv4 id (first two bytes) or IPv6 identification */
+	void *l4;        /* UDP: its header; else the start of the frame (a packet pointer on every path) */
 };
 /* what every packet zeroes of struct pkt: all but inner */
 #define PKT_HEAD offsetof(struct pkt, inner)
@@ -496,6 +546,7 @@ static __always_inline int parse_l4(void *pos, void *end, struct pkt *p, u8 hop)
 		p->t.sport = uh->source;
 		p->t.dport = uh->dest;
 		p->has_ports = 1;
+		p->l4 = uh;
 	} else if (p->t.proto == IPPROTO_ICMPV6 && p->t.family == 6) {
 		u8 *tc = pos; /* type, code */
 
@@ -537,10 +588,15 @@ static __always_inline int parse_ipv4(void *pos, void *end, struct pkt *p)
 	p->t.proto = ip->protocol;
 	__builtin_memcpy(p->t.saddr, &ip->saddr, 4);
 	__builtin_memcpy(p->t.daddr, &ip->daddr, 4);
-	if (ip->frag_off & nx_htons(IP_FRAG_OFFSET | IP_MF))
-		p->frag = 1;
-	if (ip->frag_off & nx_htons(IP_FRAG_OFFSET))
-		return NEXT; /* later fragment: no L4 header, ports unknown */
+	if (ip->frag_off & nx_htons(IP_FRAG_OFFSET | IP_MF)) {
+		p->frag = FRAG_FIRST;
+		p->frag_id = 0;
+		__builtin_memcpy(&p->frag_id, &ip->id, 2);
+		if (ip->frag_off & nx_htons(IP_FRAG_OFFSET)) {
+			p->frag = FRAG_LATER;
+			return NEXT; /* later fragment: no L4 header, ports unknown */
+		}
+	}
 	return parse_l4(pos + hlen, end, p, 0);
 }
 
@@ -573,8 +629,10 @@ static __always_inline int parse_ipv6(void *pos, void *end, struct pkt *p)
 				return R_DROP_MALFORMED;
 			nh = fh->nexthdr;
 			pos = fh + 1;
-			p->frag = 1;
+			p->frag = FRAG_FIRST;
+			p->frag_id = fh->identification;
 			if (fh->frag_off & nx_htons(IP6_FRAG_OFFSET)) {
+				p->frag = FRAG_LATER;
 				p->t.proto = nh; /* later fragment: ports unknown */
 				return NEXT;
 			}
@@ -760,11 +818,52 @@ static __always_inline int ct_ingress_tcp(struct ct_val *v, u8 fl, u64 now)
 	return 1;
 }
 
+/* The datagram of a fragment (the kernel's reassembly key). */
+static __always_inline void frag_key(struct pkt *p, struct frag_key *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->saddr, p->t.saddr, 16);
+	__builtin_memcpy(k->daddr, p->t.daddr, 16);
+	k->id = p->frag_id;
+	k->family = p->t.family;
+	if (p->t.family == 4)
+		k->proto = p->t.proto;
+}
+
+/* A later fragment takes the verdict of its datagram's first fragment: pass if that one
+ * passed (recorded by frag_passed) not long ago. Otherwise it goes on as a packet without
+ * ports: the source and the policy decide (under deny, an orphan is dropped). */
+static __always_inline int stage_fragment(struct pkt *p, u64 *now)
+{
+	struct frag_key k;
+	u64 *first;
+
+	frag_key(p, &k);
+	first = frags.lookup(&k);
+	if (first && (s64)(clock_ns(now) - *first) < (s64)FRAG_TIMEOUT_NS)
+		return R_PASS_FRAGMENT;
+	return NEXT;
+}
+
+/* A first fragment passed: its later fragments will pass too. Drops are not recorded, so
+ * fragments the policy refuses cannot evict the entries of datagrams it let in. */
+static __always_inline void frag_passed(struct pkt *p, u64 *now)
+{
+	struct frag_key k;
+	u64 ts = clock_ns(now);
+
+	frag_key(p, &k);
+	frags.update(&k, &ts);
+}
+
 static __always_inline int stage_conntrack(struct pkt *p, u64 *now)
 {
 	struct ct_val *v;
 
-	if (!(p->has_ports | p->echo | p->icmp_err) || !cfg(CFG_CT_ENABLED))
+	if (!(p->has_ports | p->echo | p->icmp_err))
+		/* no ports: a later fragment is looked up here, off the paths of other packets */
+		return p->frag == FRAG_LATER ? stage_fragment(p, now) : NEXT;
+	if (!cfg(CFG_CT_ENABLED))
 		return NEXT;
 	if (p->icmp_err) { /* related: an error about a flow we track */
 		v = ct.lookup(&p->inner);
@@ -994,6 +1093,76 @@ static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes,
 	return NEXT;
 }
 
+/* The exchange a DHCP message belongs to, from the UDP header at p->l4 (has_ports):
+ * 0 = not a BOOTP/DHCPv6 message with room for the fields. */
+static __always_inline int dhcp_key(struct pkt *p, void *end, struct dhcp_key *k)
+{
+	u8 *msg = (u8 *)p->l4 + sizeof(struct udphdr);
+
+	__builtin_memset(k, 0, sizeof(*k));
+	k->family = p->t.family;
+	if (p->t.family == 4) {
+		/* op htype hlen hops xid[4] secs[2] flags[2] ciaddr yiaddr siaddr giaddr chaddr[16] */
+		if ((void *)(msg + 34) > end)
+			return 0;
+		__builtin_memcpy(k->xid, msg + 4, 4);
+		__builtin_memcpy(k->chaddr, msg + 28, 6);
+		return msg[0];
+	}
+	/* msg-type, transaction-id[3] */
+	if ((void *)(msg + 4) > end)
+		return 0;
+	__builtin_memcpy(k->xid, msg + 1, 3);
+	return msg[0] ? msg[0] : 0xff;
+}
+
+/* A DHCP reply (UDP 67 -> 68, BOOTREPLY) or DHCPv6 reply (547 -> 546) passes when it echoes
+ * the transaction id (and, for DHCP, the hardware address) of a request this host sent
+ * (tc_egress, dhcp_expect) not long ago. An open udp/68 would let anyone on the path
+ * configure this host; the xid is 32 random bits the client chose. */
+static __always_inline int stage_dhcp(struct pkt *p, void *end, u64 *now)
+{
+	struct dhcp_key k;
+	int type;
+	u64 *sent;
+
+	if (p->t.family == 4) {
+		if (p->t.dport != nx_htons(DHCP_CLIENT_PORT) || p->t.sport != nx_htons(DHCP_SERVER_PORT))
+			return NEXT;
+	} else if (p->t.dport != nx_htons(DHCP6_CLIENT_PORT) || p->t.sport != nx_htons(DHCP6_SERVER_PORT)) {
+		return NEXT;
+	}
+	type = dhcp_key(p, end, &k);
+	if (!type || (p->t.family == 4 && type != BOOTREPLY))
+		return NEXT;
+	sent = dhcp_expect.lookup(&k);
+	if (sent && (s64)(clock_ns(now) - *sent) < (s64)DHCP_EXPECT_NS)
+		return R_PASS_DHCP;
+	return NEXT;
+}
+
+/* tc_egress: a DHCP request (68 -> 67, BOOTREQUEST) or DHCPv6 client message (546 -> 547) of
+ * this host opens (or refreshes) the expectation of its replies. */
+static __always_inline int dhcp_request(struct pkt *p, void *end)
+{
+	struct dhcp_key k;
+	int type;
+	u64 ts;
+
+	if (p->t.family == 4) {
+		if (p->t.sport != nx_htons(DHCP_CLIENT_PORT) || p->t.dport != nx_htons(DHCP_SERVER_PORT))
+			return 0;
+	} else if (p->t.sport != nx_htons(DHCP6_CLIENT_PORT) || p->t.dport != nx_htons(DHCP6_SERVER_PORT)) {
+		return 0;
+	}
+	type = dhcp_key(p, end, &k);
+	if (!type || (p->t.family == 4 && type != BOOTREQUEST))
+		return 0;
+	ts = bpf_ktime_get_ns();
+	dhcp_expect.update(&k, &ts);
+	return 1;
+}
+
 static __always_inline int stage_rules(struct pkt *p)
 {
 	u32 *action;
@@ -1115,6 +1284,7 @@ int xdp_ingress(struct xdp_md *ctx)
 	int r;
 
 	__builtin_memset(&p, 0, PKT_HEAD);
+	p.l4 = data;
 	r = parse(data, end, &p);
 	if (r == NEXT)
 		r = stage_sanity(&p);
@@ -1134,6 +1304,10 @@ int xdp_ingress(struct xdp_md *ctx)
 			cls = hit ? *hit : 0;
 			r = stage_source(cls, &now);
 		}
+		/* replies to this host's DHCP requests: only UDP to a DHCP client port looks */
+		if (r == NEXT && p.t.proto == IPPROTO_UDP &&
+		    (p.t.dport == nx_htons(DHCP_CLIENT_PORT) || p.t.dport == nx_htons(DHCP6_CLIENT_PORT)))
+			r = stage_dhcp(&p, end, &now);
 		if (r == NEXT)
 			r = stage_ratelimit(&p, &now, end - data, cls);
 		if (r == NEXT && (cls & SRC_RULES)) {
@@ -1145,6 +1319,8 @@ int xdp_ingress(struct xdp_md *ctx)
 			r = stage_icmp(&p, &now);
 		if (r == NEXT)
 			r = stage_policy();
+		if (p.frag == FRAG_FIRST && !((DROP_REASONS >> r) & 1))
+			frag_passed(&p, &now);
 	}
 	count(r, end - data);
 	if ((DROP_REASONS >> r) & 1) {
@@ -1201,10 +1377,15 @@ int tc_egress(struct __sk_buff *skb)
 	struct pkt p;
 	u8 fl;
 
-	if (!cfg(CFG_CT_ENABLED))
-		return TC_ACT_OK;
 	__builtin_memset(&p, 0, PKT_HEAD);
+	p.l4 = data;
 	if (parse(data, end, &p) != NEXT || !(p.has_ports || p.echo == 1))
+		return TC_ACT_OK;
+	if (p.t.proto == IPPROTO_UDP &&
+	    (p.t.dport == nx_htons(DHCP_SERVER_PORT) || p.t.dport == nx_htons(DHCP6_SERVER_PORT)) &&
+	    dhcp_request(&p, end))
+		return TC_ACT_OK; /* not a flow: the replies come from other addresses */
+	if (!cfg(CFG_CT_ENABLED))
 		return TC_ACT_OK;
 	fl = p.tcp_flags & (TH_FIN | TH_SYN | TH_RST | TH_ACK | TH_URG);
 	if (p.t.proto == IPPROTO_TCP && !tcp_flags_valid(fl))

@@ -17,7 +17,7 @@ from .bpfsys import (
     BPF_MAP_TYPE_PERCPU_ARRAY,
 )
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 REASONS = (
     "pass_conntrack",
@@ -41,6 +41,8 @@ REASONS = (
     "drop_ratelimit",
     "drop_rate_global",
     "auto_ban",  # an event (a source banned), counted besides the packet's drop_ratelimit
+    "pass_fragment",  # a later fragment of a datagram whose first fragment passed
+    "pass_dhcp",  # a DHCP/DHCPv6 reply to a request this host sent
 )
 COUNTER_SLOTS = 32  # size of the counters array: reasons are appended, never renumbered
 
@@ -136,6 +138,8 @@ MAPS = {
     "rl_global": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
     "drops": (BPF_MAP_TYPE_RINGBUF, 0, 0, 16 * 4096),  # NETXFW_DROPLOG_PAGES pages of struct drop_event
     "droplog_bucket": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
+    "frags": (BPF_MAP_TYPE_LRU_HASH, 40, 8, 8192),  # NETXFW_FRAG_SIZE: datagrams whose first fragment passed
+    "dhcp_expect": (BPF_MAP_TYPE_LRU_HASH, 16, 8, 1024),  # NETXFW_DHCP_SIZE: DHCP requests this host sent
 }
 
 PROGRAMS = {"prog_xdp": "xdp_ingress", "prog_tc": "tc_egress"}

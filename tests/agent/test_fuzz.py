@@ -9,9 +9,9 @@ import unittest
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis into the test venv "
-                                                            "(agent/install-deps does)")
-hypothesis = pytest.importorskip("hypothesis")
+schemathesis = pytest.importorskip("schemathesis", reason="needs schemathesis in the test venv "
+                                                            "(scripts/venv-requirements.txt)")
+hypothesis = pytest.importorskip("hypothesis", reason="needs hypothesis (scripts/venv-requirements.txt)")
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 from schemathesis import DataGenerationMethod  # noqa: E402
 import schemathesis.exceptions  # noqa: E402

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Measurements (printed, never asserted): the agent's idle CPU and RSS over 30 s, and API latency
-p50/p99 under a bounded local load (2000 requests over 4 keep-alive connections).
+"""The agent under a bounded local load (2000 requests over 4 keep-alive connections) answers every
+request; the measurements (API latency p50/p99, the agent's CPU and RSS, and with
+NETXFW_MEASURE_IDLE=30 its idle CPU over 30 s) are printed, never asserted: the machine is shared.
 
-NETXFW_MEASURE_IDLE (seconds, default 30) and NETXFW_MEASURE_REQUESTS (default 2000) tune it;
-NETXFW_MEASURE_OUT=path writes the numbers as JSON. Run with -s to see them."""
+NETXFW_MEASURE_IDLE (seconds, default 0: no idle measurement in the suite) and
+NETXFW_MEASURE_REQUESTS (default 2000) tune it; NETXFW_MEASURE_OUT=path writes the numbers as JSON.
+Run with -s to see them."""
 
 import http.client
 import json
@@ -11,7 +13,7 @@ import os
 import threading
 import time
 
-IDLE = float(os.environ.get("NETXFW_MEASURE_IDLE", "30"))
+IDLE = float(os.environ.get("NETXFW_MEASURE_IDLE", "0"))
 REQUESTS = int(os.environ.get("NETXFW_MEASURE_REQUESTS", "2000"))
 THREADS = 4
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -45,13 +47,13 @@ def test_measure_idle_and_latency(clean):
                                           + ["198.51.100.%d" % i for i in range(100, 250)]})
     out = {"loadavg_before": os.getloadavg()[0]}
 
-    # idle: nobody talks to the agent
-    time.sleep(1)
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    time.sleep(IDLE)
-    out["idle_seconds"] = round(time.monotonic() - t0, 1)
-    out["idle_cpu_percent"] = round(100 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0), 3)
-    out["idle_rss_mib"] = round(rss_kib(pid) / 1024.0, 1)
+    if IDLE > 0:  # nobody talks to the agent
+        time.sleep(1)
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(IDLE)
+        out["idle_seconds"] = round(time.monotonic() - t0, 1)
+        out["idle_cpu_percent"] = round(100 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0), 3)
+        out["idle_rss_mib"] = round(rss_kib(pid) / 1024.0, 1)
 
     # bounded load
     latencies = dict((path, []) for _, path in MIX)
@@ -99,3 +101,4 @@ def test_measure_idle_and_latency(clean):
     if os.environ.get("NETXFW_MEASURE_OUT"):
         with open(os.environ["NETXFW_MEASURE_OUT"], "w") as stream:
             json.dump(out, stream, indent=2)
+    assert errors == [] and sum(len(values) for values in latencies.values()) == per_thread * THREADS, errors[:20]

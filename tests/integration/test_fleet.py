@@ -216,5 +216,6 @@ def test_no_timer_left_behind(lab):
     for host in lab.host_names:
         r = lab.host_exec(host, [CLI, "--json", "rollback-status"], check=True)
         assert json.loads(r.stdout)["pending"] is None, (host, r.stdout)
-    r = subprocess.run(["pgrep", "-f", "netxfw.*rollback-after"], capture_output=True, text=True)
+    # the role's CLI only: other test layers run their own timers side by side
+    r = subprocess.run(["pgrep", "-f", CLI + ".*rollback-after"], capture_output=True, text=True)
     assert r.stdout.strip() == "", r.stdout

@@ -73,6 +73,7 @@ def test_down_leaves_nothing_behind(tmp_path):
     state = "/var/lib/netxfw-lab-t%s" % uuid.uuid4().hex[:6]
     lab = Lab(hosts=2, state_dir=state, keep=False)
     lab.up()
+    lab_netns = tuple("/run/netns/" + name for name in lab.host_names + ["nxclient", "nxattacker"])
     try:
         ns_pids = {}
         for ns in lab.host_names + ["nxclient", "nxattacker"]:
@@ -108,8 +109,7 @@ def test_down_leaves_nothing_behind(tmp_path):
     assert _lab_netns() == []
     assert _lab_links() == []
     assert not os.path.exists(state)
-    assert [m for m in _mounts()
-            if m.startswith(state) or m.startswith("/run/netns/nx")] == []
+    assert [m for m in _mounts() if m.startswith(state) or m.startswith(lab_netns)] == []
     assert [p for p in sshd_pids + sorted(in_lab) if _alive(p)] == []
     assert _live_pids_mentioning(state) == []
     # down is idempotent: a second one on nothing succeeds

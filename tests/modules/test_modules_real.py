@@ -8,8 +8,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import shutil
 import struct
+import subprocess
 
 import pytest
 import yaml
@@ -20,17 +20,15 @@ from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info
 FW_ADDR = "198.51.100.1"  # conftest.py: vm0, where the firewall attaches
 PEER_ADDR = "198.51.100.2"  # conftest.py: vm1, in the peer namespace
 
-PYENV_PYTHON = "/root/.pyenv/versions/3.11.7/bin/python3"
-
-
-def _python_without_bcc():
-    """An interpreter that lacks bcc, to exercise the respawn to the system python."""
-    candidates = [os.environ.get("NETXFW_TEST_NO_BCC_PYTHON"), PYENV_PYTHON, shutil.which("python3")]
-    for path in candidates:
-        if path and os.path.exists(path) and os.path.realpath(path) != "/usr/bin/python3.11" \
-                and os.system("%s -c 'import bcc' 2>/dev/null" % path) != 0:
-            return path
-    return None
+@pytest.fixture(scope="module")
+def python_without_bcc(tmp_path_factory):
+    """An interpreter that lacks bcc, to exercise the respawn to the system python: a venv of the
+    system python without its site packages (ansible ships the module its own module_utils)."""
+    venv = str(tmp_path_factory.mktemp("no-bcc-venv"))
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", venv], check=True, timeout=120)
+    python = os.path.join(venv, "bin", "python3")
+    assert subprocess.run([python, "-c", "import bcc"], capture_output=True, check=False).returncode != 0
+    return python
 
 
 def src_classes(env, name):
@@ -317,10 +315,8 @@ def test_info_counters_maps_and_query(loaded):
 
 # ---------------------------------------------------------------- through ansible, with respawn
 
-def test_adhoc_respawns_without_bcc_and_comma_separated_entries(env):
-    python = _python_without_bcc()
-    if python is None:
-        pytest.skip("no interpreter without bcc to exercise the respawn")
+def test_adhoc_respawns_without_bcc_and_comma_separated_entries(env, python_without_bcc):
+    python = python_without_bcc
     first = env.ansible("netxfw_program", "interfaces=vm0", python)
     assert first["rc"] == 0 and first["changed"] is True and first["compiled"] is True, first
     again = env.ansible("netxfw_program", "interfaces=vm0", python, check=True)

@@ -368,14 +368,14 @@ def test_host_or_lpm_v6():
 
 def test_host_or_lpm_byte_exact_on_little_endian():
     if struct.pack("=I", 1) != b"\x01\x00\x00\x00":
-        pytest.skip("big-endian host")
+        pytest.skip("machine fact: big-endian host")
     assert rules.host_or_lpm("203.0.113.0/24") == ("lpm", b"\x18\x00\x00\x00\xcb\x00\x71\x00")
     assert rules.host_or_lpm("0.0.0.0/0") == ("lpm", b"\x00\x00\x00\x00\x00\x00\x00\x00")
 
 
 def test_rule_keys_v4_byte_exact():
     if struct.pack("=I", 1) != b"\x01\x00\x00\x00":
-        pytest.skip("big-endian host")
+        pytest.skip("machine fact: big-endian host")
     keys = rules.rule_keys(port_rule("22", source="198.51.100.0/24", action="deny"))
     assert keys == [(4, b"\x30\x00\x00\x00" + b"\x06" + b"\x00\x16" + b"\xc6\x33\x64\x00" + b"\x00", 2)]
     assert len(keys[0][1]) == 12

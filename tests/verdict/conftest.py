@@ -42,6 +42,7 @@ REASONS = (
     "pass_icmp", "drop_icmp_rate", "pass_policy", "drop_policy", "pass_neighbor",
     "pass_non_ip", "drop_malformed", "egress_tracked", "pass_related", "drop_bogon",
     "drop_fragment", "drop_tcp_flags", "drop_land", "drop_ratelimit", "drop_rate_global", "auto_ban",
+    "pass_fragment", "pass_dhcp",
 )
 # docs/internals.md, "config indices"
 CFG = {"policy": 0, "icmp_rate": 1, "icmp_burst": 2, "ct_enabled": 3, "ct_timeout_ns": 4,
@@ -50,7 +51,7 @@ CFG = {"policy": 0, "icmp_rate": 1, "icmp_burst": 2, "ct_enabled": 3, "ct_timeou
        "droplog_rate": 13, "droplog_burst": 14}
 
 SET_MAPS = ("src4_host", "src6_host", "src4_lpm", "src6_lpm", "rules4", "rules6", "ct", "ct_syn",
-            "rl4_cfg", "rl6_cfg", "rl4_state", "rl6_state")
+            "rl4_cfg", "rl6_cfg", "rl4_state", "rl6_state", "frags", "dhcp_expect")
 
 
 def packed(addr):

@@ -9,7 +9,7 @@ __metaclass__ = type
 import pytest
 
 from verdict_packets import (
-    ADDR, ARP, FAMILIES, ICMP, ICMP_P, TCP, TCP_P, UDP, UDP_P, Ether, ICMPv6EchoRequest,
+    ADDR, ARP, FAMILIES, TCP, TCP_P, UDP, UDP_P, Ether, ICMPv6EchoRequest,
     ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_Redirect, ICMPv6ND_RS,
     IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw,
     eth, host, ip, tcp, udp,
@@ -174,13 +174,6 @@ def test_ipv6_later_fragment_has_no_ports(fw):
     fw.expect(first, "drop_rule")
     fw.blacklist(host(6))
     fw.expect(later, "drop_blacklist")
-
-
-def test_later_icmp_fragment_is_not_an_echo_request(fw):
-    """Its type is in the first fragment: the ICMP bucket (echo requests only) does not see it."""
-    fw.config(policy=1, icmp_rate=1, icmp_burst=1)
-    fw.expect(eth() / ip(4, proto=ICMP_P, frag=10) / Raw(bytes(8)), "drop_policy")
-    fw.expect(eth() / ip(4, proto=ICMP_P, flags="MF") / ICMP(type=8), "pass_icmp")
 
 
 # ---- malformed input: dropped whatever the policy and lists say ----
