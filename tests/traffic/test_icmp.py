@@ -149,7 +149,7 @@ def test_fake_nd_flood_from_a_blacklisted_address_is_dropped_real_nd_passes(fw):
         with icmp_socket(NS_ATT, 6, hops=64) as att:
             att.bind((a["att"], 0))
             with Delta(fw) as d:
-                for _ in range(50):
+                for _packet in range(50):
                     att.sendto(fake, (a["fw_att"], 0))
                 # (att's kernel may resolve fw's address meanwhile: its own NS are short)
                 assert [len(m) for m in collect(tap, 6) if m[0] == 135 and len(m) > 1000] == []
@@ -220,7 +220,7 @@ def test_path_mtu_discovery_of_a_real_flow_passes(fw, far_host, family):
             try:
                 client.bind((ADDR[family]["fw"], 0))  # the address nxt-cli routes back to
                 client.connect((far_host[family], 7300))
-                peer, _ = server.accept()
+                peer = server.accept()[0]
                 peer.settimeout(5)
                 try:
                     client.sendall(payload)

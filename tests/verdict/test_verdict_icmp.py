@@ -68,7 +68,7 @@ def check(fw, cases):
     wrong = []
     for pkt, want, label in cases:
         retval, delta, length = fw.xdp(pkt)
-        got = [r for r, (n, _) in delta.items() if n]
+        got = [r for r, (n, _bytes) in delta.items() if n]
         wanted = 1 if want.startswith("drop_") else 2
         if (retval, delta) != (wanted, {want: (1, length)}):
             wrong.append("%s: want %s, got retval %d %s" % (label, want, retval, got))
@@ -99,7 +99,7 @@ def link_plumbing(itype, code, hlim, src):
 @pytest.mark.parametrize("hlim,src", [
     (255, LINK_LOCAL), (255, ADDR[6]["src"]), (255, "::"), (254, LINK_LOCAL), (64, LINK_LOCAL),
     (1, LINK_LOCAL), (1, "::"), (1, ADDR[6]["src"]), (2, LINK_LOCAL),
-], ids=lambda v: str(v))
+], ids=str)
 def test_every_icmpv6_type_by_hop_limit_and_source(fw, policy, bucket, hlim, src):
     """ND passes with hop limit 255 only (RA and redirect from a link-local source), MLD and MRD
     with hop limit 1 from a link-local or unspecified source; any other combination is not link
@@ -112,7 +112,7 @@ def test_every_icmpv6_type_by_hop_limit_and_source(fw, policy, bucket, hlim, src
     check(fw, cases)
     # the table above really has both outcomes for this hop limit and source
     if (hlim, src) in ((255, LINK_LOCAL), (1, LINK_LOCAL)):
-        assert any(w == "pass_neighbor" for _, w, _ in cases)
+        assert any(case[1] == "pass_neighbor" for case in cases)
 
 
 @pytest.mark.parametrize("itype", ND)
@@ -161,7 +161,7 @@ def test_fake_nd_from_a_blacklisted_source_is_dropped(fw, listed, policy):
     configure(fw, policy, True)
     fw.blacklist(host(6) if listed == "host" else ADDR[6]["net"])
     flood = icmp(6, 135, hlim=64, body=bytes(1200))
-    for _ in range(50):
+    for _packet in range(50):
         fw.expect(flood, "drop_blacklist")
 
 
