@@ -400,6 +400,27 @@ static __always_inline int is_vlan(__be16 proto)
 	return proto == nx_htons(ETH_P_8021Q) || proto == nx_htons(ETH_P_8021AD);
 }
 
+/* The hop limit of an IPv6 frame that parse() accepted (0: unreadable), read again where only ICMPv6 needs
+ * it, so that no other packet carries it through the extension-header walk. parse() allows at most two VLAN
+ * tags, so the ethertype 0x86dd is at byte 12, 16 or 20 (a tag's TCI, between, is never read). */
+static __always_inline u8 hop_limit6(void *data, void *end)
+{
+	__be16 *proto = data + 12;
+
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		if ((void *)(proto + 1) > end)
+			return 0;
+		if (*proto == nx_htons(ETH_P_IPV6)) {
+			struct ipv6hdr *ip6 = (void *)(proto + 1);
+
+			return (void *)(ip6 + 1) <= end ? ip6->hop_limit : 0;
+		}
+		proto += 2;
+	}
+	return 0;
+}
+
 /* The L4 part of a packet quoted by an ICMP error (the packet this host sent):
  * its reply tuple goes to p->inner, in the form stage_conntrack looks up. */
 static __always_inline void parse_quoted_l4(void *l4, void *end, u8 proto, u8 family, struct pkt *p)
@@ -507,8 +528,9 @@ static __always_inline int unspecified6(u8 *a)
  * address or flow is known (ND, MLD): passed like ARP, before the source stages. A hop limit of
  * 255 survives no router; a link-local or unspecified source is never forwarded. Anything else of
  * these types (wrong hop limit or source, nonzero ND code, a fragment: RFC 6980) is not link
- * plumbing and takes the normal stages. */
-static __always_inline int link_plumbing6(u8 type, u8 code, u8 hop, struct pkt *p)
+ * plumbing and takes the normal stages. p->l4 is still the start of the frame here (it moves to the
+ * L4 header for UDP only). */
+static __always_inline int link_plumbing6(u8 type, u8 code, struct pkt *p, void *end)
 {
 	u32 bit;
 
@@ -516,14 +538,14 @@ static __always_inline int link_plumbing6(u8 type, u8 code, u8 hop, struct pkt *
 		return 0;
 	bit = ICMP6_BIT(type);
 	if (ND_TYPES & bit)
-		return hop == 255 && code == 0 && (!(ND_LL_SOURCE & bit) || link_local6(p->t.saddr));
+		return code == 0 && hop_limit6(p->l4, end) == 255 &&
+		       (!(ND_LL_SOURCE & bit) || link_local6(p->t.saddr));
 	if (MLD_TYPES & bit)
-		return hop == 1 && (link_local6(p->t.saddr) || unspecified6(p->t.saddr));
+		return hop_limit6(p->l4, end) == 1 && (link_local6(p->t.saddr) || unspecified6(p->t.saddr));
 	return 0;
 }
 
-/* hop: the IPv6 hop limit (IPv4: 0, unused) */
-static __always_inline int parse_l4(void *pos, void *end, struct pkt *p, u8 hop)
+static __always_inline int parse_l4(void *pos, void *end, struct pkt *p)
 {
 	u8 icmp = p->t.family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
 
@@ -550,7 +572,7 @@ static __always_inline int parse_l4(void *pos, void *end, struct pkt *p, u8 hop)
 	} else if (p->t.proto == IPPROTO_ICMPV6 && p->t.family == 6) {
 		u8 *tc = pos; /* type, code */
 
-		if ((void *)(tc + 2) <= end && link_plumbing6(tc[0], tc[1], hop, p))
+		if ((void *)(tc + 2) <= end && link_plumbing6(tc[0], tc[1], p, end))
 			return R_PASS_NEIGHBOR;
 	}
 	if (p->t.proto == icmp) {
@@ -597,7 +619,7 @@ static __always_inline int parse_ipv4(void *pos, void *end, struct pkt *p)
 			return NEXT; /* later fragment: no L4 header, ports unknown */
 		}
 	}
-	return parse_l4(pos + hlen, end, p, 0);
+	return parse_l4(pos + hlen, end, p);
 }
 
 static __always_inline int is_ipv6_ext(u8 nh)
@@ -609,11 +631,10 @@ static __always_inline int is_ipv6_ext(u8 nh)
 static __always_inline int parse_ipv6(void *pos, void *end, struct pkt *p)
 {
 	struct ipv6hdr *ip6 = pos;
-	u8 nh, hop;
+	u8 nh;
 
 	if ((void *)(ip6 + 1) > end || ip6->version != 6)
 		return R_DROP_MALFORMED;
-	hop = ip6->hop_limit;
 	p->t.family = 6;
 	__builtin_memcpy(p->t.saddr, &ip6->saddr, 16);
 	__builtin_memcpy(p->t.daddr, &ip6->daddr, 16);
@@ -655,7 +676,7 @@ static __always_inline int parse_ipv6(void *pos, void *end, struct pkt *p)
 	if (is_ipv6_ext(nh))
 		return R_DROP_MALFORMED;
 	p->t.proto = nh;
-	return parse_l4(pos, end, p, hop);
+	return parse_l4(pos, end, p);
 }
 
 /* Returns a final reason (neighbour, non-IP, malformed) or NEXT with p filled. */

@@ -10,7 +10,7 @@ __metaclass__ = type
 import pytest
 
 from verdict_packets import (
-    ADDR, FAMILIES, ICMP_P, ICMPV6_P, IP, TCP, TCP_P, IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw,
+    ADDR, FAMILIES, ICMP_P, ICMPV6_P, IP, TCP, TCP_P, Dot1AD, Dot1Q, IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw,
     ct_key, eth, host, now_ns,
 )
 
@@ -253,3 +253,19 @@ def test_echo_reply_only_for_an_echo_request_of_this_host(fw, fam, policy, bucke
     fw.ct_put(ct_key(ADDR[fam]["src"], ADDR[fam]["local"], 0, 0x1234, proto), now_ns(), 9)
     fw.expect(reply, "pass_conntrack")
     fw.expect(icmp(fam, ECHO_REPLY[fam], body=bytes([0x43, 0x21, 0, 1])), policy_reason(policy))
+
+
+@pytest.mark.parametrize("vlans", [(), (10,), (100, 10), (0x6DD,), (0x6DD, 0x6DD)],
+                         ids=["untagged", "1tag", "2tags", "tci86dd", "2tci86dd"])
+def test_hop_limit_is_read_behind_vlan_tags(fw, vlans):
+    """The hop limit is read again from the frame: behind 0, 1 or 2 tags, also when a tag's TCI
+    (priority 4, VLAN 0x6dd) looks like the IPv6 ethertype."""
+    configure(fw, 1, False)
+    for hlim, want in ((255, "pass_neighbor"), (64, "drop_policy"), (254, "drop_policy")):
+        frame = eth()
+        for n, vid in enumerate(vlans):
+            frame = frame / (Dot1AD if n == 0 and len(vlans) > 1 else Dot1Q)(prio=4 if vid == 0x6DD else 0, vlan=vid)
+        frame = frame / IPv6(src=LINK_LOCAL, dst=ADDR[6]["local"], hlim=hlim, nh=ICMPV6_P) / Raw(bytes([135, 0, 0, 0]) + bytes(20))
+        if vlans and vlans[0] == 0x6DD:
+            assert bytes(frame)[14:16] == b"\x86\xdd"
+        fw.expect(frame, want)
