@@ -226,7 +226,7 @@ class Synthetic:
         return out
 
     def host_hits(self, n, count):
-        return [self.hosts[self.rnd.randrange(n)] for _ in range(count)]
+        return [self.hosts[self.rnd.randrange(n)] for dummy in range(count)]
 
 
 def ip4(a):

@@ -251,14 +251,14 @@ def plots(d):
         width = 0.2
         for i, (s, sname) in enumerate(SYSTEMS):
             vals = [v["systems"].get(t, {}).get(s, {}).get("median", {}).get("pkts_per_own_cpu_s", 0) / 1e6
-                    for t, _ in TRAFFIC]
+                    for t, dummy in TRAFFIC]
             pos = [j + (i - 1.5) * width for j in range(len(TRAFFIC))]
             bars = ax.bar(pos, vals, width, label=sname)
             for b, val in zip(bars, vals):
                 ax.text(b.get_x() + b.get_width() / 2, b.get_height(), "%.2f" % val, ha="center", va="bottom",
                         fontsize=7)
         ax.set_xticks(range(len(TRAFFIC)))
-        ax.set_xticklabels([t for _, t in TRAFFIC])
+        ax.set_xticklabels([t for dummy, t in TRAFFIC])
         ax.set_ylabel("million dropped packets per CPU-second")
         ax.set_title("veth drop, %s-entry blacklist, 60-byte UDP" % fmt(v["load"]["entries"]))
         ax.legend(fontsize=8)

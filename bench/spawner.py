@@ -25,7 +25,7 @@ def main():
             timer = threading.Timer(req.get("timeout", 900), p.kill)
             timer.start()
             try:
-                _, status, ru = os.wait4(p.pid, 0)
+                dummy, status, ru = os.wait4(p.pid, 0)
             finally:
                 timer.cancel()
             p.returncode = os.waitstatus_to_exitcode(status)

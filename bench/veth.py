@@ -170,7 +170,7 @@ def generate(traffic, sender, src_file, gen_dev, dmac, opts):
         c0, k0 = common.cpu_times(), ksoftirqd_ticks()
         p.stdin.write("GO\n")
         p.stdin.flush()
-        out, _ = p.communicate(timeout=opts["seconds"] + 60)
+        out, dummy = p.communicate(timeout=opts["seconds"] + 60)
         c1, k1 = common.cpu_times(), ksoftirqd_ticks()
     finally:
         if p.poll() is None:

@@ -199,14 +199,14 @@ def run(opts, cleanup):
         return [common.ipv4_packet(s, dst, 6, sport_base + i % 20000, RULE_PORT, dmac=dmac)
                 for i, s in enumerate(srcs)]
 
-    ct_srcs = [rnd.randrange(common.SYN_LO, common.SYN_HI) for _ in range(npk)]
+    ct_srcs = [rnd.randrange(common.SYN_LO, common.SYN_HI) for dummy in range(npk)]
     ct_flows = [(s, 30000 + i % 30000) for i, s in enumerate(ct_srcs)]
     rule_srcs = []
     for i in range(npk):
         a = rule_prefixes[i % N_RULES] | rnd.randrange(256)
         if not syn.covered(a) and a not in syn.host_set and not _covered(a, wl_by_len):
             rule_srcs.append(a)
-    miss_srcs = sample(lambda c: syn.misses(c), npk, (rule_by_len,))
+    miss_srcs = sample(syn.misses, npk, (rule_by_len,))
     wl_host_srcs = [wl_hosts[i % N_WL] for i in range(npk)]
     wl_lpm_srcs = [(wl_prefixes[i % N_WL][0] | rnd.randrange(1 << (32 - wl_prefixes[i % N_WL][1])))
                    for i in range(npk)]
@@ -244,7 +244,7 @@ def run(opts, cleanup):
     blpm_fd = bare.load_func(b"xdp_bare_lpm", BPF.XDP).fd
 
     ct_keys = [ct_key(rnd.randrange(1 << 32), rnd.randrange(1 << 32), rnd.randrange(1024, 65536), 443)
-               for _ in range(CT_FILL)] + [ct_key(s, dst, sp, RULE_PORT) for s, sp in ct_flows]
+               for dummy in range(CT_FILL)] + [ct_key(s, dst, sp, RULE_PORT) for s, sp in ct_flows]
     zero = layout.encode_u64(0)
 
     def per_list(bpf):
@@ -373,7 +373,7 @@ def run(opts, cleanup):
                     combos.append(("before:" + label[7:], before_fd, pkts))
                     expected["before:" + label[7:]] = expected[label]
         if xf is not None:
-            xf_srcs = [syn.hosts[rnd.randrange(xf_n)] for _ in range(npk)]
+            xf_srcs = [syn.hosts[rnd.randrange(xf_n)] for dummy in range(npk)]
             combos += [("xdp_filter:deny", xf.fd, tcp(xf_srcs)), ("xdp_filter:miss", xf.fd, miss_pkts)]
         bad = validate(combos, expected)
         if bad:

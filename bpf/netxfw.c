@@ -15,7 +15,7 @@
 #include <uapi/linux/udp.h>
 #include <uapi/linux/pkt_cls.h>
 
-#define NETXFW_LAYOUT_VERSION 3
+#define NETXFW_LAYOUT_VERSION 4
 
 #ifndef NETXFW_WL_LPM_SIZE
 #define NETXFW_WL_LPM_SIZE 65536
@@ -109,10 +109,11 @@
 #define CT_UDP_STREAM  8
 #define CT_ICMP_ECHO   9
 #define CT_STATE_MASK  0xffULL
-#define CT_F_INBOUND   (1ULL << 8)  /* accepted on a service port */
+#define CT_F_INBOUND   (1ULL << 8)  /* opened by the peer (accepted by a rule, or a rate-limited peer's) */
 #define CT_F_LFIN      (1ULL << 9)  /* FIN sent by this host */
 #define CT_F_RFIN      (1ULL << 10) /* FIN sent by the peer */
 #define CT_F_SYNACK    (1ULL << 11) /* ct_syn: our SYN+ACK went out, ISN in bits 32-63 */
+#define CT_F_RL        (1ULL << 12) /* opened by the peer, whose source a rate-limit rule covers */
 
 #define TH_FIN 0x01
 #define TH_SYN 0x02
@@ -150,7 +151,7 @@ enum reason {
 	R_DROP_LAND,
 	R_DROP_RATELIMIT,   /* the source's bucket is empty */
 	R_DROP_RATE_GLOBAL, /* the global bucket is empty */
-	R_AUTO_BAN,         /* event: a source was banned (counted besides its drop) */
+	R_AUTO_BAN,         /* event: a source was banned (counted besides its ACK's verdict) */
 	R_PASS_FRAGMENT,    /* a later fragment of a datagram whose first fragment passed */
 	R_PASS_DHCP,        /* a DHCP/DHCPv6 reply to a request this host sent */
 };
@@ -315,6 +316,8 @@ struct rl_state {
 	u64 credit_ns;
 	u64 last_ns;
 	u64 dropped;
+	u64 proof_credit_ns; /* the ban's bucket: TCP handshakes the source completed */
+	u64 proof_last_ns;
 };
 
 /* a sampled drop (drops ring buffer) */
@@ -877,61 +880,6 @@ static __always_inline void frag_passed(struct pkt *p, u64 *now)
 	frags.update(&k, &ts);
 }
 
-static __always_inline int stage_conntrack(struct pkt *p, u64 *now)
-{
-	struct ct_val *v;
-
-	if (!(p->has_ports | p->echo | p->icmp_err))
-		/* no ports: a later fragment is looked up here, off the paths of other packets */
-		return p->frag == FRAG_LATER ? stage_fragment(p, now) : NEXT;
-	if (!cfg(CFG_CT_ENABLED))
-		return NEXT;
-	if (p->icmp_err) { /* related: an error about a flow we track */
-		v = ct.lookup(&p->inner);
-		return v && ct_fresh(v, now) ? R_PASS_RELATED : NEXT;
-	}
-	v = ct.lookup(&p->t);
-	if (!v || !ct_fresh(v, now))
-		return NEXT;
-	if (p->t.proto == IPPROTO_TCP) {
-		if (!ct_ingress_tcp(v, p->tcp_flags, *now))
-			return NEXT;
-	} else if ((v->flags & CT_STATE_MASK) == CT_UDP) {
-		v->flags = (v->flags & ~CT_STATE_MASK) | CT_UDP_STREAM;
-		v->last_seen_ns = *now;
-	}
-	return R_PASS_CONNTRACK;
-}
-
-/* After a port rule let a TCP packet in: a SYN opens an embryonic entry in
- * ct_syn; the ACK that acknowledges our SYN+ACK's ISN moves it to ct as
- * ESTABLISHED, so the flow's later packets take the fast path. Only a peer
- * that received our SYN+ACK can send that ACK: spoofed SYNs never reach ct. */
-static __always_inline void track_inbound(struct pkt *p, u64 *now)
-{
-	u8 fl = p->tcp_flags & (TH_FIN | TH_SYN | TH_RST | TH_ACK);
-	struct ct_val *e, v = {};
-
-	if (p->t.proto != IPPROTO_TCP || !cfg(CFG_CT_ENABLED))
-		return;
-	if (fl == TH_SYN) {
-		v.last_seen_ns = clock_ns(now);
-		v.flags = CT_SYN_RECV | CT_F_INBOUND;
-		ct_syn.update(&p->t, &v);
-		return;
-	}
-	if (fl != TH_ACK)
-		return;
-	e = ct_syn.lookup(&p->t);
-	if (!e || !(e->flags & CT_F_SYNACK) || p->ack_seq != (u32)(e->flags >> 32) + 1 ||
-	    (s64)(clock_ns(now) - e->last_seen_ns) >= (s64)cfg(CFG_CT_TCP_SYN_NS))
-		return;
-	v.last_seen_ns = *now;
-	v.flags = CT_ESTABLISHED | CT_F_INBOUND;
-	ct.update(&p->t, &v);
-	ct_syn.delete(&p->t);
-}
-
 /* The exact-address entry of a source, or NULL. The barrier keeps clang from merging the two
  * lookups into one call on either map: the verifier inlines a hash lookup only at a call site
  * that sees a single map (about 15 ns per packet). */
@@ -1021,6 +969,8 @@ static __always_inline int source_within(struct rl_cfg *c, struct rl_state *s, s
 	if (!s) {
 		fresh->last_ns = now;
 		fresh->credit_ns = (burst - 1) * (NX_NSEC_PER_SEC / c->rate);
+		fresh->proof_last_ns = now;
+		fresh->proof_credit_ns = burst * (NX_NSEC_PER_SEC / c->rate);
 		return 1;
 	}
 	if (take_token(&s->credit_ns, &s->last_ns, c->rate, burst, now))
@@ -1034,64 +984,112 @@ static __always_inline int tcp_syn_only(struct pkt *p)
 	return p->t.proto == IPPROTO_TCP && p->has_ports && (p->tcp_flags & (TH_SYN | TH_ACK)) == TH_SYN;
 }
 
-/* Rate limiting: for a source a rate-limit rule covers (cls), its CIDR bucket (rl4_cfg/rl6_cfg,
- * longest prefix), state per source address (LRU), optional auto-ban into src4_host/src6_host
- * (keeping the rule bits of cls); then the global bucket. */
-static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes, u64 cls)
+/* A rate-limit rule applies to this packet (with syn_only: a TCP SYN without ACK). */
+static __always_inline int rl_applies(struct rl_cfg *c, struct pkt *p)
+{
+	return c && c->rate && (!(c->flags & RL_F_SYN_ONLY) || tcp_syn_only(p));
+}
+
+/* The source's own bucket under its rate-limit rule (rl4_cfg/rl6_cfg, longest prefix; state per
+ * address in rl4_state/rl6_state, LRU): 1 = over the rate, the packet drops. Never bans. */
+static __always_inline int source_over(struct pkt *p, u64 *clock)
 {
 	struct rl_state *s, fresh = {};
 	struct rl_cfg *c;
-	u64 rate, now;
-	int over = 0;
 
-	if (!(cls & SRC_RL)) {
-		/* no rule: the global bucket only */
-	} else if (p->t.family == 4) {
+	if (p->t.family == 4) {
 		struct lpm4_key k = {.prefixlen = 32};
 
 		__builtin_memcpy(k.addr, p->t.saddr, 4);
 		c = rl4_cfg.lookup(&k);
-		if (c && c->rate && (!(c->flags & RL_F_SYN_ONLY) || tcp_syn_only(p))) {
-			now = clock_ns(clock);
-			s = rl4_state.lookup((struct addr4 *)k.addr);
-			if (source_within(c, s, &fresh, now)) {
-				if (!s)
-					rl4_state.update((struct addr4 *)k.addr, &fresh);
-			} else {
-				if (c->ban_ttl_ns) {
-					u64 ban = ((now + c->ban_ttl_ns) & SRC_EXPIRY_MASK) | SRC_BAN | SRC_BL |
-						  (cls & SRC_INHERITED);
-
-					src4_host.update((struct addr4 *)k.addr, &ban);
-					count(R_AUTO_BAN, bytes);
-				}
-				over = 1;
-			}
-		}
+		if (!rl_applies(c, p))
+			return 0;
+		s = rl4_state.lookup((struct addr4 *)k.addr);
+		if (!source_within(c, s, &fresh, clock_ns(clock)))
+			return 1;
+		if (!s)
+			rl4_state.update((struct addr4 *)k.addr, &fresh);
 	} else {
 		struct lpm6_key k = {.prefixlen = 128};
 
 		__builtin_memcpy(k.addr, p->t.saddr, 16);
 		c = rl6_cfg.lookup(&k);
-		if (c && c->rate && (!(c->flags & RL_F_SYN_ONLY) || tcp_syn_only(p))) {
-			now = clock_ns(clock);
-			s = rl6_state.lookup((struct addr6 *)k.addr);
-			if (source_within(c, s, &fresh, now)) {
-				if (!s)
-					rl6_state.update((struct addr6 *)k.addr, &fresh);
-			} else {
-				if (c->ban_ttl_ns) {
-					u64 ban = ((now + c->ban_ttl_ns) & SRC_EXPIRY_MASK) | SRC_BAN | SRC_BL |
-						  (cls & SRC_INHERITED);
-
-					src6_host.update((struct addr6 *)k.addr, &ban);
-					count(R_AUTO_BAN, bytes);
-				}
-				over = 1;
-			}
-		}
+		if (!rl_applies(c, p))
+			return 0;
+		s = rl6_state.lookup((struct addr6 *)k.addr);
+		if (!source_within(c, s, &fresh, clock_ns(clock)))
+			return 1;
+		if (!s)
+			rl6_state.update((struct addr6 *)k.addr, &fresh);
 	}
-	if (over)
+	return 0;
+}
+
+/* An auto-ban's src host value: it keeps the rule bits of the source's class; an expiry beyond
+ * the 59 bits saturates (never wraps into the past). */
+static __always_inline u64 ban_value(struct rl_cfg *c, u64 cls, u64 now)
+{
+	u64 until = now + c->ban_ttl_ns;
+
+	if (until > SRC_EXPIRY_MASK || until < now)
+		until = SRC_EXPIRY_MASK;
+	return until | SRC_BAN | SRC_BL | (cls & SRC_INHERITED);
+}
+
+/* With a ban (ban_ttl), a completed handshake moves its SYN's token from the source's bucket to its
+ * ban bucket: the ACK acknowledged our SYN+ACK's ISN, so the source receives what is sent to its
+ * address. Unproven excess (SYNs that never complete, anything forged in someone else's name) is
+ * dropped as without a ban; proven excess (completed handshakes beyond the rule's rate and burst)
+ * bans the source for ban_ttl. */
+static __always_inline int proof_over(struct rl_cfg *c, struct rl_state *s, u64 now)
+{
+	u64 burst = c->burst ? c->burst : 1, cost = NX_NSEC_PER_SEC / c->rate;
+
+	s->credit_ns = s->credit_ns + cost > burst * cost ? burst * cost : s->credit_ns + cost;
+	return !take_token(&s->proof_credit_ns, &s->proof_last_ns, c->rate, burst, now);
+}
+
+static __always_inline void source_proven(struct pkt *p, u64 *clock, u64 bytes, u64 cls)
+{
+	struct rl_state *s;
+	struct rl_cfg *c;
+	u64 ban;
+
+	if (p->t.family == 4) {
+		struct lpm4_key k = {.prefixlen = 32};
+
+		__builtin_memcpy(k.addr, p->t.saddr, 4);
+		c = rl4_cfg.lookup(&k);
+		if (!c || !c->rate || !c->ban_ttl_ns)
+			return;
+		s = rl4_state.lookup((struct addr4 *)k.addr);
+		if (!s || !proof_over(c, s, clock_ns(clock)))
+			return;
+		ban = ban_value(c, cls, *clock);
+		src4_host.update((struct addr4 *)k.addr, &ban);
+	} else {
+		struct lpm6_key k = {.prefixlen = 128};
+
+		__builtin_memcpy(k.addr, p->t.saddr, 16);
+		c = rl6_cfg.lookup(&k);
+		if (!c || !c->rate || !c->ban_ttl_ns)
+			return;
+		s = rl6_state.lookup((struct addr6 *)k.addr);
+		if (!s || !proof_over(c, s, clock_ns(clock)))
+			return;
+		ban = ban_value(c, cls, *clock);
+		src6_host.update((struct addr6 *)k.addr, &ban);
+	}
+	count(R_AUTO_BAN, bytes);
+}
+
+/* Rate limiting of untracked packets: the source's bucket if a rate-limit rule covers it (cls),
+ * then the global bucket. */
+static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 cls)
+{
+	u64 rate, now;
+
+	if ((cls & SRC_RL) && source_over(p, clock))
 		return R_DROP_RATELIMIT;
 
 	rate = cfg(CFG_RL_GLOBAL_RATE);
@@ -1112,6 +1110,94 @@ static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 bytes,
 			return R_DROP_RATE_GLOBAL;
 	}
 	return NEXT;
+}
+
+/* A packet of a tracked flow passes, but one of a flow its peer opened from a rate-limited source
+ * (CT_F_RL) takes a token from that source's bucket first. held_only (the source is auto-banned):
+ * only flows the address really holds pass: TCP (the peer's completed a handshake, the others
+ * this host opened) and the flows this host opened. */
+static __always_inline int stage_conntrack(struct pkt *p, u64 *now, int held_only)
+{
+	struct ct_val *v;
+
+	if (!(p->has_ports | p->echo))
+		/* no ports: a later fragment is looked up here, off the paths of other packets (a
+		 * banned source's pass only if the first did: on a flow the address holds) */
+		return p->frag == FRAG_LATER ? stage_fragment(p, now) : NEXT;
+	if (!cfg(CFG_CT_ENABLED))
+		return NEXT;
+	v = ct.lookup(&p->t);
+	if (!v || !ct_fresh(v, now))
+		return NEXT;
+	if (held_only && p->t.proto != IPPROTO_TCP && (v->flags & CT_F_INBOUND))
+		return NEXT;
+	if ((v->flags & CT_F_RL) && source_over(p, now))
+		return R_DROP_RATELIMIT;
+	if (p->t.proto == IPPROTO_TCP) {
+		if (!ct_ingress_tcp(v, p->tcp_flags, *now))
+			return NEXT;
+	} else if ((v->flags & CT_STATE_MASK) == CT_UDP) {
+		v->flags = (v->flags & ~CT_STATE_MASK) | CT_UDP_STREAM;
+		v->last_seen_ns = *now;
+	}
+	return R_PASS_CONNTRACK;
+}
+
+/* An ICMP error quoting a flow this host tracks (PMTU discovery under default deny). It runs after
+ * the source stages: a blacklist wins over "related", for an exact address and a prefix alike. */
+static __always_inline int stage_related(struct pkt *p, u64 *now)
+{
+	struct ct_val *v;
+
+	if (!p->icmp_err || !cfg(CFG_CT_ENABLED))
+		return NEXT;
+	v = ct.lookup(&p->inner);
+	return v && ct_fresh(v, now) ? R_PASS_RELATED : NEXT;
+}
+
+/* After a port rule (or, for a rate-limited source, the policy) let a packet in. TCP: a SYN opens
+ * an embryonic entry in ct_syn; the ACK that acknowledges our SYN+ACK's ISN moves it to ct as
+ * ESTABLISHED | INBOUND, so the flow's later packets take the fast path. Only a peer that received
+ * our SYN+ACK can send that ACK: spoofed SYNs never reach ct, and the completed handshake is the
+ * proof an auto-ban counts (source_proven). UDP from a rate-limited source: a mark in ct_syn, which
+ * tc_egress turns into an INBOUND | RL entry if this host answers. CT_F_RL keeps a flow opened by a
+ * rate-limited peer under its rate limit. */
+static __always_inline void track_inbound(struct pkt *p, u64 *now, u64 bytes, u64 cls)
+{
+	u8 fl = p->tcp_flags & (TH_FIN | TH_SYN | TH_RST | TH_ACK);
+	u64 rl = (cls & SRC_RL) ? CT_F_RL : 0;
+	struct ct_val *e, v = {};
+
+	if (!p->has_ports || !cfg(CFG_CT_ENABLED))
+		return;
+	if (p->t.proto == IPPROTO_UDP) {
+		if (rl) {
+			v.last_seen_ns = clock_ns(now);
+			v.flags = CT_UDP | CT_F_INBOUND | CT_F_RL;
+			ct_syn.update(&p->t, &v);
+		}
+		return;
+	}
+	if (p->t.proto != IPPROTO_TCP)
+		return;
+	if (fl == TH_SYN) {
+		v.last_seen_ns = clock_ns(now);
+		v.flags = CT_SYN_RECV | CT_F_INBOUND;
+		ct_syn.update(&p->t, &v);
+		return;
+	}
+	if (fl != TH_ACK)
+		return;
+	e = ct_syn.lookup(&p->t);
+	if (!e || !(e->flags & CT_F_SYNACK) || p->ack_seq != (u32)(e->flags >> 32) + 1 ||
+	    (s64)(clock_ns(now) - e->last_seen_ns) >= (s64)cfg(CFG_CT_TCP_SYN_NS))
+		return;
+	v.last_seen_ns = *now;
+	v.flags = CT_ESTABLISHED | CT_F_INBOUND | rl;
+	ct.update(&p->t, &v);
+	ct_syn.delete(&p->t);
+	if (rl)
+		source_proven(p, now, bytes, cls);
 }
 
 /* The exchange a DHCP message belongs to, from the UDP header at p->l4 (has_ports):
@@ -1312,14 +1398,22 @@ int xdp_ingress(struct xdp_md *ctx)
 	if (r == NEXT) {
 		/* An exact address is decided before conntrack: one hash lookup drops a listed
 		 * attacker. Same verdicts as the stage order, as no tracked flow belongs to a
-		 * blocked source (a block purges them, tc_egress opens none). */
+		 * blocked source (a block purges them, tc_egress opens none), except that an
+		 * auto-ban spares the flows the address really holds (stage_conntrack held_only;
+		 * a SYN opens none, it drops at once). */
 		u64 *hit = source_host(p.t.family, p.t.saddr);
 		u64 cls = hit ? *hit : 0;
 
-		if (hit)
+		if (hit) {
 			r = stage_source(cls, &now);
+			if (r == R_DROP_BLACKLIST && (cls & SRC_BAN) && !tcp_syn_only(&p)) {
+				r = stage_conntrack(&p, &now, 1);
+				if (r == NEXT)
+					r = R_DROP_BLACKLIST;
+			}
+		}
 		if (r == NEXT)
-			r = stage_conntrack(&p, &now);
+			r = stage_conntrack(&p, &now, 0);
 		if (r == NEXT && !hit) {
 			hit = source_prefix(p.t.family, p.t.saddr);
 			cls = hit ? *hit : 0;
@@ -1330,16 +1424,17 @@ int xdp_ingress(struct xdp_md *ctx)
 		    (p.t.dport == nx_htons(DHCP_CLIENT_PORT) || p.t.dport == nx_htons(DHCP6_CLIENT_PORT)))
 			r = stage_dhcp(&p, end, &now);
 		if (r == NEXT)
-			r = stage_ratelimit(&p, &now, end - data, cls);
-		if (r == NEXT && (cls & SRC_RULES)) {
+			r = stage_related(&p, &now);
+		if (r == NEXT)
+			r = stage_ratelimit(&p, &now, cls);
+		if (r == NEXT && (cls & SRC_RULES))
 			r = stage_rules(&p);
-			if (r == R_PASS_RULE)
-				track_inbound(&p, &now);
-		}
 		if (r == NEXT)
 			r = stage_icmp(&p, &now);
 		if (r == NEXT)
 			r = stage_policy();
+		if (r == R_PASS_RULE || (r == R_PASS_POLICY && (cls & SRC_RL)))
+			track_inbound(&p, &now, end - data, cls);
 		if (p.frag == FRAG_FIRST && !((DROP_REASONS >> r) & 1))
 			frag_passed(&p, &now);
 	}
@@ -1372,7 +1467,7 @@ static __always_inline void ct_egress_tcp(struct ct_val *v, u8 fl, u64 now)
 	v->last_seen_ns = now;
 }
 
-/* Our SYN+ACK for a SYN that a port rule let in: remember its ISN. */
+/* Our SYN+ACK for a SYN that track_inbound let in: remember its ISN. */
 static __always_inline int ct_synack(struct ct_key *k, u32 isn, u64 now)
 {
 	struct ct_val *e = ct_syn.lookup(k);
@@ -1442,8 +1537,20 @@ int tc_egress(struct __sk_buff *skb)
 		}
 		/* Blocking a peer purges its flows; a retransmission to it must not
 		 * re-open the fast path that the blacklist stage sits behind. */
-		if (blocking(source_class(k.family, k.saddr), &v.last_seen_ns))
+		u64 cls = source_class(k.family, k.saddr);
+
+		if (blocking(cls, &v.last_seen_ns))
 			return TC_ACT_OK;
+		/* This host answers a rate-limited peer: if the peer sent first (track_inbound's
+		 * mark), the flow is the peer's and stays under its rate limit. */
+		if (p.t.proto == IPPROTO_UDP && (cls & SRC_RL)) {
+			struct ct_val *mark = ct_syn.lookup(&k);
+
+			if (mark && (mark->flags & CT_STATE_MASK) == CT_UDP) {
+				v.flags = mark->flags;
+				ct_syn.delete(&k);
+			}
+		}
 		ct.update(&k, &v);
 	}
 tracked:

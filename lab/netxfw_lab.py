@@ -73,7 +73,7 @@ def log(msg):
 
 def run(cmd, check=True, input=None, timeout=60):
     p = subprocess.run(cmd, input=input, capture_output=True, text=True,
-                       timeout=timeout)
+                       timeout=timeout, check=False)
     if check and p.returncode != 0:
         raise LabError("command failed (%d): %s\n%s" % (
             p.returncode, " ".join(cmd), (p.stderr or p.stdout).strip()))
@@ -637,7 +637,7 @@ def cmd_exec(args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
     sub = ap.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="build the lab")

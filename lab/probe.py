@@ -30,7 +30,7 @@ import threading
 def probe_ping(addr, timeout):
     cmd = ["ping", "-n", "-q", "-c", "1", "-W", str(max(1, int(timeout))), addr]
     try:
-        p = subprocess.run(cmd, capture_output=True, timeout=timeout + 3)
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout + 3, check=False)
     except subprocess.TimeoutExpired:
         return "dropped"
     return "passed" if p.returncode == 0 else "dropped"
@@ -77,7 +77,7 @@ def probe_udp(addr, port, timeout):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--target", action="append", default=[],
                     help="NAME=ADDRESS (repeatable)")
     ap.add_argument("--ping", action="store_true")
@@ -101,7 +101,7 @@ def main(argv=None):
     lock = threading.Lock()
     threads = []
     for target in args.target:
-        name, _, addr = target.partition("=")
+        name, dummy, addr = target.partition("=")
         for label, fn in probes:
             def work(name=name, addr=addr, label=label, fn=fn):
                 try:

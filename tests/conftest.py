@@ -94,9 +94,11 @@ SHARED_RESOURCES = {  # layer -> group, the longest group first
     "integration": "lab",
     "traffic": "nxt-topology",
     "reload": "nxt-topology",
+    "sanity": "sanity",  # nothing shared, but long: started early too
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks into the node ids
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     groups = {}

@@ -52,7 +52,7 @@ class Lab:
         argv = [SYSTEM_PYTHON, LAB_SCRIPT, "--state-dir", self.state_dir]
         argv += list(args)
         p = subprocess.run(argv, capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=timeout, check=False)
         if check and p.returncode != 0:
             raise RuntimeError("%s failed (%d):\n%s%s" % (
                 " ".join(argv), p.returncode, p.stdout, p.stderr))

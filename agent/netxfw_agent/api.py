@@ -167,8 +167,8 @@ class Agent:
                 raise HttpError(400, "'entries' must be a list")
         elif kind == "whitelist":
             if set(body) != {"cidr"}:
-                raise HttpError(400, "a whitelist rule takes exactly 'cidr' (got %s)" % (", ".join(sorted(body)) or
-                                                                                          "nothing"))
+                raise HttpError(400, "a whitelist rule takes exactly 'cidr' (got %s)"
+                                % (", ".join(sorted(body)) or "nothing"))
             entries = [body["cidr"]]
         elif kind == "blacklist":
             if "cidr" not in body or set(body) - {"cidr", "expires"}:
@@ -435,7 +435,7 @@ def parse_listen(listen):
     if text.isdigit():
         host, port = "127.0.0.1", text
     elif text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, dummy, rest = text[1:].partition("]")
         if not rest.startswith(":"):
             raise NetxfwError("--listen %r: expected [IPV6]:PORT" % listen)
         port = rest[1:]

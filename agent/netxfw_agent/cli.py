@@ -8,10 +8,10 @@ import sys
 import time
 
 from netxfw_engine import exchange, queries
+from netxfw_engine.engine import DEFAULT_PIN_PATH, DEFAULT_STATE_DIR, Firewall
 from netxfw_engine.errors import NetxfwError
 
 from . import auth, ops
-from .ops import DEFAULT_PIN_PATH, DEFAULT_STATE_DIR, Firewall
 
 PROG = "netxfw"
 
@@ -90,7 +90,7 @@ def build_parser():
 
     dp = command("drops", "read (and consume) sampled drop events from the data plane's ring buffer")
     dp.add_argument("--limit", type=int, default=100)
-    command("sweep", "remove expired blacklist entries and auto-bans, purge banned sources' flows, gc conntrack")
+    command("sweep", "remove expired blacklist entries and auto-bans, purge the flows banned sources do not hold, gc conntrack")
 
     rp = command("reload", "re-apply the program from config.json (recompiles only when needed)")
     rp.add_argument("--check", action="store_true", help="only say what would change")
@@ -433,13 +433,13 @@ def main(argv=None):
     except (NetxfwError, auth.TokenError) as exc:
         sys.stderr.write("%s: error: %s\n" % (PROG, exc))
         return 1
+    except BrokenPipeError:  # `netxfw ... | head`: the reader had enough
+        return 0
     except OSError as exc:
         sys.stderr.write("%s: error: %s\n" % (PROG, exc))
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

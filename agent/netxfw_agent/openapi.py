@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The OpenAPI 3 document served at /openapi.json (the API's contract, and the fuzz's input)."""
 
+from netxfw_engine.rules import MAX_TTL
+
 from . import __version__
 
 MAX_LIMIT = 1000
@@ -50,7 +52,7 @@ def document():
             "properties": {
                 "kind": KIND,
                 "cidr": {"type": "string", "example": "198.51.100.7"},
-                "ttl": {"type": "number", "minimum": 1, "maximum": 315360000,
+                "ttl": {"type": "number", "minimum": 1, "maximum": MAX_TTL,
                         "description": "blacklist: seconds until the entry expires"},
                 "expires": {"type": "number", "nullable": True},
                 "source": {"type": "string", "example": "203.0.113.0/24"},

@@ -10,11 +10,10 @@ import math
 import time
 
 from netxfw_engine import queries
-from netxfw_engine.engine import DEFAULT_PIN_PATH, DEFAULT_STATE_DIR, Firewall  # noqa: F401
 from netxfw_engine.errors import NetxfwError
+from netxfw_engine.rules import MAX_TTL  # the engine's limit: the data plane holds no later expiry
 
 KINDS = ("whitelist", "blacklist", "port")
-MAX_TTL = 10 * 365 * 86400  # ten years: a longer block is a permanent one
 SETTINGS = {
     "policy": str,
     "icmp_rate": int,

@@ -533,10 +533,12 @@ class Firewall:
         for kind in RULE_KINDS:
             self._check_capacity(maps, kind, data, expected[kind], capacities)
         self._mark_generation(maps, None)
-        sources.write(maps, sources.expected(data))
+        changed = []
+        sources.write(maps, sources.expected(data), changed=changed)
         for kind in RULE_KINDS:
             for name, want in expected[kind].items():
                 sync_map(maps[name], want)
+        refresh_flows(maps, changed)
         self._mark_generation(maps, data)
 
     def _capacities(self):
@@ -614,12 +616,15 @@ class Firewall:
                         self._sync_all_rules(maps, new_data)
                     else:
                         self._mark_generation(maps, None)
+                        changed = []
                         if kind in SOURCE_KINDS:
-                            sources.write(maps, sources.expected(new_data, keys=keys))
+                            sources.write(maps, sources.expected(new_data, keys=keys), changed=changed)
                         for name, want in new_expected.items():
                             sync_map(maps[name], want)
-                    if kind == "blacklist" and added:
-                        purge_conntrack(maps["ct"], (rules.parse_cidr(e["cidr"]) for e in added))
+                        # any change that makes a source blocked cuts its flows (a blacklist entry
+                        # added, a whitelist entry inside a blacklisted prefix removed...), and the
+                        # flows peers opened follow their rate limit
+                        refresh_flows(maps, changed)
                 self.store.write_rules(new_data)
                 if maps is not None:
                     self._mark_generation(maps, new_data)
@@ -672,8 +677,8 @@ class Firewall:
     # ---------------------------------------------------------------- sweeping
     def sweep(self, check_mode=False):
         """Remove what has expired: blacklist entries of rules.json (and their map keys), expired
-        auto-bans, expired conntrack entries; and cut the tracked flows of live auto-bans (the data
-        plane bans without purging conntrack)."""
+        auto-bans, expired conntrack entries; and cut the flows of live auto-bans that their addresses do
+        not hold (unheld: the data plane already drops their packets; this frees the entries)."""
         require_root()
         result = self.apply_rules("blacklist", [], state="present", check_mode=check_mode)
         out = {"changed": result["changed"], "rules_expired": result["removed"], "map_entries_expired": 0,
@@ -692,7 +697,7 @@ class Firewall:
                     if 0 < expires <= now:
                         doomed.setdefault(name, []).append((key, value))
                     else:
-                        live_bans.append(rules.parse_cidr(str(ipaddress.ip_address(key))))
+                        live_bans.append((6 if len(key) == 16 else 4, len(key) * 8, int.from_bytes(key, "big")))
             out["map_entries_expired"] = sum(len(pairs) for pairs in doomed.values())
             if doomed and not check_mode:
                 # an expired ban gives its address back: to the entry rules.json has for it, if any
@@ -707,7 +712,7 @@ class Firewall:
                             maps[name].delete(key)
             if not check_mode:
                 if live_bans:
-                    out["bans_purged_flows"] = purge_conntrack(maps["ct"], live_bans)
+                    out["bans_purged_flows"] = purge_conntrack(maps["ct"], live_bans, unheld)
                 out["conntrack"] = gc_flows(maps)
             out["changed"] = bool(out["changed"] or out["map_entries_expired"] or out["bans_purged_flows"]
                                   or out["conntrack"]["removed"])
@@ -854,23 +859,63 @@ def gc_flows(maps):
     return {"removed": removed, "remaining": remaining}
 
 
-def purge_conntrack(ct_map, networks):
-    """Delete tracked flows whose remote address lies in any of the networks: a block cuts them at once.
-    `networks` may be a generator: it is not consumed when no flow is tracked."""
+def unheld(flow):
+    """A tracked flow its remote address does not prove it holds: one the peer opened, not TCP (a TCP
+    flow the peer opened completed a handshake). An auto-ban cuts these only."""
+    return bool(flow["flags"] & layout.CT_F_INBOUND) and flow["proto"] != socket.IPPROTO_TCP
+
+
+def refresh_flows(maps, changed, now_ns=None):
+    """After the src maps changed (`changed`, from sources.write): cut the tracked flows of every source
+    now blocked (any change that blocks a source cuts its flows, not only a blacklist entry added), and
+    give the flows peers opened (`inbound`) the rl flag of their source's class now (a rate limit added
+    later applies to them too; one removed, or a whitelist entry added, frees them). Only flows under
+    the keys that could matter are checked (sources.flows_to_check), each against the maps. Returns the
+    number of flows deleted."""
+    now_ns = time.monotonic_ns() if now_ns is None else now_ns
+    if not changed:
+        return 0
+    updates = []
+
+    def check(flow):
+        cls = sources.address_class(maps, flow["family"], flow["saddr"])
+        if sources.blocks(cls, now_ns):
+            return True
+        rl = layout.CT_F_RL if sources.limited(cls) else 0
+        if flow["flags"] & layout.CT_F_INBOUND and flow["flags"] & layout.CT_F_RL != rl:
+            updates.append((flow["key"], rl))
+        return False
+
+    purged = purge_conntrack(maps["ct"], sources.flows_to_check(maps, changed, now_ns), check)
+    for key, rl in updates:
+        value = maps["ct"].lookup(key)  # the freshest value: the data plane may have written it meanwhile
+        if value is not None:
+            last_seen, flags = layout.decode_ct_value(value)
+            maps["ct"].update(key, struct.pack("=QQ", last_seen, (flags & ~layout.CT_F_RL) | rl))
+    return purged
+
+
+def purge_conntrack(ct_map, networks, also=None):
+    """Delete tracked flows whose remote address lies in any of the networks ((family, prefix length,
+    network as int)): a block cuts them at once. `networks` may be a generator: it is not consumed
+    when no flow is tracked. `also(flow)`, if given, must be true too (flow: decode_ct_key() plus
+    "flags" and "key")."""
     flows = ct_map.items()
     if not flows:
         return 0
     by_len = {}
-    for net in networks:
-        by_len.setdefault((net.version, net.prefixlen), set()).add(int(net.network_address))
+    for family, plen, net in networks:
+        by_len.setdefault((family, plen), set()).add(net)
     doomed = []
-    for key, _value in flows:
+    for key, value in flows:
         flow = layout.decode_ct_key(key)
         addr = int.from_bytes(flow["saddr"], "big")
         bits = 32 if flow["family"] == 4 else 128
         for (family, plen), nets in by_len.items():
             if family == flow["family"] and (addr >> (bits - plen) << (bits - plen) if plen else 0) in nets:
-                doomed.append(key)
+                flow["flags"], flow["key"] = layout.decode_ct_value(value)[1], key
+                if also is None or also(flow):
+                    doomed.append(key)
                 break
     ct_map.delete_many(doomed)
     return len(doomed)

@@ -17,7 +17,7 @@ from .bpfsys import (
     BPF_MAP_TYPE_PERCPU_ARRAY,
 )
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 
 REASONS = (
     "pass_conntrack",
@@ -40,7 +40,7 @@ REASONS = (
     "drop_land",
     "drop_ratelimit",
     "drop_rate_global",
-    "auto_ban",  # an event (a source banned), counted besides the packet's drop_ratelimit
+    "auto_ban",  # an event (a source banned), counted besides the verdict of the ACK that proved it
     "pass_fragment",  # a later fragment of a datagram whose first fragment passed
     "pass_dhcp",  # a DHCP/DHCPv6 reply to a request this host sent
 )
@@ -99,7 +99,8 @@ CT_STATE_TIMEOUT = {
     4: CFG_CT_TCP_FIN_NS, 5: CFG_CT_TCP_FIN_NS, 6: CFG_CT_TCP_FIN_NS, 7: CFG_CT_UDP_NS,
     8: CFG_CT_UDP_STREAM_NS, 9: CFG_CT_ICMP_NS,
 }
-CT_F_INBOUND = 1 << 8
+CT_F_INBOUND = 1 << 8  # opened by the peer
+CT_F_RL = 1 << 12  # opened by a peer that a rate-limit rule covers: its packets stay under the limit
 # Read by the engine only: the rules.json generation the maps hold (0 while a write is under way).
 CFG_RULES_GENERATION = 15
 
@@ -133,8 +134,8 @@ MAPS = {
     "icmp_bucket": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
     "rl4_cfg": (BPF_MAP_TYPE_LPM_TRIE, 8, 32, RL_SIZE),  # struct rl_cfg per source CIDR
     "rl6_cfg": (BPF_MAP_TYPE_LPM_TRIE, 20, 32, RL_SIZE),
-    "rl4_state": (BPF_MAP_TYPE_LRU_HASH, 4, 24, 65536),  # NETXFW_RL_STATE_SIZE: struct rl_state per source
-    "rl6_state": (BPF_MAP_TYPE_LRU_HASH, 16, 24, 65536),
+    "rl4_state": (BPF_MAP_TYPE_LRU_HASH, 4, 40, 65536),  # NETXFW_RL_STATE_SIZE: struct rl_state per source
+    "rl6_state": (BPF_MAP_TYPE_LRU_HASH, 16, 40, 65536),
     "rl_global": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
     "drops": (BPF_MAP_TYPE_RINGBUF, 0, 0, 16 * 4096),  # NETXFW_DROPLOG_PAGES pages of struct drop_event
     "droplog_bucket": (BPF_MAP_TYPE_ARRAY, 4, 24, 1),
@@ -215,8 +216,9 @@ def decode_rl_cfg(raw):
 
 
 def decode_rl_state(raw):
-    credit_ns, last_ns, dropped = struct.unpack("=QQQ", raw[:24])
-    return {"credit_ns": credit_ns, "last_ns": last_ns, "dropped": dropped}
+    credit_ns, last_ns, dropped, proof_credit_ns, proof_last_ns = struct.unpack("=QQQQQ", raw[:40])
+    return {"credit_ns": credit_ns, "last_ns": last_ns, "dropped": dropped,
+            "proof_credit_ns": proof_credit_ns, "proof_last_ns": proof_last_ns}
 
 
 DROP_EVENT = struct.Struct("=Q16s16sHHBBBxI4x")  # struct drop_event, 56 bytes

@@ -69,10 +69,16 @@ BAN_SOURCES = (("src4_host", "src4_host", layout.SRC_EXPIRY_MASK), ("src6_host",
 NOT_COPIED = {"meta": "holds the identity of the program it belongs to; written fresh",
               "drops": "ring buffer of sampled drop events: unread events of the old program are not carried"}
 
+
+def _rl_state_v4(value):
+    """Layouts 1-3 -> 4: struct rl_state gained the ban bucket; zeros read as a full one (its clock at 0)."""
+    return value + bytes(16)
+
+
 # (map name, old value size, new value size) -> function(old value bytes) -> new value bytes.
 # Used when a layout version changes a value format; a map whose key or value format changed and
 # that has no converter here is skipped (rule maps are then refilled from rules.json).
-CONVERTERS = {}
+CONVERTERS = {("rl4_state", 24, 40): _rl_state_v4, ("rl6_state", 24, 40): _rl_state_v4}
 
 QUIESCE_POLL_S = 0.005
 QUIESCE_MAX_POLLS = 40
@@ -255,12 +261,12 @@ def compile_program(fw, settings):
             "or python3-bcc (RHEL/Fedora), and run netxfw with the system python3"
         )
     try:
-        bpf = BPF(text=data_plane_source(), cflags=layout.cflags(settings["capacity"]) + ["-w"])
+        bpf = BPF(text=data_plane_source().encode(), cflags=layout.cflags(settings["capacity"]) + ["-w"])
     except Exception as exc:
         raise NetxfwError("compiling the data plane failed (the running firewall is unchanged): %s" % exc)
     try:
-        xdp_fn = bpf.load_func("xdp_ingress", BPF.XDP)
-        tc_fn = bpf.load_func("tc_egress", BPF.SCHED_CLS)
+        xdp_fn = bpf.load_func(b"xdp_ingress", BPF.XDP)  # bytes: BCC warns about str
+        tc_fn = bpf.load_func(b"tc_egress", BPF.SCHED_CLS)
     except Exception as exc:
         bpf.cleanup()
         raise NetxfwError("loading the data plane failed, the verifier rejected it (the running firewall is "
@@ -593,7 +599,7 @@ def reload(fw, settings, identity, stale):
         swaps = [Swap(fw, name) for name in settings["interfaces"]]
         bpf, xdp_fd, tc_fd = compile_program(fw, settings)
         step("compiled")
-        new_maps = dict((name, bpfsys.Map(bpf[name].map_fd, name)) for name in layout.MAPS)
+        new_maps = dict((name, bpfsys.Map(bpf[name.encode()].map_fd, name)) for name in layout.MAPS)
         first_copy(fw, old, new_maps, settings, identity, report)
         step("copied")
         _pin_set(staging, new_maps, {"prog_xdp": xdp_fd, "prog_tc": tc_fd})

@@ -30,8 +30,11 @@ ANY_SOURCE = "any"
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
 ACTION_VALUES = {"allow": 1, "deny": 2}
 
-MAX_EXPIRES = 253402300799.0  # 9999-12-31T23:59:59Z: beyond it no clock conversion is meaningful
-MAX_TTL = 100 * 365 * 86400
+# The data plane keeps an expiry as CLOCK_MONOTONIC ns in 59 bits (layout.SRC_EXPIRY_MASK: 18.2 years
+# after boot). Ten years from now leave eight years of uptime; a longer block is a permanent one (no
+# expiry). The one limit of every ttl, ban_ttl and expires (the agent reads it from here).
+MAX_TTL = 10 * 365 * 86400
+MAX_EXPIRES = 253402300799.0  # 9999-12-31T23:59:59Z: the largest expiry rules.json can hold
 
 # Bits of a rules4/rules6 LPM key before the source address: proto (8) + port (16).
 RULE_KEY_FIXED_BITS = 24
@@ -100,8 +103,9 @@ def cidr_key(cidr):
 def parse_cidr(text):
     """Return the network of an address or CIDR string; host bits are masked.
 
-    An IPv4-mapped IPv6 prefix (::ffff:a.b.c.d/96 and longer) becomes the IPv4 network,
-    because the data plane only ever sees such sources as IPv4 packets.
+    An IPv6 network stays IPv6, IPv4-mapped ones (::ffff:0:0/96 and inside) included: it matches
+    IPv6 packets only, whose source is literally such an address (docs/internals.md, "Source
+    classes"). ::ffff:0:0/96 is in every IPv6 bogon list; it never means all of IPv4.
     """
     if not isinstance(text, str):
         raise NetxfwError("invalid CIDR %r: expected a string such as '198.51.100.0/24' or '2001:db8::/48'" % (text,))
@@ -113,10 +117,6 @@ def parse_cidr(text):
     except ValueError as e:
         raise NetxfwError("invalid CIDR '%s': %s; expected an address or address/prefix such as "
                           "'198.51.100.0/24' or '2001:db8::/48'" % (text, e))
-    if network.version == 6 and network.prefixlen >= 96:
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None:
-            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
     return network
 
 
@@ -174,10 +174,9 @@ def normalize(kind, entries, ttl=None, now=None):
     if kind == "whitelist":
         return _unique_whitelist(entries)  # sorted
     if kind == "blacklist":
-        default_expires = None
-        if ttl is not None:
-            default_expires = (time.time() if now is None else now) + _positive_seconds(ttl)
-        return _unique_blacklist(entries, default_expires)  # sorted
+        now = time.time() if now is None else now
+        default_expires = None if ttl is None else now + _positive_seconds(ttl)
+        return _unique_blacklist(entries, default_expires, now)  # sorted
     if kind == "ratelimit":
         canonical = _unique_ratelimits(entries)
     else:
@@ -301,18 +300,23 @@ def _check_fields(entry, allowed, what):
 
 def _positive_seconds(ttl):
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or not 0 < ttl <= MAX_TTL:
-        raise NetxfwError("invalid ttl %r: expected a positive number of seconds, at most %d (100 years)"
+        raise NetxfwError("invalid ttl %r: expected a positive number of seconds, at most %d (10 years: the data "
+                          "plane cannot hold a later expiry); for a longer block give no ttl (never expires)"
                           % (ttl, MAX_TTL))
     return ttl
 
 
-def _expiry(value, entry):
+def _expiry(value, entry, now):
     if value is None:
         return None
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or not 0 <= value <= MAX_EXPIRES):
         raise NetxfwError("invalid expires %r in blacklist entry %r: expected epoch seconds (before the year "
                           "10000) or null for never" % (value, entry))
+    if value > now + MAX_TTL:
+        raise NetxfwError("invalid expires %r in blacklist entry %r: at most %d seconds (10 years) from now, the "
+                          "latest expiry the data plane can hold; for a longer block give null (never expires)"
+                          % (value, entry, MAX_TTL))
     return float(value)
 
 
@@ -341,7 +345,7 @@ def _unique_whitelist(entries):
     return _by_order(dict(_canonical_and_order(entry) for entry in entries))
 
 
-def _unique_blacklist(entries, default_expires):
+def _unique_blacklist(entries, default_expires, now):
     """Sorted as sort_entries sorts, with each sort key computed while parsing."""
     expires_by_cidr = {}
     order = {}
@@ -351,7 +355,7 @@ def _unique_blacklist(entries, default_expires):
             if "cidr" not in entry:
                 raise NetxfwError("blacklist entry %r has no 'cidr'" % (entry,))
             cidr, order[cidr] = _canonical_and_order(entry["cidr"])
-            expires = _expiry(entry["expires"], entry) if "expires" in entry else default_expires
+            expires = _expiry(entry["expires"], entry, now) if "expires" in entry else default_expires
         else:
             cidr, order[cidr] = _canonical_and_order(entry)
             expires = default_expires

@@ -144,7 +144,9 @@ def to_maps(resolved, expiry_ns):
     out = dict((name, {}) for name in SRC_MAPS)
     for (family, where, key), (bits, exp) in resolved.items():
         if bits & layout.SRC_BL:
-            bits |= expiry_ns(exp) & layout.SRC_EXPIRY_MASK
+            # saturates: an expiry past the 59 bits (one stored before rules.MAX_TTL, or after eight
+            # years of uptime) must never wrap into the past and silently unblock
+            bits |= min(expiry_ns(exp), layout.SRC_EXPIRY_MASK)
         out[map_name(family, where)][key] = layout.encode_u64(bits)
     return out
 
@@ -201,12 +203,14 @@ def expired_ban(value, now_ns):
     return bool(bits & layout.SRC_BAN) and 0 < expires <= now_ns
 
 
-def write(maps, want, now_ns=None):
+def write(maps, want, now_ns=None, changed=None):
     """Make the src maps hold `want` ({name: {key: value}}); only differing entries are written.
 
     Live auto-bans (runtime state, not in rules.json) stay, with the rule bits of the class the
     address has otherwise (ban_over); a ban on an address now whitelisted, or blacklisted at least
-    as long, gives way. Returns the number of entries written and deleted."""
+    as long, gives way. Returns the number of entries written and deleted; `changed` (a list), if
+    given, receives (map name, key, old value or None, new value or None if deleted) of each, for
+    flows_to_check()."""
     now_ns = time.monotonic_ns() if now_ns is None else now_ns
     touched = 0
     bans = {}
@@ -232,12 +236,17 @@ def write(maps, want, now_ns=None):
         maps[name].update_many(writes)
         maps[name].delete_many(deletes)
         touched += len(writes) + len(deletes)
+        if changed is not None:
+            changed.extend((name, key, current.get(key), value) for key, value in writes)
+            changed.extend((name, key, current[key], None) for key in deletes)
     for (name, key), value in bans.items():
         listed = want.get(name, {}).get(key)
         cls = layout.decode_u64(listed) if listed is not None else covering_class(maps, name, key)
         new = ban_over(layout.source_class(value)[1], cls)
         if new is None and listed is not None:
             maps[name].update(key, listed)
+            if changed is not None:
+                changed.append((name, key, value, listed))
         elif new is None:
             maps[name].delete(key)
         elif new != value:
@@ -254,3 +263,59 @@ def counts(data, kind, keys=None):
         family, where, _key = key(entry if kind == "whitelist" else entry["cidr"])
         out[(family, where)] = out.get((family, where), 0) + 1
     return out
+
+
+def blocks(cls, now_ns):
+    """A class that drops the address and cuts its flows: blacklisted (not whitelisted), not expired.
+    An auto-ban alone does not cut the flows the address holds (docs/internals.md, "Rate limiting")."""
+    expires = cls & layout.SRC_EXPIRY_MASK
+    return cls & (layout.SRC_WL | layout.SRC_BL | layout.SRC_BAN) == layout.SRC_BL and (expires == 0 or expires > now_ns)
+
+
+def address_class(maps, family, address):
+    """The class the maps give an address, as the data plane decides it: its exact entry, else its
+    longest prefix; an auto-banned address the class beneath its ban (a blacklist under it still cuts)."""
+    host_map = map_name(family, "host")
+    value = maps[host_map].lookup(address)
+    cls = layout.decode_u64(value) if value is not None else None
+    if cls is None or cls & layout.SRC_BAN:
+        cls = covering_class(maps, host_map, address)
+    return cls
+
+
+def limited(cls):
+    """The class keeps the flows its address opened under a rate limit (the rl flag of ct entries)."""
+    return bool(cls & layout.SRC_RL) and not cls & layout.SRC_WL
+
+
+def _covering(maps, name, where, key):
+    """The class of the prefix covering a src map key's range, the key itself left out (0: none)."""
+    if where == "host":
+        return covering_class(maps, name, key)
+    plen = struct.unpack_from("=I", key)[0]
+    cover = maps[name].lookup(struct.pack("=I", plen - 1) + key[4:]) if plen else None
+    return layout.decode_u64(cover) if cover is not None else 0
+
+
+def flows_to_check(maps, changed, now_ns):
+    """Of what sources.write just wrote or deleted (`changed`), the networks (family, prefix length,
+    network as int) whose addresses' tracked flows may need a change: those that became blocked (the
+    flows are cut) and those whose rate limit came or went (the rl flag of the flows they opened). A
+    written key counts by its new class, a deleted one by the prefix now covering it (a whitelist entry
+    inside a blacklisted prefix removed, say), a key that did not exist before against the prefix that
+    covered its range. A generator."""
+    for name, key, old, new in changed:
+        family, where = int(name[3]), name.split("_")[1]
+        if new is not None:
+            cls = layout.decode_u64(new)
+            if blocks(cls, now_ns) or (old is None and limited(cls)):
+                check = True  # no need to look at what covered it before (a million new blacklist keys)
+            else:
+                before = layout.decode_u64(old) if old is not None else _covering(maps, name, where, key)
+                check = limited(cls) != limited(before)
+        else:
+            cls = _covering(maps, name, where, key)
+            check = blocks(cls, now_ns) or limited(cls) != limited(layout.decode_u64(old))
+        if check:
+            addr, plen, _width = _network(family, where, key)
+            yield family, plen, addr

@@ -61,6 +61,8 @@ options:
   policy:
     description:
       - Verdict for packets that no stage (conntrack, whitelist, blacklist, port rules, ICMP) decided.
+      - Under either policy, the later fragments of a datagram pass when its first fragment passed, and replies
+        to this host's own DHCP and DHCPv6 requests (echoing their transaction id) pass.
     type: str
     choices: [allow, deny]
     default: allow
@@ -116,7 +118,9 @@ options:
         type: bool
         default: false
       fragments:
-        description: Drop every IP fragment (IPv4 with MF or an offset, IPv6 with a fragment header).
+        description:
+          - Drop every IP fragment (IPv4 with MF or an offset, IPv6 with a fragment header).
+          - When off, a datagram's later fragments pass when its first fragment passed (one verdict per datagram).
         type: bool
         default: false
       tcp_flags:

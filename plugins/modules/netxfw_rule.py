@@ -53,9 +53,16 @@ options:
       - For V(ratelimit), each entry is a mapping with C(source) (a CIDR; the longest matching prefix
         applies), C(rate) (packets per second allowed to each source address of it), optional C(burst)
         (bucket depth in packets, default C(rate)), optional C(syn_only) (V(true) limits only TCP SYNs,
-        default V(false)) and optional C(ban_ttl) (seconds; a source over its rate is then banned, an
-        expiring blacklist entry that is runtime state, not in rules.json; default V(0), drop only).
-        Tracked (established) flows and whitelisted sources are never limited.
+        default V(false)) and optional C(ban_ttl) (seconds, at most 10 years; default V(0), drop only).
+        Packets over the rate are dropped. A ban takes proof that the source holds its address. With
+        C(ban_ttl), a source that completes TCP handshakes beyond the rate and burst is banned (an
+        expiring entry that is runtime state, not in rules.json); anything that can be forged in someone
+        else's name (spoofed SYNs, UDP, ICMP) is dropped and bans nobody. A ban blocks new connections
+        and spares the TCP connections the source holds.
+        Flows the source opened stay under its limit; flows this host opened and whitelisted sources
+        are never limited.
+      - An IPv6 entry matches IPv6 packets only, and an IPv4-mapped one such as V(::ffff:0:0/96) (an IPv6
+        bogon prefix) never matches IPv4 sources. Write IPv4 addresses as IPv4.
       - A comma-separated string is read as a list, which is handy ad hoc
         (C(entries=203.0.113.9,203.0.113.0/28)).
       - With O(exclusive=true) and O(state=present), an empty list empties the list of O(kind).
@@ -91,6 +98,8 @@ options:
   ttl:
     description:
       - Seconds until blacklist entries given without their own C(expires) stop blocking.
+      - At most 315360000 (10 years), and an C(expires) at most that far ahead (the data plane cannot hold
+        a later expiry). For a longer block give no O(ttl) (the entry never expires).
       - Only for O(kind=blacklist).
     type: int
   max_listed:

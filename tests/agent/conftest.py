@@ -174,7 +174,7 @@ class Lab:
         proc = subprocess.run(
             ["nsenter", "--net=" + self.ns_path(self.host_ns), SYSTEM_PYTHON, LAUNCHER,
              "--pin-path", self.pin_path, "--state-dir", self.state_dir] + list(args),
-            input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+            input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
         if check and proc.returncode != 0:
             raise AssertionError("netxfw %s exited %d: %s" % (" ".join(args), proc.returncode, proc.stderr))
         return proc
@@ -207,7 +207,7 @@ class Lab:
         cmd = ["ping", "-6"] if ":" in address else ["ping"]
         proc = subprocess.run(["nsenter", "--net=" + self.ns_path(self.peer_ns)] + cmd +
                               ["-c", str(count), "-W", "1", "-i", "0.2", address],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
         return proc.returncode == 0
 
     def rules_json(self):

@@ -13,7 +13,7 @@ from agent_env import PEER4
 
 
 def _operations(lab):
-    status, doc, _ = lab.request("GET", "/openapi.json")
+    status, doc, dummy = lab.request("GET", "/openapi.json")
     assert status == 200
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
@@ -21,7 +21,7 @@ def _operations(lab):
 
 
 def test_health_is_public(lab):
-    status, body, _ = lab.request("GET", "/health", token=None)
+    status, body, dummy = lab.request("GET", "/health", token=None)
     assert status == 200 and body["status"] == "ok"
 
 
@@ -44,7 +44,7 @@ def test_every_protected_route_needs_the_token(lab, token):
 
 def test_other_auth_schemes_are_refused(lab):
     for header in ("Basic " + lab.token, lab.token, "Bearer", "bearer " + lab.token, "Bearer  " + lab.token + "x"):
-        status, _, _ = lab.request("GET", "/api/v1/status", token=None, headers={"Authorization": header})
+        status, dummy, dummy = lab.request("GET", "/api/v1/status", token=None, headers={"Authorization": header})
         assert status == 401, header
 
 
@@ -99,12 +99,12 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("method,path,body,needle", BAD, ids=["%s %s %s" % (m, p, json.dumps(b)) for m, p, b, _ in BAD])
+@pytest.mark.parametrize("method,path,body,needle", BAD, ids=["%s %s %s" % (m, p, json.dumps(b)) for m, p, b, dummy in BAD])
 def test_bad_input_is_400_with_a_message(clean, method, path, body, needle):
     lab = clean
     before = lab.rules_json()
     settings_before = lab.request("GET", "/api/v1/settings")[1]["active"]
-    status, answer, _ = lab.request(method, path, body=body)
+    status, answer, dummy = lab.request(method, path, body=body)
     assert status == 400, (status, answer)
     assert needle.lower() in answer["error"].lower(), answer["error"]
     assert lab.rules_json() == before
@@ -113,7 +113,7 @@ def test_bad_input_is_400_with_a_message(clean, method, path, body, needle):
 
 @pytest.mark.parametrize("raw", [b"{", b"\xff\xfe", b'{"kind": NaN}', b"[" * 100000, b'"just a string"'])
 def test_malformed_bodies(clean, raw):
-    status, answer, _ = clean.request("POST", "/api/v1/rules", raw=raw, headers={"Content-Type": "application/json"})
+    status, answer, dummy = clean.request("POST", "/api/v1/rules", raw=raw, headers={"Content-Type": "application/json"})
     assert status == 400, answer
 
 
@@ -129,38 +129,38 @@ def test_oversized_body_is_413(lab):
             if not chunk:
                 break
             reply += chunk
-    head, _, body = reply.partition(b"\r\n\r\n")
+    head, dummy, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413") and b"larger than" in body
 
 
 def test_rules_create_list_search_page_delete(clean):
     lab = clean
-    status, answer, _ = lab.request("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "203.0.113.0/28", "ttl": 600})
+    status, answer, dummy = lab.request("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "203.0.113.0/28", "ttl": 600})
     assert status == 201 and answer["added"][0]["cidr"] == "203.0.113.0/28" and answer["loaded"]
     assert lab.request("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "203.0.113.0/28"})[0] in (200, 201)
-    status, answer, _ = lab.request("POST", "/api/v1/rules", {"kind": "whitelist", "entries": [
+    status, answer, dummy = lab.request("POST", "/api/v1/rules", {"kind": "whitelist", "entries": [
         "198.51.100.%d" % i for i in range(10, 40)]})
     assert status == 201 and len(answer["added"]) == 30
     assert lab.request("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp", "ports": 8080,
                                                  "action": "deny"})[0] == 201
     # again: no change
-    status, answer, _ = lab.request("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp", "ports": "8080",
-                                                              "action": "deny"})
+    status, answer, dummy = lab.request("POST", "/api/v1/rules", {"kind": "port", "proto": "tcp", "ports": "8080",
+                                                                  "action": "deny"})
     assert status == 200 and answer["changed"] is False
 
-    status, page, _ = lab.request("GET", "/api/v1/rules?kind=whitelist&limit=7&offset=28")
+    status, page, dummy = lab.request("GET", "/api/v1/rules?kind=whitelist&limit=7&offset=28")
     assert page["total"] == 30 and len(page["items"]) == 2 and page["items"][-1]["cidr"] == "198.51.100.39/32"
-    status, page, _ = lab.request("GET", "/api/v1/rules?search=203.0.113.5")
+    status, page, dummy = lab.request("GET", "/api/v1/rules?search=203.0.113.5")
     assert [r["cidr"] for r in page["items"]] == ["203.0.113.0/28"]
-    status, page, _ = lab.request("GET", "/api/v1/rules?search=8080")
+    status, page, dummy = lab.request("GET", "/api/v1/rules?search=8080")
     assert [r["kind"] for r in page["items"]] == ["port"]
     lab.assert_in_step()
 
-    status, answer, _ = lab.request("DELETE", "/api/v1/rules?kind=blacklist&cidr=203.0.113.0/28")
+    status, answer, dummy = lab.request("DELETE", "/api/v1/rules?kind=blacklist&cidr=203.0.113.0/28")
     assert status == 200 and answer["changed"] and answer["removed"][0]["cidr"] == "203.0.113.0/28"
-    status, answer, _ = lab.request("DELETE", "/api/v1/rules?kind=port&proto=tcp&ports=8080")
+    status, answer, dummy = lab.request("DELETE", "/api/v1/rules?kind=port&proto=tcp&ports=8080")
     assert status == 200 and answer["changed"]
-    status, answer, _ = lab.request("DELETE", "/api/v1/rules?kind=port&proto=tcp&ports=8080")
+    status, answer, dummy = lab.request("DELETE", "/api/v1/rules?kind=port&proto=tcp&ports=8080")
     assert status == 200 and not answer["changed"]
     data = lab.assert_in_step()
     assert data["blacklist"] == [] and data["port_rules"] == [] and len(data["whitelist"]) == 30
@@ -179,17 +179,17 @@ def test_blacklist_through_the_api_drops_packets(clean):
 
 def test_settings_get_put(clean):
     lab = clean
-    status, view, _ = lab.request("GET", "/api/v1/settings")
+    status, view, dummy = lab.request("GET", "/api/v1/settings")
     assert status == 200 and view["active"]["policy"] == "allow" and view["deployed"]
-    status, view, _ = lab.request("PUT", "/api/v1/settings", {"policy": "deny", "icmp_rate": 0})
+    status, view, dummy = lab.request("PUT", "/api/v1/settings", {"policy": "deny", "icmp_rate": 0})
     assert status == 200 and view["active"]["policy"] == "deny" and view["stored"]["policy"] == "deny"
     assert view["actions"] == ["update runtime settings"]  # a map update, no recompile
     assert not lab.ping("2001:db8:a9::1")
-    status, view, _ = lab.request("PUT", "/api/v1/settings", {"icmp_rate": 50, "icmp_burst": 10,
-                                                              "conntrack_timeout": 120})
+    status, view, dummy = lab.request("PUT", "/api/v1/settings", {"icmp_rate": 50, "icmp_burst": 10,
+                                                                  "conntrack_timeout": 120})
     assert view["active"]["icmp_rate"] == 50 and view["active"]["conntrack_timeout"] == 120
     assert lab.ping("198.51.100.1")  # ICMP now passes through the token bucket under deny
-    status, view, _ = lab.request("PUT", "/api/v1/settings", {"policy": "allow", "icmp_rate": 0})
+    status, view, dummy = lab.request("PUT", "/api/v1/settings", {"policy": "allow", "icmp_rate": 0})
     assert view["active"]["policy"] == "allow"
     assert lab.fw.store.read_config()["policy"] == "allow"
 
@@ -198,13 +198,13 @@ def test_status_counters_conntrack(clean):
     lab = clean
     lab.request("GET", "/api/v1/counters")
     assert lab.ping("198.51.100.1", count=3)
-    status, info, _ = lab.request("GET", "/api/v1/status")
+    status, info, dummy = lab.request("GET", "/api/v1/status")
     assert status == 200 and info["loaded"] and info["interfaces"]["nxah0"]["xdp"]
     assert info["counters"]["pass_policy"]["packets"] >= 3
     # the source maps hold the whitelist, the blacklist and the port rules' sources: their capacities add up
     assert info["maps"]["src4_host"]["capacity"] == 1024 + 4096 + 1024 + layout.RL_SIZE
     time.sleep(0.3)  # rates need two samples at least 0.2 s apart
-    status, counters, _ = lab.request("GET", "/api/v1/counters")
+    status, counters, dummy = lab.request("GET", "/api/v1/counters")
     assert counters["rates"] is not None and counters["rates"]["pass_policy"]["packets"] >= 0
     # an outbound TCP attempt from the host namespace creates a conntrack entry (TC egress)
     import socket
@@ -216,7 +216,7 @@ def test_status_counters_conntrack(clean):
         pass
     finally:
         s.close()
-    status, flows, _ = lab.request("GET", "/api/v1/conntrack?search=198.51.100.2")
+    status, flows, dummy = lab.request("GET", "/api/v1/conntrack?search=198.51.100.2")
     assert status == 200 and flows["loaded"] and flows["total"] >= 1
     flow = flows["items"][0]
     assert flow["remote"] == "198.51.100.2" and flow["remote_port"] == 9 and flow["proto"] == "tcp"
@@ -224,8 +224,8 @@ def test_status_counters_conntrack(clean):
 
 def test_metrics(clean):
     lab = clean
-    if subprocess.run(["/usr/bin/python3", "-c", "import prometheus_client"]).returncode:
-        status, answer, _ = lab.request("GET", "/metrics")
+    if subprocess.run(["/usr/bin/python3", "-c", "import prometheus_client"], check=False).returncode:
+        status, answer, dummy = lab.request("GET", "/metrics")
         assert status == 503 and "python3-prometheus-client" in answer["error"]
         pytest.skip("needs python3-prometheus-client for /usr/bin/python3 (scripts/install-deps)")
     lab.request("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": "203.0.113.77"})
@@ -240,7 +240,7 @@ def test_metrics(clean):
 
 
 def test_openapi_document(lab):
-    status, doc, _ = lab.request("GET", "/openapi.json")
+    status, doc, dummy = lab.request("GET", "/openapi.json")
     assert doc["openapi"].startswith("3.") and "/api/v1/rules" in doc["paths"]
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 

@@ -61,7 +61,7 @@ def traffic(lab, seconds):
     """Some pings from the peer so the live chart has something to draw."""
     def run():
         subprocess.run(["nsenter", "--net=" + lab.ns_path(lab.peer_ns), "ping", "-q", "-i", "0.05",
-                        "-w", str(seconds), HOST4], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        "-w", str(seconds), HOST4], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread

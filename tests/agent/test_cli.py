@@ -103,7 +103,7 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("args,code,needle", ERRORS, ids=[" ".join(a) for a, _, _ in ERRORS])
+@pytest.mark.parametrize("args,code,needle", ERRORS, ids=[" ".join(a) for a, dummy, dummy in ERRORS])
 def test_exit_codes_and_messages(clean, args, code, needle):
     proc = clean.cli(*args, check=False, stdin="")
     assert proc.returncode == code, proc.stderr

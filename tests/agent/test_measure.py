@@ -56,7 +56,7 @@ def test_measure_idle_and_latency(clean):
         out["idle_rss_mib"] = round(rss_kib(pid) / 1024.0, 1)
 
     # bounded load
-    latencies = dict((path, []) for _, path in MIX)
+    latencies = dict((path, []) for dummy, path in MIX)
     errors = []
     per_thread = REQUESTS // THREADS
 

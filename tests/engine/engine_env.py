@@ -104,7 +104,7 @@ class Env:
     def run(self, op, prefix=(), timeout=60, **kwargs):
         """(returncode, reply dict) of one engine call in a child process."""
         proc = subprocess.run(list(prefix) + self.runner_argv(op, **kwargs), capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
         lines = proc.stdout.strip().splitlines()
         assert lines, "runner printed nothing (rc %d): %s" % (proc.returncode, proc.stderr)
         return proc.returncode, json.loads(lines[-1])

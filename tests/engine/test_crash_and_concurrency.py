@@ -105,7 +105,7 @@ def test_concurrent_runs_lose_no_rule(based):
                 wanted |= set(sets[name])
         else:
             assert "another netxfw run holds" in reply["error"], (name, reply)
-    assert any(rc == 0 for rc, _ in replies.values())
+    assert any(rc == 0 for rc, dummy in replies.values())
     assert blacklist_cidrs(based) == norm(wanted)
     assert (replies["port"][0] == 0) == bool(based.rules_json()["port_rules"][1:])
     based.assert_maps_match_json()
@@ -153,7 +153,7 @@ def crashed(based):
 
 
 def test_crash_then_apply_program_resyncs_from_json(crashed):
-    env, before, _ = crashed
+    env, before, dummy = crashed
     result = env.fw.apply_program(SETTINGS)
     assert result["changed"] and not result["compiled"], result
     assert "resynchronise rule maps from %s" % os.path.join(env.state_dir, "rules.json") in result["actions"]
@@ -165,7 +165,7 @@ def test_crash_then_apply_program_resyncs_from_json(crashed):
 
 
 def test_crash_then_rerun_converges(crashed):
-    env, _, big = crashed
+    env, dummy, big = crashed
     check = env.fw.apply_rules("blacklist", big, check_mode=True)
     assert check["changed"]
     assert env.generation() == 0  # check mode repaired nothing
@@ -178,7 +178,7 @@ def test_crash_then_rerun_converges(crashed):
 
 def test_crash_then_other_kind_resyncs_everything(crashed):
     """A run on another list notices the dirty maps and rebuilds the blacklist maps too."""
-    env, before, _ = crashed
+    env, before, dummy = crashed
     result = env.fw.apply_rules("whitelist", ["198.51.100.7"])
     assert result["changed"]
     env.assert_maps_match_json()

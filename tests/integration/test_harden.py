@@ -27,6 +27,10 @@ _spec = importlib.util.spec_from_file_location(
     "netxfw_tests_lab", os.path.join(os.path.dirname(_HERE), "lab.py"))
 _labmod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_labmod)
+_spec = importlib.util.spec_from_file_location(
+    "netxfw_tests_collection", os.path.join(os.path.dirname(_HERE), "collection.py"))
+_collection = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_collection)
 
 REPO = _labmod.REPO
 HARDEN = os.path.join(REPO, "harden.yml")
@@ -110,42 +114,16 @@ def lab(root_netns):
         yield lab
 
 
-COLLECTION_PARTS = ("galaxy.yml", "meta", "plugins", "roles", "agent", "bpf", "extensions")
-
-
-def snapshot_collection(dest):
-    """Copy what a play uses from the collection (not .git, bench, tests) to dest."""
-    os.makedirs(dest)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in COLLECTION_PARTS:
-        src = os.path.join(REPO, part)
-        if os.path.isdir(src):
-            shutil.copytree(src, os.path.join(dest, part), ignore=ignore, symlinks=True)
-        elif os.path.exists(src):
-            shutil.copy2(src, os.path.join(dest, part))
-
-
 @pytest.fixture(scope="module")
 def ansible_env():
-    """Collections path: a temp copy of this checkout's collection (never ~/.ansible).
-
-    A copy, not a symlink: the role ships plugins/module_utils and agent/ to the hosts, and a
-    file edited in the checkout while the tests run would make a re-run legitimately "changed".
-    """
+    """The collection as users install it (tests/collection.py: ansible-galaxy build of this
+    checkout, installed into an empty temp collections path), the only one ansible sees."""
     root = tempfile.mkdtemp(prefix="netxfw-harden-")
-    coll = os.path.join(root, "collections")
-    os.makedirs(os.path.join(coll, "ansible_collections", "netxfw"))
-    snapshot_collection(os.path.join(coll, "ansible_collections", "netxfw", "firewall"))
-    os.makedirs(os.path.join(root, "tmp"))
-    yield {
-        "ANSIBLE_COLLECTIONS_PATH": coll,
-        "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
-        "ANSIBLE_LOCAL_TEMP": os.path.join(root, "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_FORKS": "10",
-    }
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        coll = _collection.install_checkout(root).collections_path
+        yield _collection.ansible_env(root, coll, ANSIBLE_FORKS="10")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +137,7 @@ def listeners(lab):
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for h in lab.host_names]
     for h in lab.host_names:
-        for _ in range(100):
+        for dummy in range(100):
             r = lab.run_in(h, ["ss", "-Hltn", "sport = :%d" % SERVICE_PORT])
             if r.stdout.strip():
                 break
@@ -233,7 +211,7 @@ def xdp_attached(lab, host):
 # ------------------------------------------------------------------ tests
 
 def test_check_mode_changes_nothing(lab, ansible_env):
-    recap, out, _ = playbook(lab, ansible_env, "--check", "--diff")
+    recap, out, dummy = playbook(lab, ansible_env, "--check", "--diff")
     # check mode reports what it would do ...
     for host, v in recap.items():
         assert v["changed"] >= 1, (host, out)
@@ -269,7 +247,7 @@ def test_apply_then_reapply_is_a_noop(lab, ansible_env):
 
 
 def test_check_diff_after_apply_is_a_noop(lab, ansible_env):
-    recap, out, _ = playbook(lab, ansible_env, "--check", "--diff")
+    recap, out, dummy = playbook(lab, ansible_env, "--check", "--diff")
     for host, v in recap.items():
         assert v["changed"] == 0, (host, out)
     assert "--- before" not in out, out
@@ -278,7 +256,7 @@ def test_check_diff_after_apply_is_a_noop(lab, ansible_env):
 def test_diff_shows_exactly_the_changed_entry(lab, ansible_env):
     # add one entry: the blacklist task's diff shows that entry and nothing else
     extra = json.dumps({"netxfw_blocklist": BLOCKLIST + [EXTRA_BLOCK]})
-    recap, out, _ = playbook(lab, ansible_env, "--diff", "-e", extra)
+    recap, out, dummy = playbook(lab, ansible_env, "--diff", "-e", extra)
     for host, v in recap.items():
         assert v["changed"] == 1, (host, out)
     section = task_section(out, "Block the declared list")
@@ -294,7 +272,7 @@ def test_diff_shows_exactly_the_changed_entry(lab, ansible_env):
         assert EXTRA_BLOCK in r.stdout, (host, r.stdout)
 
     # back to the declared list: exclusive, so the entry goes, and the diff says so
-    recap, out, _ = playbook(lab, ansible_env, "--diff")
+    recap, out, dummy = playbook(lab, ansible_env, "--diff")
     section = task_section(out, "Block the declared list")
     removed = [l[1:] for l in section.splitlines() if l.startswith("-") and not l.startswith("---")]
     added = [l[1:] for l in section.splitlines() if l.startswith("+") and not l.startswith("+++")]
@@ -305,12 +283,15 @@ def test_diff_shows_exactly_the_changed_entry(lab, ansible_env):
 
 def test_packets_after_harden(lab, listeners):
     hosts = lab.host_names
+
+    def everywhere(outcome):
+        return {h: outcome for h in hosts}
+
     for family in (4, 6):
         client = probe(lab, "nxclient", hosts, "--ping", "--tcp", "22", "--tcp", str(SERVICE_PORT),
                        "--udp", str(CLOSED_UDP), family=family)
         attacker = probe(lab, "nxattacker", hosts, "--ping", "--tcp", "22", "--tcp", str(SERVICE_PORT),
                          "--udp", str(CLOSED_UDP), family=family)
-        everywhere = lambda outcome: {h: outcome for h in hosts}  # noqa: E731
         # the client reaches ssh and the service (open to its address only)
         assert outcomes(client, "tcp/22") == everywhere("passed"), (family, client)
         assert outcomes(client, "tcp/%d" % SERVICE_PORT) == everywhere("passed"), (family, client)
@@ -354,7 +335,7 @@ def test_adhoc_blacklist_cuts_the_attacker_off_every_host(lab, ansible_env, list
     assert r.returncode == 0 and "CHANGED" not in r.stdout, r.stdout + r.stderr
 
     # harden.yml's lists are exclusive: its next run lifts the ad-hoc block
-    recap, out, _ = playbook(lab, ansible_env)
+    recap, out, dummy = playbook(lab, ansible_env)
     for host, v in recap.items():
         assert v["changed"] == 1, (host, out)
     again = probe(lab, "nxattacker", hosts, "--tcp", "22")

@@ -25,7 +25,7 @@ N_HOSTS = 3
 
 def _lab_netns():
     out = subprocess.run(["ip", "netns", "list"], capture_output=True,
-                         text=True).stdout
+                         text=True, check=False).stdout
     names = [l.split()[0] for l in out.splitlines() if l.strip()]
     return [n for n in names
             if n in ("nxclient", "nxattacker")
@@ -83,16 +83,16 @@ def test_down_leaves_nothing_behind(tmp_path):
             lab.ssh_argv("nxh1")[:-1] + [
                 "-o", "ControlMaster=auto", "-o", "ControlPersist=600",
                 "-o", "ControlPath=%s" % cp, lab.ssh_argv("nxh1")[-1], "true"],
-            capture_output=True, text=True, timeout=30)
+            capture_output=True, text=True, timeout=30, check=False)
         assert master.returncode == 0, master.stderr
         session = subprocess.Popen(lab.ssh_argv("nxh2") + ["sleep 600"],
                                    stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         bg = lab.popen_in("nxclient", ["sleep", "600"])
-        for _ in range(100):
+        for dummy in range(100):
             ns_pids = {ns: subprocess.run(["ip", "netns", "pids", ns],
                                           capture_output=True,
-                                          text=True).stdout.split()
+                                          text=True, check=False).stdout.split()
                        for ns in ("nxh2", "nxclient")}
             if len(ns_pids["nxh2"]) >= 2 and ns_pids["nxclient"]:
                 break

@@ -20,6 +20,7 @@ from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info
 FW_ADDR = "198.51.100.1"  # conftest.py: vm0, where the firewall attaches
 PEER_ADDR = "198.51.100.2"  # conftest.py: vm1, in the peer namespace
 
+
 @pytest.fixture(scope="module")
 def python_without_bcc(tmp_path_factory):
     """An interpreter that lacks bcc, to exercise the respawn to the system python: a venv of the
@@ -202,6 +203,17 @@ def test_rule_ttl_shows_expiry_in_diff(loaded):
     assert result["changed"] is True
     assert result["added"][0]["expires"] is not None
     assert result["diff"]["after"].startswith("203.0.113.77/32 expires 20")
+
+
+def test_rule_ttl_beyond_the_expiry_range_is_refused(loaded):
+    """A ttl of ~18 years wrapped the 59-bit expiry (the entry never blocked, reported added): refused."""
+    env = loaded
+    before = env.read_state("rules.json")
+    for ttl in (19 * 365 * 86400, 10 * 365 * 86400 + 1):
+        result = env.run("netxfw_rule", {"kind": "blacklist", "entries": ["203.0.113.78"], "ttl": ttl})
+        assert result["rc"] != 0 and result["failed"] is True and "exception" not in result, result
+        assert "at most 315360000 (10 years" in result["msg"], result["msg"]
+    assert env.read_state("rules.json") == before
 
 
 def test_rule_exclusive_replaces_the_whole_list(loaded):

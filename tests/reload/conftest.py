@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "traffic"))
 import netns  # noqa: E402
 
 RUNNER = os.path.join(HERE, "runner.py")
-from reload_env import EXTRA_IF, EXTRA_PEER, PAUSE_ENV, SETTINGS, SOURCE_ENV  # noqa: E402,F401
+from reload_env import EXTRA_IF, EXTRA_PEER, PAUSE_ENV, SOURCE_ENV  # noqa: E402
 
 
 def collections_root():
@@ -67,7 +67,7 @@ class Runner(netns.Agent):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RuntimeError("runner did not answer within %ss" % self.timeout)
-            ready, _, _ = select.select([fd], [], [], remaining)
+            ready, dummy, dummy = select.select([fd], [], [], remaining)
             if ready:
                 chunk = os.read(fd, 1 << 20).decode()
                 if not chunk:

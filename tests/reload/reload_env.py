@@ -6,8 +6,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import io
 import os
+import subprocess
 import sys
+import tarfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "traffic"))
 import netns  # noqa: E402
@@ -25,3 +28,17 @@ SETTINGS = {
     "icmp_burst": 0,
     "capacity": {"whitelist": 256, "blacklist": 1024, "port_rules": 256, "conntrack": 4096},
 }
+
+
+def extract_collection(repo, rev, root):
+    """The collection as of git revision rev, extracted under root/ansible_collections/netxfw/firewall:
+    (collections root, its tests/reload/runner.py), or None with the reason when git cannot give it."""
+    proc = subprocess.run(["git", "-c", "safe.directory=*", "-C", repo, "archive", "--format=tar", rev],
+                          capture_output=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        return None, "cannot extract %s from %s: %s" % (rev, repo, proc.stderr.decode(errors="replace"))
+    target = os.path.join(str(root), "ansible_collections", "netxfw", "firewall")
+    os.makedirs(target)
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        tar.extractall(target)
+    return (str(root), os.path.join(target, "tests", "reload", "runner.py")), None

@@ -110,7 +110,7 @@ class Sender:
             time.sleep(self.gap)
 
     def burst(self, count):
-        for _ in range(count):
+        for dummy in range(count):
             self.sock.sendto(b"netxfw-reload-probe", (ADDR[self.fam]["fw_att"], PORT_UDP))
             self.sent += 1
 
@@ -150,10 +150,10 @@ class Conns:
         self.server.bind((ADDR[4]["cli"], port))
         self.server.listen(256)
         self.pairs = []
-        for _ in range(n):
+        for dummy in range(n):
             client = netns.sock(netns.NS_FW, 4, socket.SOCK_STREAM, timeout=10)
             client.connect((ADDR[4]["cli"], port))
-            peer, _ = self.server.accept()
+            peer, dummy = self.server.accept()
             peer.settimeout(10)
             self.pairs.append((client, peer))
 

@@ -17,8 +17,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
-import tarfile
 import time
 
 import pytest
@@ -29,7 +27,7 @@ from ansible_collections.netxfw.firewall.plugins.module_utils import layout, sou
 from ansible_collections.netxfw.firewall.plugins.module_utils import reload as hot_reload
 
 import netns
-from reload_env import SETTINGS
+from reload_env import SETTINGS, extract_collection
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYOUT1_REV = "c44fab5"  # the last commit of the layout-1 data plane (wl4_host ... bl6_lpm)
@@ -89,20 +87,13 @@ def layout1(tmp_path_factory):
     """(collections root, runner script) of the layout-1 collection, extracted from git."""
     if shutil.which("git") is None:
         pytest.skip("needs git to extract the layout-1 collection (%s)" % LAYOUT1_REV)
-    proc = subprocess.run(["git", "-c", "safe.directory=*", "-C", REPO, "archive", "--format=tar", LAYOUT1_REV],
-                          capture_output=True, timeout=60)
-    if proc.returncode != 0:
-        pytest.skip("cannot extract %s from %s: %s" % (LAYOUT1_REV, REPO, proc.stderr.decode(errors="replace")))
-    root = tmp_path_factory.mktemp("layout1")
-    target = root / "ansible_collections" / "netxfw" / "firewall"
-    target.mkdir(parents=True)
-    archive = root / "layout1.tar"
-    archive.write_bytes(proc.stdout)
-    with tarfile.open(str(archive)) as tar:
-        tar.extractall(str(target))
-    source = (target / "bpf" / "netxfw.c").read_text()
+    extracted, why = extract_collection(REPO, LAYOUT1_REV, tmp_path_factory.mktemp("layout1"))
+    if extracted is None:
+        pytest.skip(why)
+    with open(os.path.join(extracted[0], "ansible_collections", "netxfw", "firewall", "bpf", "netxfw.c")) as stream:
+        source = stream.read()
     assert "#define NETXFW_LAYOUT_VERSION 1\n" in source and "bl4_host" in source
-    return str(root), str(target / "tests" / "reload" / "runner.py")
+    return extracted
 
 
 def frames(src):

@@ -42,7 +42,7 @@ def conntrack(fw):
     maps = fw.open_maps()
     try:
         flows = []
-        for key, _ in maps["ct"].items():
+        for key, dummy in maps["ct"].items():
             flow = layout.decode_ct_key(key)
             flow["saddr"] = str(ipaddress.ip_address(flow["saddr"]))
             flow["daddr"] = str(ipaddress.ip_address(flow["daddr"]))

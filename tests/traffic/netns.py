@@ -85,7 +85,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def run(argv, timeout=10, check=True):
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError("%s failed (%d): %s%s" % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
     return proc
@@ -260,7 +260,7 @@ class Agent:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RuntimeError("engine agent did not answer %s within %ss" % (op, self.timeout))
-            ready, _, _ = select.select([fd], [], [], remaining)
+            ready, dummy, dummy = select.select([fd], [], [], remaining)
             if ready:
                 chunk = os.read(fd, 1 << 20).decode()
                 if not chunk:

@@ -18,7 +18,7 @@ import time
 import pytest
 from scapy.all import ICMP, IP, TCP, ICMPv6PacketTooBig, IPv6
 
-from netns import ADDR, NS_CLI, NS_FW, SETTINGS, Delta, inside, sock
+from netns import ADDR, NS_ATT, NS_CLI, NS_FW, SETTINGS, Delta, inside, sock
 from test_traffic import FAMILIES, hard_close, ping, tcp_listener, tcp_open
 
 
@@ -32,7 +32,7 @@ def flows(fw, remote, local_port=None, remote_port=None, proto=None):
 def wait_flow(fw, pred, what, remote, polls=50, **ports):
     """Poll (at most polls x 0.1 s) until one flow matches pred; return it."""
     seen = None
-    for _ in range(polls):
+    for dummy in range(polls):
         seen = flows(fw, remote, **ports)
         if len(seen) == 1 and pred(seen[0]):
             return seen[0]
@@ -129,7 +129,7 @@ def test_inbound_service_connection_takes_the_fast_path(fw, family):
             flow = wait_flow(fw, lambda f: f["state"] == "established", "established", a["cli"], local_port=9100)
             assert flow["inbound"]
             with Delta(fw) as d:
-                for _ in range(3):
+                for dummy in range(3):
                     client.sendall(b"ping")
                     assert server.recv(16) == b"ping"
                     server.sendall(b"pong")
@@ -177,9 +177,10 @@ def test_icmp_echo_from_the_host_gets_its_replies(fw, family):
 
 
 # ------------------------------------------------------------------ related ICMP errors
-def send_pmtu_error(family, quoted_src, quoted_dst, sport, dport):
-    """From nxt-cli, an ICMP 'fragmentation needed' / ICMPv6 'packet too big' quoting a TCP
-    segment quoted_src:sport -> quoted_dst:dport (the kernel adds the outer IP header)."""
+def send_pmtu_error(family, quoted_src, quoted_dst, sport, dport, ns=NS_CLI, src=None, dst=None):
+    """From ns (nxt-cli, from its address or `src`) to `dst` (default: fw), an ICMP 'fragmentation
+    needed' / ICMPv6 'packet too big' quoting a TCP segment quoted_src:sport -> quoted_dst:dport (the
+    kernel adds the outer IP header)."""
     if family == 4:
         inner = bytes(IP(src=quoted_src, dst=quoted_dst) / TCP(sport=sport, dport=dport, flags="A"))
         payload = bytes(ICMP(type=3, code=4, nexthopmtu=1280) / inner)
@@ -188,10 +189,12 @@ def send_pmtu_error(family, quoted_src, quoted_dst, sport, dport):
         inner = bytes(IPv6(src=quoted_src, dst=quoted_dst) / TCP(sport=sport, dport=dport, flags="A"))
         payload = bytes(ICMPv6PacketTooBig(mtu=1280, cksum=0) / inner)  # the kernel fills the checksum
         proto = socket.IPPROTO_ICMPV6
-    with inside(NS_CLI):
+    with inside(ns):
         raw = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, proto)
     try:
-        raw.sendto(payload, (ADDR[family]["fw"], 0))
+        if src:
+            raw.bind((src, 0))
+        raw.sendto(payload, (dst or ADDR[family]["fw"], 0))
     finally:
         raw.close()
 
@@ -219,9 +222,44 @@ def test_frag_needed_for_tracked_flow_passes_unrelated_dropped(fw, family):
         assert d["pass_related"] == 1 and d["drop_policy"] == 1 and d["pass_icmp"] == 0, d
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_related_error_from_a_blacklisted_prefix_is_dropped(fw, family):
+    """A blacklist wins over "related": an error quoting a flow of this host passes from a router,
+    and is dropped once a blacklisted prefix covers the router (the flow's own peer is not listed)."""
+    a = ADDR[family]
+    router_net = {4: "203.0.113.72/29", 6: "2001:db8:2::70/124"}[family]   # att_ok, not att
+    with tcp_listener(7122, family, ns=NS_ATT) as listener:
+        pair = tcp_open(NS_FW, family, a["att"], 7122, listener, timeout=2)
+        assert pair is not None
+        mine, theirs = pair
+        lport = mine.getsockname()[1]
+        try:
+            time.sleep(0.3)  # delayed ACKs settle
+            with settings(fw, icmp_rate=0):
+                def error():
+                    send_pmtu_error(family, a["fw_att"], a["att"], lport, 7122, ns=NS_ATT, src=a["att_ok"],
+                                    dst=a["fw_att"])
+                with Delta(fw) as d:
+                    error()
+                    wait_counter(d, "pass_related")
+                assert d["pass_related"] == 1 and d["drop_blacklist"] == 0, d
+                fw.call("apply_rules", kind="blacklist", entries=[router_net])
+                with Delta(fw) as d:
+                    error()
+                    wait_counter(d, "drop_blacklist")
+                assert d["drop_blacklist"] == 1 and d["pass_related"] == 0, d
+                mine.sendall(b"still")                       # the flow with att is not the router's
+                assert theirs.recv(16) == b"still"
+                theirs.sendall(b"here")
+                assert mine.recv(16) == b"here"
+        finally:
+            hard_close(mine)
+            hard_close(theirs)
+
+
 def wait_counter(d, reason, polls=40):
     """Poll (at most polls x 0.05 s) until counter reason grew inside a Delta block."""
-    for _ in range(polls):
+    for dummy in range(polls):
         if d.agent.counters()[reason] > d.before[reason]:
             return
         time.sleep(0.05)

@@ -57,7 +57,7 @@ def tcp_open(ns, family, dst, port, listener, src=None, timeout=DROP_WAIT):
     except (socket.timeout, TimeoutError):
         client.close()
         return None
-    server, _ = listener.accept()
+    server, dummy = listener.accept()
     server.settimeout(timeout)
     client.sendall(b"hello")
     assert server.recv(16) == b"hello"
@@ -274,6 +274,40 @@ def test_blacklisted_client_stays_cut_while_the_host_keeps_sending(fw, family):
         assert d["pass_conntrack"] == 0, d
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_removing_the_client_from_the_whitelist_inside_a_blacklisted_prefix_cuts_it(fw, family):
+    """Unblocking in reverse: the client's whitelist entry, inside a blacklisted prefix, goes away; the
+    client is now blocked and its established connection is cut, as by adding a blacklist entry."""
+    a = ADDR[family]
+    with established(fw, family, 8092) as (client, server):
+        fw.call("apply_rules", kind="blacklist", entries=[a["cli_net"]])
+        fw.call("apply_rules", kind="whitelist", entries=[a["cli"]])
+        client.sendall(b"listed")
+        assert server.recv(16) == b"listed"
+        server.sendall(b"ok")                               # the fw host's packets keep its flow tracked
+        assert client.recv(16) == b"ok"
+        time.sleep(0.2)  # delayed ACKs settle
+        assert [f for f in fw.call("conntrack") if f["saddr"] == a["cli"]], "the whitelisted flow is tracked"
+        with Delta(fw) as d:
+            fw.call("apply_rules", kind="whitelist", entries=[a["cli"]], state="absent")
+            assert not [f for f in fw.call("conntrack") if f["saddr"] == a["cli"]], "conntrack not purged"
+            client.sendall(b"after")
+            with pytest.raises((socket.timeout, TimeoutError)):
+                server.recv(16)
+        assert d["drop_blacklist"] >= 1 and d["pass_conntrack"] == 0, d
+
+
+def test_ipv4_mapped_blacklist_entry_blocks_no_ipv4_client(fw):
+    """::ffff:0:0/96 (an IPv6 bogon prefix) is an IPv6 entry: it is not all of IPv4."""
+    a = ADDR[4]
+    fw.call("apply_rules", kind="port", entries=[{"proto": "tcp", "port": 8093, "source": a["cli_net"]}])
+    result = fw.call("apply_rules", kind="blacklist", entries=["::ffff:0:0/96"])
+    assert result["added"] == [{"cidr": "::ffff:0:0/96", "expires": None}]
+    with tcp_listener(8093, 4) as listener, Delta(fw) as d:
+        assert tcp_reaches(NS_CLI, 4, a["fw"], 8093, listener)
+    assert d["drop_blacklist"] == 0, d
+
+
 # --------------------------------------------------------------- persistence and idempotence
 def test_reboot_rebuilds_the_same_maps_from_json_and_second_apply_is_a_noop(fw):
     v4, v6 = ADDR[4], ADDR[6]
@@ -315,9 +349,9 @@ def test_reboot_rebuilds_the_same_maps_from_json_and_second_apply_is_a_noop(fw):
     ttl_after = after.pop("src6_lpm")
     assert after == before
     # the expiring entry: same key, same class, same wall-clock expiry converted again to CLOCK_MONOTONIC
-    assert [k for k, _ in ttl_after] == [k for k, _ in ttl_before]
+    assert [k for k, dummy in ttl_after] == [k for k, dummy in ttl_before]
     expiring = 0
-    for (_, old), (_, new) in zip(ttl_before, ttl_after):
+    for (dummy, old), (dummy, new) in zip(ttl_before, ttl_after):
         (old_bits, old_ns), (new_bits, new_ns) = (layout.source_class(bytes.fromhex(v)) for v in (old, new))
         assert old_bits == new_bits
         assert old_ns == new_ns == 0 or (old_ns and abs(old_ns - new_ns) < 50 * 10 ** 6), (old_ns, new_ns)

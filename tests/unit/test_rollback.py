@@ -20,7 +20,7 @@ def netxfw(tmp_path):
     base = ["/usr/bin/python3", CLI, "--pin-path", str(tmp_path / "pins"), "--state-dir", str(tmp_path / "state")]
 
     def run(*args, rc=0):
-        p = subprocess.run(base + ["--json"] + list(args), capture_output=True, text=True, timeout=60)
+        p = subprocess.run(base + ["--json"] + list(args), capture_output=True, text=True, timeout=60, check=False)
         assert p.returncode == rc, (args, p.stdout, p.stderr)
         return json.loads(p.stdout) if p.stdout.strip() else None
     run.state = tmp_path / "state"

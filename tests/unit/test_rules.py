@@ -33,8 +33,10 @@ def port_rule(ports, source="any", proto="tcp", action="allow"):
     ("2001:DB8::", "2001:db8::/128"),
     ("2001:db8:0:0:1::/48", "2001:db8::/48"),
     ("::/0", "::/0"),
-    ("::ffff:198.51.100.7", "198.51.100.7/32"),
-    ("::ffff:198.51.100.0/120", "198.51.100.0/24"),
+    # IPv4-mapped stays IPv6: it matches IPv6 packets only, never all of IPv4
+    ("::ffff:198.51.100.7", "::ffff:c633:6407/128"),
+    ("::ffff:198.51.100.0/120", "::ffff:c633:6400/120"),
+    ("::ffff:0:0/96", "::ffff:0:0/96"),
     ("::ffff:0:0/95", "::fffe:0:0/95"),
 ])
 def test_parse_cidr_accepts(text, expected):
@@ -84,7 +86,8 @@ def test_whitelist_dedups_and_sorts():
     entries = ["2001:db8::/48", "203.0.113.9", "198.51.100.0/24", " 198.51.100.5/24 ",
                "2001:db8:0::/48", "198.51.100.0/25", "::ffff:203.0.113.9", "2001:db8::1"]
     assert rules.normalize("whitelist", entries) == [
-        "198.51.100.0/24", "198.51.100.0/25", "203.0.113.9/32", "2001:db8::/48", "2001:db8::1/128",
+        "198.51.100.0/24", "198.51.100.0/25", "203.0.113.9/32", "::ffff:cb00:7109/128", "2001:db8::/48",
+        "2001:db8::1/128",
     ]
 
 
@@ -152,6 +155,21 @@ def test_blacklist_duplicates_keep_the_longest_block():
 def test_blacklist_rejects_bad_ttl(ttl):
     with pytest.raises(NetxfwError, match="invalid ttl"):
         rules.normalize("blacklist", ["203.0.113.1"], ttl=ttl, now=NOW)
+
+
+def test_blacklist_refuses_what_the_expiry_cannot_hold():
+    """The data plane keeps an expiry in 59 bits of CLOCK_MONOTONIC ns (18.2 years after boot): a ttl
+    of ~18 years wrapped and never blocked. Beyond MAX_TTL (10 years) is refused, whichever way given."""
+    assert rules.normalize("blacklist", ["203.0.113.7"], ttl=rules.MAX_TTL, now=NOW) == [
+        {"cidr": "203.0.113.7/32", "expires": NOW + rules.MAX_TTL}]
+    for ttl in (rules.MAX_TTL + 1, 18.3 * 365 * 86400, 100 * 365 * 86400):
+        with pytest.raises(NetxfwError, match=r"invalid ttl .*at most 315360000 \(10 years.*give no ttl"):
+            rules.normalize("blacklist", ["203.0.113.7"], ttl=ttl, now=NOW)
+    assert rules.normalize("blacklist", [{"cidr": "203.0.113.7", "expires": NOW + rules.MAX_TTL}], now=NOW)
+    with pytest.raises(NetxfwError, match=r"invalid expires .*at most 315360000 seconds \(10 years\) from now"):
+        rules.normalize("blacklist", [{"cidr": "203.0.113.7", "expires": NOW + rules.MAX_TTL + 1}], now=NOW)
+    with pytest.raises(NetxfwError, match="ban_ttl must be an integer between 0 and 315360000"):
+        rules.normalize("ratelimit", [{"source": "203.0.113.0/24", "rate": 5, "ban_ttl": rules.MAX_TTL + 1}])
 
 
 def test_ttl_only_for_blacklist():
@@ -386,7 +404,7 @@ def test_rule_keys_v6_udp_range():
     address = bytes.fromhex("20010db80000" + "00" * 10)
     assert keys == [(6, struct.pack("=I", 24 + 48) + b"\x11" + struct.pack("!H", port) + address + b"\x00", 1)
                     for port in (1000, 1001, 1002)]
-    assert all(len(key) == 24 for _, key, _ in keys)
+    assert all(len(key) == 24 for dummy, key, dummy in keys)
 
 
 def test_rule_keys_any_expands_to_both_families():

@@ -149,10 +149,20 @@ def test_families_do_not_cover_each_other():
     assert out[ANY6] == (RULES, None)
 
 
-def test_ipv4_mapped_ipv6_is_ipv4():
-    out = sources.resolve([], [bl("::ffff:198.51.100.0/120", 4)], [rule("198.51.100.7/32")])
-    assert out[k("198.51.100.7/32")] == (BL | RULES, 4)
-    assert k("::ffff:198.51.100.0/120") == k("198.51.100.0/24")
+def test_ipv4_mapped_ipv6_stays_ipv6():
+    """::ffff:0:0/96 is an IPv6 bogon prefix, not all of IPv4: it covers no IPv4 source."""
+    out = sources.resolve([], [bl("::ffff:0:0/96", 4)], [rule("198.51.100.7/32")])
+    assert out[k("198.51.100.7/32")] == (RULES, None)
+    assert k("::ffff:0:0/96")[0] == 6 and out[k("::ffff:0:0/96")] == (BL, 4)
+    assert k("::ffff:198.51.100.0/120") != k("198.51.100.0/24")
+
+
+def test_an_expiry_past_59_bits_saturates():
+    """An expiry the maps cannot hold (stored before the limit, or after years of uptime) blocks as long
+    as it can: it never wraps into the past."""
+    maps = sources.to_maps(sources.resolve([], [bl("198.51.100.0/24", 1)], []), lambda e: layout.SRC_EXPIRY_MASK + 5)
+    value = layout.decode_u64(maps["src4_lpm"][k("198.51.100.0/24")[2]])
+    assert value == layout.SRC_BL | layout.SRC_EXPIRY_MASK
 
 
 def test_ratelimit_sources_nest_like_rule_sources():
@@ -314,3 +324,14 @@ def test_one_lookup_equals_every_covering_prefix(wl, bls, srcs, rls):
                 blocking = (cls & (WL | BL)) == BL and (exp == 0 or exp > now)
                 # the data plane's blocking(): the whitelist wins, else any live covering entry
                 assert blocking == (live and not whitelisted), (addr, now)
+
+
+def test_older_rate_limit_buckets_convert_with_an_empty_ban_bucket_clock():
+    """A hot reload from layouts 1-3 keeps each source's bucket; the ban bucket starts with its clock at 0,
+    which the data plane reads as full (the first take adds all the time since boot)."""
+    from ansible_collections.netxfw.firewall.plugins.module_utils import reload
+    old = struct.pack("=QQQ", 5, 6, 7)
+    for name in ("rl4_state", "rl6_state"):
+        new = reload.CONVERTERS[(name, 24, layout.MAPS[name][2])](old)
+        assert layout.decode_rl_state(new) == dict(credit_ns=5, last_ns=6, dropped=7, proof_credit_ns=0,
+                                                   proof_last_ns=0)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from verdict_packets import (
-    ADDR, ARP, FAMILIES, TC_ACT_OK, TCP_P, UDP_P, ct_key, eth, host, ip, now_ns, ping, tcp, udp,
+    ADDR, ARP, FAMILIES, TC_ACT_OK, TCP_P, UDP_P, ct_key, eth, host, ip, now_ns, tcp, udp,
 )
 
 fams = pytest.mark.parametrize("fam", FAMILIES)
@@ -120,7 +120,7 @@ def test_conntrack_timeout_is_read_per_packet(fw):
 @fams
 def test_conntrack_disabled(fw, fam):
     fw.config(policy=1, ct_enabled=0, **CT_ALL)
-    delta, _ = egress(fw, outbound(fam, "tcp"))
+    delta, dummy = egress(fw, outbound(fam, "tcp"))
     assert delta == {}
     assert fw.ct_entries() == {}
     # an entry left from earlier does not pass either
@@ -180,14 +180,14 @@ def test_egress_ignores_what_has_no_ports(fw, fam):
         bytes(outbound(fam, "tcp", vlans=(1, 2, 3))),      # third tag
     ]
     for pkt in pkts:
-        delta, _ = egress(fw, pkt)
+        delta, dummy = egress(fw, pkt)
         assert delta == {}
     assert fw.ct_entries() == {}
 
 
 def test_egress_returns_ok_with_conntrack_off(fw):
     for pkt in (outbound(4, "tcp"), outbound(6, "udp"), eth() / ARP(), bytes(eth())[:14]):
-        delta, _ = egress(fw, pkt)
+        delta, dummy = egress(fw, pkt)
         assert delta == {}
 
 

@@ -17,7 +17,7 @@ fams = pytest.mark.parametrize("fam", FAMILIES)
 
 def test_off_by_default_in_the_map(fw):
     fw.config(policy=1)
-    for _ in range(5):
+    for dummy in range(5):
         fw.expect(udp(4), "drop_policy")
     assert fw.drop_events() == []
 
@@ -53,7 +53,7 @@ def test_other_drop_reasons_are_sampled(fw):
 def test_flood_is_bounded_by_the_bucket(fw):
     fw.config(policy=1, droplog_rate=1, droplog_burst=5)
     start = time.monotonic()
-    for _ in range(200):
+    for dummy in range(200):
         fw.expect(udp(4), "drop_policy")
     elapsed = time.monotonic() - start
     events = fw.drop_events()

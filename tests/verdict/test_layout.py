@@ -14,7 +14,7 @@ BPF_F_NO_PREALLOC = 1
 
 def _capacities(cflags):
     macros = dict(re.match(r"-D(\w+)=(\d+)", f).groups() for f in cflags)
-    return {cap: int(macros[names[0]]) for cap, (names, _) in layout.CAPACITIES.items()}
+    return {cap: int(macros[names[0]]) for cap, (names, dummy) in layout.CAPACITIES.items()}
 
 
 def test_maps_match_layout(dataplane):

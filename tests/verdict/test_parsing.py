@@ -64,7 +64,7 @@ def test_neighbour_discovery_passes_under_deny(fw, vlans, nd):
     """scapy sends ND with hop limit 255; by type, hop limit and source: test_verdict_icmp.py."""
     fw.config(policy=1, icmp_rate=1, icmp_burst=1)
     fw.blacklist("fe80::7/128")
-    for _ in range(3):
+    for dummy in range(3):
         fw.expect(eth(vlans) / ip(6, src="fe80::7", dst="ff02::1") / nd(), "pass_neighbor")
 
 
@@ -106,7 +106,7 @@ EXT = {
     ["hop"], ["route"], ["dest"], ["frag0"],
     ["hop", "dest", "route", "frag0"],
     ["hop", "dest", "route", "dest"],
-], ids=lambda c: "+".join(c))
+], ids="+".join)
 @pytest.mark.parametrize("l4", ["tcp", "udp"])
 def test_ipv6_extension_headers_before_l4(fw, chain, l4):
     pkt = eth() / ip(6)

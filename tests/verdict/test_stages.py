@@ -171,7 +171,7 @@ def test_rule_ignores_icmp(fw, fam):
 @fams
 def test_icmp_bucket_burst_then_drop(fw, fam):
     fw.config(policy=1, icmp_rate=1, icmp_burst=3)
-    for _ in range(3):
+    for dummy in range(3):
         fw.expect(ping(fam), "pass_icmp")
     fw.expect(ping(fam), "drop_icmp_rate")
     fw.expect(ping(fam), "drop_icmp_rate")
@@ -212,7 +212,7 @@ def test_icmp_bucket_is_shared_by_both_families(fw):
 @pytest.mark.parametrize("policy,reason", [(0, "pass_policy"), (1, "drop_policy")])
 def test_icmp_rate_zero_falls_to_policy(fw, fam, policy, reason):
     fw.config(policy=policy, icmp_rate=0, icmp_burst=5)
-    for _ in range(3):
+    for dummy in range(3):
         fw.expect(ping(fam), reason)
 
 
@@ -228,8 +228,8 @@ def test_icmp_bucket_after_blacklist(fw, fam):
 def test_counters_accumulate_bytes(fw):
     pkt = tcp(4)
     before = fw.counters()["pass_policy"]
-    for _ in range(3):
-        retval, _, _ = fw.xdp(pkt)
+    for dummy in range(3):
+        retval, dummy, dummy = fw.xdp(pkt)
         assert retval == XDP_PASS
     after = fw.counters()["pass_policy"]
     assert (after[0] - before[0], after[1] - before[1]) == (3, 3 * len(pkt))

@@ -16,7 +16,8 @@ import pytest
 from scapy.all import fragment, fragment6
 
 from verdict_packets import (
-    ADDR, ICMP, IP, UDP, FAMILIES, ICMP_P, IPv6, IPv6ExtHdrFragment, Raw, UDP_P, eth, host, ip, now_ns, packed,
+    ADDR, ICMP, IP, UDP, FAMILIES, ICMP_P, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, Raw, UDP_P, eth, host, ip,
+    now_ns, packed,
 )
 
 fams = pytest.mark.parametrize("fam", FAMILIES)
@@ -199,3 +200,17 @@ def test_unfragmented_packets_record_nothing(fw, fam):
     fw.rule(host(fam), UDP_P, PORT, ALLOW)
     fw.expect(eth() / ip(fam) / UDP(sport=40000, dport=PORT), "pass_rule")
     assert frags(fw) == {}
+
+
+def test_ipv6_key_ignores_the_header_after_the_fragment_header(fw):
+    """IPv6 reassembly keys on source, destination and identification only: a first fragment whose
+    fragment header is followed by a destination-options header matches later fragments whose
+    fragment header names that header, not UDP."""
+    fw.config(policy=1)
+    fw.rule(host(6), UDP_P, PORT, ALLOW)
+    first = eth() / ip(6) / IPv6ExtHdrFragment(id=0x99, offset=0, m=1) / IPv6ExtHdrDestOpt() / UDP(
+        sport=40000, dport=PORT) / Raw(bytes(64))
+    later = eth() / ip(6) / IPv6ExtHdrFragment(nh=60, id=0x99, offset=10) / Raw(bytes(64))
+    fw.expect(first, "pass_rule")
+    fw.expect(later, "pass_fragment")
+    assert list(frags(fw)) == [frag_key(6, 0x99)]

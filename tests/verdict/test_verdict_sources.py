@@ -16,7 +16,8 @@ import time
 import pytest
 
 from ansible_collections.netxfw.firewall.plugins.module_utils import layout
-from verdict_packets import ADDR, FAMILIES, TC_ACT_OK, TCP_P, UDP_P, host, now_ns, tcp, udp
+from test_verdict_fragments import datagram
+from verdict_packets import ADDR, FAMILIES, TC_ACT_OK, TCP, TCP_P, UDP_P, eth, handshake, host, ip, now_ns, tcp, udp
 
 fams = pytest.mark.parametrize("fam", FAMILIES)
 
@@ -34,7 +35,7 @@ OUT = {4: "198.51.100.200", 6: "2001:db8:1:0:8000::9"}
 def out_udp(fw, fam):
     """local:40000 -> src:53 through tc_egress (records the reply tuple if conntrack is on)."""
     pkt = udp(fam, sport=40000, dport=53, src=ADDR[fam]["local"], dst=ADDR[fam]["src"])
-    retval, _, _ = fw.tc(pkt)
+    retval, dummy, dummy = fw.tc(pkt)
     assert retval == TC_ACT_OK
 
 
@@ -217,11 +218,15 @@ def _age_rl_state(fw, fam):
 
 
 def _ban(fw, fam, passed):
-    """One packet within the rate (passed), the next bans src."""
-    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, ban_ttl_ns=60 * S)
-    fw.expect(tcp(fam, dport=443), passed)
-    retval, delta, length = fw.xdp(tcp(fam, dport=443))
-    assert retval == 1 and delta == {"drop_ratelimit": (1, length), "auto_ban": (1, length)}, delta
+    """Two handshakes completed by src under a syn_only rule of rate 1, burst 1 with a ban: the second
+    is proven excess and bans src. Its packets pass with `passed` (a port rule or the policy)."""
+    fw.config(ct_enabled=1, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
+    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, syn_only=True, ban_ttl_ns=60 * S)
+    (dummy, d_syn, l_syn), (dummy, d_ack, l_ack) = handshake(fw, fam, 40001)
+    assert (d_syn, d_ack) == ({passed: (1, l_syn)}, {passed: (1, l_ack)})
+    assert fw.list_value(ADDR[fam]["src"]) is None or not fw.list_value(ADDR[fam]["src"]) & BAN
+    (dummy, d_syn, l_syn), (dummy, d_ack, l_ack) = handshake(fw, fam, 40002)
+    assert (d_syn, d_ack) == ({passed: (1, l_syn)}, {passed: (1, l_ack), "auto_ban": (1, l_ack)})
 
 
 @fams
@@ -244,8 +249,8 @@ def test_auto_ban_keeps_the_rule_bit_and_the_rule_applies_after_it(fw, fam):
 @fams
 def test_auto_ban_survives_a_rewrite_and_takes_a_new_rule_bit(fw, fam):
     """sources.write keeps a live ban, with the rule bit of the prefix now covering it."""
+    _ban(fw, fam, "pass_policy")
     fw.config(policy=1)
-    _ban(fw, fam, "drop_policy")
     assert fw.list_value(ADDR[fam]["src"]) & ~EXPIRY == BAN | BL | RL
     fw.rule(HALF[fam], TCP_P, 443, ALLOW)
     value = fw.list_value(ADDR[fam]["src"])
@@ -277,10 +282,10 @@ def _random_lists(rnd, fam):
         return str(ipaddress.ip_network((int(base) + rnd.randrange(16), plen), strict=False))
 
     now = now_ns()
-    wl = [cidr() for _ in range(rnd.randrange(3))]
-    bl = dict((cidr(), rnd.choice([None, now - S, now + 600 * S])) for _ in range(rnd.randrange(5)))
+    wl = [cidr() for dummy in range(rnd.randrange(3))]
+    bl = dict((cidr(), rnd.choice([None, now - S, now + 600 * S])) for dummy in range(rnd.randrange(5)))
     rl = dict(("any" if rnd.random() < 0.15 else cidr(), rnd.choice([ALLOW, DENY]))
-              for _ in range(rnd.randrange(4)))
+              for dummy in range(rnd.randrange(4)))
     return base, wl, bl, rl
 
 
@@ -329,24 +334,62 @@ def test_ratelimit_trie_is_consulted_only_with_the_rl_bit(fw, fam):
     key = table.Key.from_buffer_copy(
         struct.pack("<I", 32 if fam == 4 else 128) + ipaddress.ip_address(ADDR[fam]["src"]).packed)
     table[key] = table.Leaf(1, 1, 0, 60 * S)
-    for _ in range(3):
+    for dummy in range(3):
         fw.expect(udp(fam), "pass_policy")
     assert fw.list_value(ADDR[fam]["src"]) is None
     fw.ratelimit(ADDR[fam]["net"], rate=1000, burst=1000)  # now a rate-limit source covers src:
     fw.expect(udp(fam), "pass_policy")                     # the /32 (/128) entry, the longest, applies
-    retval, delta, length = fw.xdp(udp(fam))
-    assert delta == {"drop_ratelimit": (1, length), "auto_ban": (1, length)}, delta
+    fw.expect(udp(fam), "drop_ratelimit")                  # over its rate: dropped, never banned by UDP
+    assert fw.list_value(ADDR[fam]["src"]) is None         # no ban
+
+
+def _flows(fw, fam):
+    """src's flows: ours, a UDP query of this host (local:40000 -> src:53); its own, a UDP flow it opened
+    (src:5353 -> local:53, answered once) and a TCP connection it completed (src:40003 -> local:443)."""
+    out_udp(fw, fam)
+    fw.expect(udp(fam, sport=5353, dport=53), "pass_policy")
+    fw.tc(udp(fam, sport=53, dport=5353, src=ADDR[fam]["local"], dst=ADDR[fam]["src"]))
+    dummy, (dummy, delta, length) = handshake(fw, fam, 40003)
+    assert delta == {"pass_policy": (1, length)}
+
+
+def back_tcp(fam, sport=40003):
+    return eth() / ip(fam) / TCP(sport=sport, dport=443, flags="PA", seq=1001, ack=777001)
 
 
 @fams
-def test_auto_ban_drops_the_sources_tracked_flows_too(fw, fam):
-    """Layout 2: the ban sits in the host hash, decided before conntrack, so a tracked flow of the
-    banned source is dropped at once (layout 1 let it pass until Firewall.sweep() purged it)."""
-    fw.config(ct_enabled=1, ct_udp_ns=60 * S, ct_udp_stream_ns=60 * S)
-    out_udp(fw, fam)
-    fw.expect(back_udp(fam), "pass_conntrack")
+def test_auto_ban_spares_the_flows_the_address_holds(fw, fam):
+    """A ban (after proven excess) drops new connections and what the address cannot prove, and spares
+    the flows it really holds: the ones this host opened and the TCP connections it completed."""
+    fw.config(ct_enabled=1, ct_udp_ns=60 * S, ct_udp_stream_ns=60 * S, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
+    fw.ratelimit(ADDR[fam]["net"], rate=1000, burst=1000)
+    _flows(fw, fam)
+    _age_rl_state(fw, fam)
     _ban(fw, fam, "pass_policy")
-    fw.expect(back_udp(fam), "drop_blacklist")
+    fw.expect(back_udp(fam), "pass_conntrack")                       # this host's query
+    fw.expect(back_tcp(fam), "pass_conntrack")                       # its completed connection
+    fw.expect(back_tcp(fam, sport=40002), "pass_conntrack")          # the one that got it banned too
+    fw.expect(udp(fam, sport=5353, dport=53), "drop_blacklist")      # a UDP flow it opened proves nothing
+    fw.expect(tcp(fam, sport=40004), "drop_blacklist")               # a new connection
+    fw.expect(udp(fam, sport=5354, dport=53), "drop_blacklist")      # anything else
+    fw.expect(eth() / ip(fam) / TCP(sport=40005, dport=443, flags="A"), "drop_blacklist")
+
+
+@fams
+def test_spoofed_syns_over_the_rate_never_ban(fw, fam):
+    """Anyone can send SYNs in src's name: over the rate they are dropped, src is not banned, and
+    src's real connection goes on."""
+    fw.config(policy=1, ct_enabled=1, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
+    fw.rule(ADDR[fam]["net"], TCP_P, 443, ALLOW)
+    fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, syn_only=True, ban_ttl_ns=60 * S)
+    dummy, (dummy, delta, length) = handshake(fw, fam, 40003)  # proven: its SYN's token comes back
+    assert delta == {"pass_rule": (1, length)}
+    fw.expect(tcp(fam, sport=41000), "pass_rule")                    # the last token
+    for sport in range(41001, 41011):                                # closed port or not: never answered
+        fw.expect(tcp(fam, sport=sport), "drop_ratelimit")
+    assert fw.list_value(ADDR[fam]["src"]) is None                   # no ban
+    for dummy in range(3):
+        fw.expect(back_tcp(fam), "pass_conntrack")
 
 
 @fams
@@ -366,3 +409,19 @@ def test_auto_ban_stays_over_a_shorter_blacklist(fw, fam):
     time.sleep(0.25)                                     # the prefix expired, the ban (60 s) did not
     fw.expect(tcp(fam, dport=443), "drop_blacklist")
     fw.expect(tcp(fam, dport=443, src=ADDR[fam]["peer"]), "pass_policy")
+
+
+@fams
+def test_a_banned_sources_fragments_pass_only_on_a_flow_it_holds(fw, fam):
+    """A large answer on a flow this host opened to a banned address arrives whole (its first fragment
+    passes on the flow, the later ones follow it); fragments of anything else from it drop."""
+    fw.config(ct_enabled=1, ct_udp_ns=60 * S, ct_udp_stream_ns=60 * S)
+    out_udp(fw, fam)                                   # local:40000 -> src:53
+    _ban(fw, fam, "pass_policy")
+    held = datagram(fam, sport=53, dport=40000, ident=0x77)
+    fw.expect(held[0], "pass_conntrack")
+    for frame in held[1:]:
+        fw.expect(frame, "pass_fragment")
+    other = datagram(fam, sport=53, dport=40001, ident=0x78)
+    for frame in other:
+        fw.expect(frame, "drop_blacklist")

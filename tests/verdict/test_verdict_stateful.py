@@ -39,7 +39,7 @@ def key(fam, proto=TCP_P, sport=RPORT, dport=LPORT):
 
 
 def egress(fw, pkt):
-    retval, delta, _ = fw.tc(pkt)
+    retval, delta, dummy = fw.tc(pkt)
     assert retval == TC_ACT_OK
     return delta
 
@@ -388,3 +388,18 @@ def test_sanity_never_breaks_arp_nd_dhcp(fw):
     fw.expect(dhcp, "pass_policy")
     # 0.0.0.0 to any other port is a bogon
     fw.expect(eth() / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=68), "drop_bogon")
+
+
+@fams
+@pytest.mark.parametrize("listed", ["host", "prefix"])
+def test_blacklist_wins_over_related(deny, fam, listed):
+    """An error quoting a flow of this host, from a blacklisted router: dropped, whether the router is
+    listed by its address or by a prefix (the related check runs after the source stages)."""
+    fw = deny
+    egress(fw, out_tcp(fam, "PA"))
+    fw.expect(_error(fam, _quoted(fam)), "pass_related")
+    router = ADDR[fam]["other"]
+    fw.blacklist(router + ("/32" if fam == 4 else "/128") if listed == "host" else
+                 ("203.0.113.0/24" if fam == 4 else "2001:db8:9::/48"))
+    fw.expect(_error(fam, _quoted(fam)), "drop_blacklist")
+    fw.expect(in_tcp(fam, "PA"), "pass_conntrack")     # the flow itself is src's, not the router's

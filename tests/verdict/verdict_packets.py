@@ -9,7 +9,7 @@ import ipaddress
 import struct
 import time
 
-from scapy.all import (  # noqa: F401  (re-exported for the tests)
+from scapy.all import (  # re-exported for the tests  # noqa: F401  # pylint: disable=unused-import
     ARP, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, ICMPv6EchoRequest, ICMPv6ND_NA,
     ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_Redirect, ICMPv6ND_RS, IPv6, IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw,
@@ -75,3 +75,13 @@ def ct_key(saddr, daddr, sport, dport, proto):
 def now_ns():
     """CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns."""
     return time.monotonic_ns()
+
+
+def handshake(fw, fam, sport, dport=443, src=None, isn=777000):
+    """A peer's TCP handshake to this host: its SYN (xdp_ingress), our SYN+ACK (tc_egress: its ISN
+    goes to the ct_syn entry), its ACK of that ISN (xdp_ingress). Returns the (retval, counter
+    delta, length) of the SYN and of the ACK."""
+    src = src or ADDR[fam]["src"]
+    first = fw.xdp(eth() / ip(fam, src) / TCP(sport=sport, dport=dport, flags="S", seq=1000))
+    fw.tc(eth() / ip(fam, ADDR[fam]["local"], src) / TCP(sport=dport, dport=sport, flags="SA", seq=isn, ack=1001))
+    return first, fw.xdp(eth() / ip(fam, src) / TCP(sport=sport, dport=dport, flags="A", seq=1001, ack=isn + 1))
