@@ -403,6 +403,27 @@ static __always_inline int is_vlan(__be16 proto)
 	return proto == nx_htons(ETH_P_8021Q) || proto == nx_htons(ETH_P_8021AD);
 }
 
+/* The hop limit of an IPv6 frame that parse() accepted (0: unreadable), read again where only ICMPv6 needs
+ * it, so that no other packet carries it through the extension-header walk. parse() allows at most two VLAN
+ * tags, so the ethertype 0x86dd is at byte 12, 16 or 20 (a tag's TCI, between, is never read). */
+static __always_inline u8 hop_limit6(void *data, void *end)
+{
+	__be16 *proto = data + 12;
+
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		if ((void *)(proto + 1) > end)
+			return 0;
+		if (*proto == nx_htons(ETH_P_IPV6)) {
+			struct ipv6hdr *ip6 = (void *)(proto + 1);
+
+			return (void *)(ip6 + 1) <= end ? ip6->hop_limit : 0;
+		}
+		proto += 2;
+	}
+	return 0;
+}
+
 /* The L4 part of a packet quoted by an ICMP error (the packet this host sent):
  * its reply tuple goes to p->inner, in the form stage_conntrack looks up. */
 static __always_inline void parse_quoted_l4(void *l4, void *end, u8 proto, u8 family, struct pkt *p)
@@ -478,6 +499,55 @@ static __always_inline int is_icmp_error(u8 family, u8 type)
 	return type >= 1 && type <= 4; /* unreachable, packet too big, time exceeded, parameter problem */
 }
 
+/* ICMPv6 link plumbing, one bit per type 128..159 (bit = type - 128); docs/internals.md, "ICMP and
+ * ICMPv6 types". ND_TYPES: neighbour discovery and what RFC 4890 4.4.1 groups with it (inverse ND
+ * 141/142, SEND certificate path 148/149): hop limit 255 (RFC 4861 7.1, RFC 3122, RFC 3971), code 0.
+ * ND_LL_SOURCE: RA and redirect also come from a link-local source (RFC 4861 6.1.2, 8.1).
+ * MLD_TYPES: MLD (130-132, 143) and multicast router discovery (151-153): hop limit 1 and a link-local
+ * (or, for an MLDv2 report, the unspecified) source (RFC 2710, 3810, 4286). */
+#define ICMP6_BIT(t) (1U << ((t) - 128))
+#define ND_TYPES (ICMP6_BIT(133) | ICMP6_BIT(134) | ICMP6_BIT(135) | ICMP6_BIT(136) | ICMP6_BIT(137) | \
+		  ICMP6_BIT(141) | ICMP6_BIT(142) | ICMP6_BIT(148) | ICMP6_BIT(149))
+#define ND_LL_SOURCE (ICMP6_BIT(134) | ICMP6_BIT(137))
+#define MLD_TYPES (ICMP6_BIT(130) | ICMP6_BIT(131) | ICMP6_BIT(132) | ICMP6_BIT(143) | \
+		   ICMP6_BIT(151) | ICMP6_BIT(152) | ICMP6_BIT(153))
+
+static __always_inline int link_local6(u8 *a)
+{
+	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+}
+
+static __always_inline int unspecified6(u8 *a)
+{
+	u8 any = 0;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		any |= a[i];
+	return !any;
+}
+
+/* An ICMPv6 message that can only have come from this link and that the host needs before any
+ * address or flow is known (ND, MLD): passed like ARP, before the source stages. A hop limit of
+ * 255 survives no router; a link-local or unspecified source is never forwarded. Anything else of
+ * these types (wrong hop limit or source, nonzero ND code, a fragment: RFC 6980) is not link
+ * plumbing and takes the normal stages. p->l4 is still the start of the frame here (it moves to the
+ * L4 header for UDP only). */
+static __always_inline int link_plumbing6(u8 type, u8 code, struct pkt *p, void *end)
+{
+	u32 bit;
+
+	if (type < 128 || type > 159 || p->frag)
+		return 0;
+	bit = ICMP6_BIT(type);
+	if (ND_TYPES & bit)
+		return code == 0 && hop_limit6(p->l4, end) == 255 &&
+		       (!(ND_LL_SOURCE & bit) || link_local6(p->t.saddr));
+	if (MLD_TYPES & bit)
+		return hop_limit6(p->l4, end) == 1 && (link_local6(p->t.saddr) || unspecified6(p->t.saddr));
+	return 0;
+}
+
 static __always_inline int parse_l4(void *pos, void *end, struct pkt *p)
 {
 	u8 icmp = p->t.family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
@@ -503,10 +573,9 @@ static __always_inline int parse_l4(void *pos, void *end, struct pkt *p)
 		p->has_ports = 1;
 		p->l4 = uh;
 	} else if (p->t.proto == IPPROTO_ICMPV6 && p->t.family == 6) {
-		u8 *type = pos;
+		u8 *tc = pos; /* type, code */
 
-		/* RS, RA, NS, NA, redirect */
-		if ((void *)(type + 1) <= end && *type >= 133 && *type <= 137)
+		if ((void *)(tc + 2) <= end && link_plumbing6(tc[0], tc[1], p, end))
 			return R_PASS_NEIGHBOR;
 	}
 	if (p->t.proto == icmp) {
@@ -1229,17 +1298,18 @@ static __always_inline int stage_rules(struct pkt *p)
 	return NEXT;
 }
 
-/* Token bucket kept in nanoseconds of credit: a packet costs 1e9/rate,
- * the bucket holds burst packets, and credit grows with elapsed time. */
+/* Echo requests (ping) against the ICMP bucket, kept in nanoseconds of credit: a packet costs
+ * 1e9/rate, the bucket holds burst packets, and credit grows with elapsed time. No other ICMP
+ * type is special here: replies and errors passed conntrack already if they belong to a flow of
+ * this host, ND and MLD passed as link plumbing; the rest meets the default policy. */
 static __always_inline int stage_icmp(struct pkt *p, u64 *clock)
 {
-	u8 icmp = p->t.family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
 	u64 rate, cost, cap, credit, now;
 	struct bucket *b;
 	u32 zero = 0;
 	int ok;
 
-	if (p->t.proto != icmp)
+	if (p->echo != 1)
 		return NEXT;
 	rate = cfg(CFG_ICMP_RATE);
 	if (!rate)

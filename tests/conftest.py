@@ -98,6 +98,7 @@ SHARED_RESOURCES = {  # layer -> group, the longest group first
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks into the node ids
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     groups = {}

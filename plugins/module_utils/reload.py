@@ -261,12 +261,12 @@ def compile_program(fw, settings):
             "or python3-bcc (RHEL/Fedora), and run netxfw with the system python3"
         )
     try:
-        bpf = BPF(text=data_plane_source(), cflags=layout.cflags(settings["capacity"]) + ["-w"])
+        bpf = BPF(text=data_plane_source().encode(), cflags=layout.cflags(settings["capacity"]) + ["-w"])
     except Exception as exc:
         raise NetxfwError("compiling the data plane failed (the running firewall is unchanged): %s" % exc)
     try:
-        xdp_fn = bpf.load_func("xdp_ingress", BPF.XDP)
-        tc_fn = bpf.load_func("tc_egress", BPF.SCHED_CLS)
+        xdp_fn = bpf.load_func(b"xdp_ingress", BPF.XDP)  # bytes: BCC warns about str
+        tc_fn = bpf.load_func(b"tc_egress", BPF.SCHED_CLS)
     except Exception as exc:
         bpf.cleanup()
         raise NetxfwError("loading the data plane failed, the verifier rejected it (the running firewall is "
@@ -599,7 +599,7 @@ def reload(fw, settings, identity, stale):
         swaps = [Swap(fw, name) for name in settings["interfaces"]]
         bpf, xdp_fd, tc_fd = compile_program(fw, settings)
         step("compiled")
-        new_maps = dict((name, bpfsys.Map(bpf[name].map_fd, name)) for name in layout.MAPS)
+        new_maps = dict((name, bpfsys.Map(bpf[name.encode()].map_fd, name)) for name in layout.MAPS)
         first_copy(fw, old, new_maps, settings, identity, report)
         step("copied")
         _pin_set(staging, new_maps, {"prog_xdp": xdp_fd, "prog_tc": tc_fd})

@@ -134,8 +134,12 @@ options:
         default: true
   icmp_rate:
     description:
-      - Inbound ICMP and ICMPv6 packets allowed per second (token bucket).
-      - V(0) makes ICMP not special; it then falls through to O(policy).
+      - Inbound echo requests (ping, ICMP and ICMPv6) allowed per second (token bucket, both families share it);
+        the excess is dropped under either O(policy).
+      - V(0) makes echo requests not special; they then fall through to O(policy).
+      - No other ICMP type takes from the bucket. Under O(policy=deny) echo replies and errors pass only when they
+        belong to a flow of this host (O(conntrack)), and IPv6 neighbour discovery and MLD only as link-local
+        traffic (hop limit 255, or 1 from a link-local source); the type table is in docs/internals.md.
     type: int
     default: 0
   icmp_burst:

@@ -240,11 +240,11 @@ class AgentError(Exception):
 class Agent:
     """fw_agent.py running in nxt-fw; one JSON request/response per line, every read bounded."""
 
-    def __init__(self, collections_root, ns=NS_FW, timeout=60):
+    def __init__(self, collections_root, ns=NS_FW, timeout=60, prefix="nxt-traffic-"):
         self.timeout = timeout
-        self.pin_path = tempfile.mkdtemp(prefix="nxt-traffic-", dir=BPFFS)
+        self.pin_path = tempfile.mkdtemp(prefix=prefix, dir=BPFFS)
         os.rmdir(self.pin_path)  # the engine creates it (mode 0700); we only wanted a unique name
-        self.state_dir = tempfile.mkdtemp(prefix="nxt-traffic-state-")
+        self.state_dir = tempfile.mkdtemp(prefix=prefix + "state-")
         self.proc = subprocess.Popen(
             nsenter(ns, [SYSTEM_PYTHON, "-u", AGENT, collections_root, self.pin_path, self.state_dir]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)

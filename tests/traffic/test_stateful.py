@@ -201,9 +201,8 @@ def send_pmtu_error(family, quoted_src, quoted_dst, sport, dport, ns=NS_CLI, src
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_frag_needed_for_tracked_flow_passes_unrelated_dropped(fw, family):
-    """The session runs an ICMP bucket (icmp_rate 5): an error that relates to no tracked flow is
-    plain ICMP and passes within the bucket (pass_icmp, docs/internals.md stage 7); with the bucket
-    off it falls through to the default deny. A related error passes before the bucket either way."""
+    """A related error passes (pass_related) with the ICMP bucket off and on; an error that relates
+    to no tracked flow meets the default deny either way (the bucket holds echo requests only)."""
     a = ADDR[family]
     with outbound_tcp(fw, family, 7120) as (_mine, _theirs, lport):
         time.sleep(0.3)  # delayed ACKs settle
@@ -217,9 +216,10 @@ def test_frag_needed_for_tracked_flow_passes_unrelated_dropped(fw, family):
                 wait_counter(d, "drop_policy")
             assert d["drop_policy"] == 1 and d["pass_related"] == 0, d
         with Delta(fw) as d:
-            send_pmtu_error(family, a["fw"], a["cli"], lport + 1, 7120)       # bucket on: rate-limited ICMP
-            wait_counter(d, "pass_icmp")
-        assert d["pass_icmp"] == 1 and d["pass_related"] == 0, d
+            send_pmtu_error(family, a["fw"], a["cli"], lport, 7120)           # bucket on
+            send_pmtu_error(family, a["fw"], a["cli"], lport + 1, 7120)
+            wait_counter(d, "drop_policy")
+        assert d["pass_related"] == 1 and d["drop_policy"] == 1 and d["pass_icmp"] == 0, d
 
 
 @pytest.mark.parametrize("family", FAMILIES)
