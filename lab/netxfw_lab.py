@@ -523,7 +523,7 @@ def _second_uplink(meta, names):
     members = [(h, uplink2_addr(k)) for k, h in enumerate(names, 1)]
     members.append(("nxattacker", "2001:db8:101::fa"))
     root = ["addr add %s/%d dev %s nodad" % (BR2_V6, V6_PREFIX, BRIDGE2), "link set %s up" % BRIDGE2]
-    for ns, _ in members:
+    for ns, dummy in members:
         v = veth_name(ns) + UPLINK2_SUFFIX
         assert len(v) <= 15, v
         root += ["link add %s type veth peer name %s netns %s" % (v, UPLINK2, ns),

@@ -29,7 +29,7 @@ _spec.loader.exec_module(_harden)
 HARDEN = _harden.HARDEN
 LAB_VARS = _harden.LAB_VARS
 PROBE = _harden.PROBE
-N_HOSTS = 2
+N_HOSTS = 1  # the role on one host: many hosts at once are test_harden.py's part
 HOST = "nxh1"
 CLI = "/usr/local/sbin/netxfw"
 ROLLBACK_TIMEOUT = 8
@@ -141,11 +141,18 @@ def test_role_deploys_with_agent(lab, ansible_env):
                                  "try: print(u.urlopen('http://127.0.0.1:11811/', timeout=5).status)\n"
                                  "except e.HTTPError as x: print(x.code)"])
         assert r.stdout.strip() in ("200", "401"), (host, r.stdout, r.stderr)
+        # /metrics works on a deployed host: the role installs python3-prometheus-client
+        token = lab.host_exec(host, "cat /var/lib/netxfw/agent.token", check=True).stdout.strip()
+        r = lab.host_exec(host, ["/usr/bin/python3", "-c",
+                                 "import urllib.request as u\n"
+                                 "r = u.Request('http://127.0.0.1:11811/metrics', headers={'Authorization': 'Bearer %s'})\n"
+                                 "x = u.urlopen(r, timeout=10); print(x.status); print(x.read().decode()[:20000])" % token])
+        assert r.returncode == 0 and r.stdout.startswith("200") and "netxfw_loaded 1.0" in r.stdout, (r.stdout, r.stderr)
     # the units are installed (systemd is not PID 1 here: nothing enabled)
     for unit in ("netxfw-restore.service", "netxfw-agent.service"):
         with open("/etc/systemd/system/" + unit) as f:
             assert "/usr/local/sbin/netxfw" in f.read()
-    print("\nharden.yml (role, 2 hosts, first run): %.1fs" % elapsed)
+    print("\nharden.yml (role, %d host(s), first run): %.1fs" % (N_HOSTS, elapsed))
 
 
 def test_reboot_then_restore_brings_back_the_same_state(lab):
