@@ -8,9 +8,12 @@ __metaclass__ = type
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "traffic"))
 import netns  # noqa: E402
@@ -42,3 +45,18 @@ def extract_collection(repo, rev, root):
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
         tar.extractall(target)
     return (str(root), os.path.join(target, "tests", "reload", "runner.py")), None
+
+
+def old_collection(rev, layout_version, root):
+    """(collections root, runner.py) and the C source of the collection at git revision rev, whose data
+    plane is layout_version: an earlier release that a hot reload upgrades."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if shutil.which("git") is None:
+        pytest.skip("needs git to extract the layout-%d collection (%s)" % (layout_version, rev))
+    extracted, why = extract_collection(repo, rev, root)
+    if extracted is None:
+        pytest.skip(why)
+    with open(os.path.join(extracted[0], "ansible_collections", "netxfw", "firewall", "bpf", "netxfw.c")) as stream:
+        source = stream.read()
+    assert "#define NETXFW_LAYOUT_VERSION %d\n" % layout_version in source
+    return extracted, source

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Upgrade of a running firewall from data plane layout 2 (the collection as of LAYOUT2_REV) to the
-current layout (3: `frags`, `dhcp_expect`, two more counter reasons) by a hot reload: every map of
-layout 2 is copied by name, the new ones start empty, verdicts stay, and later fragments pass now.
+current layout (layout 3 added `frags`, `dhcp_expect` and two counter reasons, layout 4 widened the
+rate-limit buckets) by a hot reload: every map of layout 2 is copied by name (the buckets converted),
+the new ones start empty, verdicts stay, and later fragments pass now.
 
 As in test_reload_layout_upgrade.py, the old firewall is loaded by the old collection itself
 (extracted from git) on the pin_path and state_dir the current engine then takes over.
@@ -11,9 +12,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-import shutil
-
 import pytest
 from scapy.all import IP, UDP, Ether, IPv6, IPv6ExtHdrFragment, Raw, fragment, fragment6
 
@@ -21,9 +19,8 @@ from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 from ansible_collections.netxfw.firewall.plugins.module_utils import reload as hot_reload
 
 import netns
-from reload_env import SETTINGS, extract_collection
+from reload_env import SETTINGS, old_collection
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYOUT2_REV = "db86754"  # a commit of the layout-2 data plane (src* maps, no frags)
 NEW_MAPS = ("frags", "dhcp_expect")
 ADDR = netns.ADDR
@@ -32,14 +29,8 @@ VERDICT = {1: "drop", 2: "pass"}
 
 @pytest.fixture(scope="module")
 def layout2(tmp_path_factory):
-    if shutil.which("git") is None:
-        pytest.skip("needs git to extract the layout-2 collection (%s)" % LAYOUT2_REV)
-    extracted, why = extract_collection(REPO, LAYOUT2_REV, tmp_path_factory.mktemp("layout2"))
-    if extracted is None:
-        pytest.skip(why)
-    with open(os.path.join(extracted[0], "ansible_collections", "netxfw", "firewall", "bpf", "netxfw.c")) as stream:
-        source = stream.read()
-    assert "#define NETXFW_LAYOUT_VERSION 2\n" in source and "frags" not in source
+    extracted, source = old_collection(LAYOUT2_REV, 2, tmp_path_factory.mktemp("layout2"))
+    assert "frags" not in source
     return extracted
 
 

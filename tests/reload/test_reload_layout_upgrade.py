@@ -15,7 +15,6 @@ __metaclass__ = type
 import ipaddress
 import json
 import os
-import shutil
 import struct
 import time
 
@@ -27,9 +26,8 @@ from ansible_collections.netxfw.firewall.plugins.module_utils import layout, sou
 from ansible_collections.netxfw.firewall.plugins.module_utils import reload as hot_reload
 
 import netns
-from reload_env import SETTINGS, extract_collection
+from reload_env import SETTINGS, old_collection
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYOUT1_REV = "c44fab5"  # the last commit of the layout-1 data plane (wl4_host ... bl6_lpm)
 LAYOUT1_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_host", "bl4_lpm", "bl6_lpm")
 IFACES = SETTINGS["interfaces"]
@@ -85,14 +83,8 @@ VERDICT = {1: "drop", 2: "pass"}
 @pytest.fixture(scope="module")
 def layout1(tmp_path_factory):
     """(collections root, runner script) of the layout-1 collection, extracted from git."""
-    if shutil.which("git") is None:
-        pytest.skip("needs git to extract the layout-1 collection (%s)" % LAYOUT1_REV)
-    extracted, why = extract_collection(REPO, LAYOUT1_REV, tmp_path_factory.mktemp("layout1"))
-    if extracted is None:
-        pytest.skip(why)
-    with open(os.path.join(extracted[0], "ansible_collections", "netxfw", "firewall", "bpf", "netxfw.c")) as stream:
-        source = stream.read()
-    assert "#define NETXFW_LAYOUT_VERSION 1\n" in source and "bl4_host" in source
+    extracted, source = old_collection(LAYOUT1_REV, 1, tmp_path_factory.mktemp("layout1"))
+    assert "bl4_host" in source
     return extracted
 
 
