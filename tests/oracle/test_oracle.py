@@ -3,12 +3,9 @@
 
 Every case (policy, corpus item) compares what the two target hosts did with the same frames:
 how many datagrams reached the host's stack (DHCP: the client's AF_PACKET view) and which
-replies the host sent back. They must agree, except
-
-- the deliberate differences, listed with their reasons in docs/internals.md ("Differential
-  oracle"): this test reads that table, and fails when a listed difference is no longer seen;
-- EXPECTED_FIXES below: disagreements that a fix of issue 12 removes. They are strict xfails:
-  when the fix lands, the case passes, the xfail turns red, and its line here must go.
+replies the host sent back. They must agree, except for the deliberate differences, listed with
+their reasons in docs/internals.md ("Differential oracle"): this test reads that table, and fails
+when a listed difference is no longer seen.
 
 Run as root, under the machine-wide test lock:
     flock /run/netxfw-tests.lock /opt/netxfw-venv/bin/python -m pytest -q -p no:cacheprovider tests/oracle
@@ -33,9 +30,6 @@ import corpus  # noqa: E402
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(HERE)), "docs", "internals.md")
 DOC_SECTION = "## Differential oracle (tests/oracle)"  # its table of deliberate differences
-
-# (item name pattern or tuple of patterns, policy pattern, issue 12 item, what netxfw does today)
-EXPECTED_FIXES = []
 
 
 def deliberate():
@@ -65,12 +59,7 @@ def _match(table, policy, name):
 
 
 def _params():
-    out = []
-    for policy, item in corpus.CASES:
-        marks = [pytest.mark.xfail(strict=True, reason="issue 12 item %d: %s" % (row[2], row[3]))
-                 for row in _match(EXPECTED_FIXES, policy, item.name)[:1]]
-        out.append(pytest.param(policy, item.name, id="%s:%s" % (policy, item.name), marks=marks))
-    return out
+    return [pytest.param(policy, item.name, id="%s:%s" % (policy, item.name)) for policy, item in corpus.CASES]
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +73,11 @@ def outcome():
 
 
 def test_tables_name_real_cases():
-    """Every pattern of both tables matches some case (no stale or misspelt pattern)."""
-    for table in (DELIBERATE, EXPECTED_FIXES):
-        for row in table:
-            for pattern in _names(row[0]):
-                assert any(fnmatch.fnmatchcase(item.name, pattern) and fnmatch.fnmatchcase(policy, row[1])
-                           for policy, item in corpus.CASES), (pattern, row)
+    """Every pattern of the table matches some case (no stale or misspelt pattern)."""
+    for row in DELIBERATE:
+        for pattern in _names(row[0]):
+            assert any(fnmatch.fnmatchcase(item.name, pattern) and fnmatch.fnmatchcase(policy, row[1])
+                       for policy, item in corpus.CASES), (pattern, row)
     assert DELIBERATE, "docs/internals.md lost its table of deliberate differences"
 
 
