@@ -112,9 +112,9 @@ def read_text(path, label=None, missing=""):
         with open(path, "rb") as stream:
             raw = stream.read()
     except FileNotFoundError:
-        raise NetxfwError("%s does not exist%s" % (label, missing))
+        raise NetxfwError("cannot read %s: it does not exist%s" % (label, missing))
     except IsADirectoryError:
-        raise NetxfwError("%s is a directory, not a file" % label)
+        raise NetxfwError("cannot read %s: it is a directory, not a file" % label)
     except OSError as exc:
         raise NetxfwError("cannot read %s: %s" % (label, exc.strerror or exc))
     try:

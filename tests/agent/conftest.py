@@ -259,7 +259,7 @@ class Lab:
 
     def reset(self):
         """Empty rule lists and default runtime settings (engine calls, like a module would)."""
-        for kind in ("whitelist", "blacklist", "port"):
+        for kind in engine.RULE_KINDS:
             self.fw.apply_rules(kind, [], state="present", exclusive=True)
         config = dict(self.fw.store.read_config())
         config.update(DEFAULT_SETTINGS)
