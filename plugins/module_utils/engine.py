@@ -543,7 +543,7 @@ class Firewall:
     def _check_capacity(self, maps, kind, data, expected, capacities=None, keys=None):
         """Each kind's entries against its capacity: whitelist and blacklist per family and per exact
         address / prefix (capacity.whitelist, capacity.blacklist), the others per map."""
-        if kind in ("whitelist", "blacklist"):
+        if kind in rules.SRC_ONLY_KINDS:
             capacity = (capacities or self._capacities())[kind]
             for (family, where), count in sorted(sources.counts(data, kind, keys).items()):
                 if count > capacity:

@@ -81,6 +81,8 @@ KIND = collections.OrderedDict((kind.name, kind) for kind in REGISTRY)
 KINDS = tuple(KIND)  # whitelist first: a restore lets a whitelisted controller in again before anything else
 LIST_KEYS = collections.OrderedDict((kind.name, kind.key) for kind in REGISTRY)
 PLAIN_KINDS = tuple(kind.name for kind in REGISTRY if kind.plain)
+# kinds with no maps of their own: their capacity counts their entries in the src maps (per family, exact / prefix)
+SRC_ONLY_KINDS = tuple(kind.name for kind in REGISTRY if not kind.maps)
 
 
 def _identity_of(kind):

@@ -9,7 +9,7 @@ import pytest
 
 from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 
-from agent_env import PEER4, every_kind
+from agent_env import PEER4
 from netxfw_engine import rules
 
 
@@ -202,21 +202,15 @@ def test_export_import_round_trip_of_every_kind(clean, fmt):
     """A state holding every kind of the registry: GET /api/v1/rules/export, an empty state,
     POST /api/v1/rules/import gives back the same rules (rules.json and the maps)."""
     lab = clean
-    wanted = every_kind(time.time())
-    assert sorted(wanted) == sorted(rules.KINDS)
-    for kind, entries in wanted.items():
-        lab.fw.apply_rules(kind, entries)
-    before = lab.assert_in_step()
-    assert dict((kind, before[key]) for kind, key in rules.LIST_KEYS.items()) == wanted
+    wanted = lab.fill_every_kind()
     status, exported, dummy = lab.request("GET", "/api/v1/rules/export?format=" + fmt)
     assert status == 200 and exported["format"] == fmt
     lab.reset()
-    assert not any(lab.rules_json().get(key) for key in rules.LIST_KEYS.values())
+    assert not any(lab.rule_lists().values())
     status, imported, dummy = lab.request("POST", "/api/v1/rules/import", {"document": exported["document"]})
     assert status == 200, imported
     assert dict((k, r["added"]) for k, r in imported["results"].items()) == dict((k, len(v)) for k, v in wanted.items())
-    after = lab.assert_in_step()
-    assert dict((kind, after[key]) for kind, key in rules.LIST_KEYS.items()) == wanted
+    assert lab.rule_lists() == wanted
     status, page, dummy = lab.request("GET", "/api/v1/rules?limit=1000")
     assert [r["kind"] for r in page["items"]] == [kind for kind in rules.KINDS for dummy in wanted[kind]]
     status, again, dummy = lab.request("POST", "/api/v1/rules/import", {"document": exported["document"]})

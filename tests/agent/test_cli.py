@@ -6,11 +6,10 @@ import os
 import re
 import shutil
 import struct
-import time
 
 import pytest
 
-from agent_env import HOST4, PEER4, every_kind
+from agent_env import HOST4, PEER4
 from netxfw_engine import rules
 
 
@@ -76,20 +75,14 @@ def test_export_import_round_trip_of_every_kind(clean, fmt, tmp_path):
     """A state holding every kind of the registry: `netxfw export`, an empty state, `netxfw import` gives
     back the same rules (rules.json and the maps)."""
     lab = clean
-    wanted = every_kind(time.time())
-    assert sorted(wanted) == sorted(rules.KINDS)
-    for kind, entries in wanted.items():
-        lab.fw.apply_rules(kind, entries)
-    before = lab.assert_in_step()
-    assert dict((kind, before[key]) for kind, key in rules.LIST_KEYS.items()) == wanted
+    wanted = lab.fill_every_kind()
     out = tmp_path / ("rules." + fmt)
     lab.cli("export", "-o", str(out))
     lab.reset()
-    assert not any(lab.rules_json().get(key) for key in rules.LIST_KEYS.values())
+    assert not any(lab.rule_lists().values())
     imported = json.loads(lab.cli("--json", "import", str(out)).stdout)
     assert dict((kind, r["added"]) for kind, r in imported.items()) == dict((k, len(v)) for k, v in wanted.items())
-    after = lab.assert_in_step()
-    assert dict((kind, after[key]) for kind, key in rules.LIST_KEYS.items()) == wanted
+    assert lab.rule_lists() == wanted
     listing = json.loads(lab.cli("--json", "rule", "list").stdout)
     assert [r["kind"] for r in listing["items"]] == [kind for kind in rules.KINDS for dummy in wanted[kind]]
     # the same file again: nothing to do
