@@ -109,6 +109,11 @@ def test_plain_and_kind_filters():
     ("kind,cidr,expires\nblacklist,198.51.100.1,soon\n", "csv", None, "expires"),
     ("198.51.100.1\n", "plain", None, "needs a kind"),
     ("198.51.100.1\n", "yaml", "whitelist", "format"),
+    ("kind,source,rate\nratelimit,203.0.113.0/24,fast\n", "csv", None, "rate must be an integer"),
+    ("kind,source,rate,syn_only\nratelimit,203.0.113.0/24,5,maybe\n", "csv", None, "true or false"),
+    ("kind,cidr,proto\nwhitelist,198.51.100.1,tcp\n", "csv", None, "whitelist rules have no proto"),
+    ('["198.51.100.1"]', "json", None, "without a kind"),
+    ("[" * 100000, None, None, "not valid JSON"),
 ])
 def test_parse_errors(text, fmt, kind, needle):
     with pytest.raises(NetxfwError, match=needle):
