@@ -6,8 +6,10 @@ are both rolled back at once and reported, and the result file says what happene
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -76,6 +78,15 @@ def host(tmp_path):
         "cli": ["/usr/bin/python3", CLI]}))
     host.commit, host.run, host.whitelist, host.state = commit, run, whitelist, state
     yield host
+    # never leave a rollback timer or a process of this test behind
+    for proc in os.listdir("/proc"):
+        if proc.isdigit() and int(proc) != os.getpid():
+            try:
+                with open("/proc/%s/cmdline" % proc, "rb") as f:
+                    if str(tmp_path).encode() in f.read():
+                        os.kill(int(proc), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
 
 
 def test_a_failed_play_is_rolled_back_and_named(host):
@@ -102,6 +113,32 @@ def test_a_failed_self_check_rolls_back_a_successful_play(host):
     assert res["rollback"]["outcome"] == "rolled_back" and host.whitelist() == [], res
     # no window left open
     assert not (host.state / "rollback" / "pending").exists()
+
+
+def test_the_loop_runs_cycle_after_cycle(host):
+    """Without systemd: `netxfw pull --loop` (what netxfw_pull_run_without_systemd starts)."""
+    host.commit(fail=True)
+    settings = host.state / "pull.json"
+    settings.write_text(json.dumps(dict(json.loads(settings.read_text()), interval=0, splay=0)))
+    env = dict(os.environ)
+    env.pop("NETXFW_ROLLBACK_ID", None)
+    loop = subprocess.Popen(["/usr/bin/python3", CLI, "--pin-path", str(host.state.parent / "pins"), "--state-dir",
+                             str(host.state), "pull", "--loop"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    seen = set()
+    try:
+        deadline = time.monotonic() + 300
+        while len(seen) < 2 and time.monotonic() < deadline and loop.poll() is None:
+            try:
+                seen.add(json.loads((host.state / "pull" / "last.json").read_text())["started"])
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        assert (host.state / "pull" / "loop.pid").read_text().strip() == str(loop.pid)
+    finally:
+        os.killpg(loop.pid, signal.SIGKILL)
+        loop.wait(timeout=30)
+    assert len(seen) == 2, "the loop ran %d cycle(s)" % len(seen)
 
 
 def test_settings_are_checked(tmp_path):
