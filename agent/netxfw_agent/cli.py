@@ -126,6 +126,12 @@ def build_parser():
     rn.add_argument("id", nargs="?", help="the open window's id (default: whatever is open)")
     rn.add_argument("--snapshot", help="snapshot file to restore as it is (default STATE_DIR/rollback/snapshot.json)")
 
+    pl = command("pull", "ansible-pull mode: apply the policy repository to this host under confirm-or-rollback, "
+                 "confirmed only by the host's own checks (settings: STATE_DIR/pull.json; result: `netxfw status`)")
+    pl.add_argument("--config", help="settings file (default STATE_DIR/pull.json, written by the netxfw role)")
+    pl.add_argument("--loop", action="store_true", help="run again every interval (+ splay) seconds, for hosts "
+                    "without systemd (the role's netxfw-pull.timer does this where systemd runs)")
+
     sp = command("serve", "run the API, Web UI and metrics server")
     sp.add_argument("--listen", default="127.0.0.1:11811", help="HOST:PORT (default 127.0.0.1:11811)")
     sp.add_argument("--token-file", default=auth.DEFAULT_TOKEN_FILE)
@@ -453,6 +459,18 @@ def cmd_rollback(args, fw):
         return emit(args, st, "\n".join(lines))
 
 
+def cmd_pull(args, fw):
+    from . import pull
+    if args.loop:
+        pull.loop(fw, args.config)
+    cfg = pull.load_config(fw, args.config)
+    if not cfg["cli"]:
+        cfg["cli"] = [sys.executable, os.path.abspath(sys.argv[0])]
+    res = pull.run_once(fw, cfg)
+    emit(args, res, pull.summary(res) + ("" if res["success"] else "\n" + "\n".join(pull.problems(fw))))
+    return 0 if res["success"] else 1
+
+
 def cmd_status(args, fw):
     info = ops.status(fw, max(0.0, args.sample))
     if args.json:
@@ -462,6 +480,9 @@ def cmd_status(args, fw):
     if pending is not None:
         lines.append("rollback window %s open (owner %s): rolls back at %s unless confirmed" % (
             pending["id"], pending.get("owner"), _when(pending["deadline"])))
+    if info.get("pull"):
+        from . import pull
+        lines.append(pull.summary(info["pull"]))
     print("\n".join(lines))
 
 
@@ -497,6 +518,7 @@ def main(argv=None):
         "reload": lambda: cmd_reload(args, fw),
         "restore": lambda: cmd_restore(args, fw),
         "serve": lambda: cmd_serve(args, fw),
+        "pull": lambda: cmd_pull(args, fw),
         "snapshot": lambda: cmd_rollback(args, fw),
         "rollback-after": lambda: cmd_rollback(args, fw),
         "confirm": lambda: cmd_rollback(args, fw),

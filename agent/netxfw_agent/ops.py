@@ -104,17 +104,19 @@ def restore_failure(fw):
 
 
 def status(fw, sample=0.0):
-    """engine info() plus rule counts, the rollback window, `alerts` (a failed boot restore, an
-    unconfirmed change without a timer, a due rollback that cannot happen), and rates over
+    """engine info() plus rule counts, the rollback window, the last ansible-pull run (`pull`),
+    `alerts` (a failed boot restore, an unconfirmed change without a timer, a due rollback that
+    cannot happen, a failed pull), and rates over
     `sample` seconds when > 0."""
-    from . import rollback
+    from . import pull, rollback
     info = fw.info()
     info["rules"] = queries.rule_counts(fw)
     info["rollback"] = rollback.status(fw)
     info["restore_failed"] = restore_failure(fw)
+    info["pull"] = pull.last_result(fw)
     info["alerts"] = ["BOOT RESTORE FAILED at %s (kernel %s): %s" % (
         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f["time"])), f["kernel"], f["error"])
-        for f in [info["restore_failed"]] if f] + rollback.problems(fw)
+        for f in [info["restore_failed"]] if f] + rollback.problems(fw) + pull.problems(fw)
     if info.get("loaded") and sample > 0:
         before, t0 = info["counters"], time.monotonic()
         time.sleep(sample)
