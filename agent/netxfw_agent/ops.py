@@ -168,7 +168,7 @@ def status(fw, sample=0.0):
     unconfirmed change without a timer, a due rollback that cannot happen), and rates over
     `sample` seconds when > 0."""
     from . import rollback
-    info = fw.info()
+    info = queries.info(fw)
     info["rules"] = queries.rule_counts(fw)
     info["rollback"] = rollback.status(fw)
     info["restore_failed"] = restore_failure(fw)

@@ -109,16 +109,15 @@ class StateStore:
             os.close(fd)  # closing the descriptor releases the flock
 
     def read_config(self):
-        return self._read_json(self.CONFIG_FILE, {})
+        return self.read_json(self.CONFIG_FILE, {})
 
     def write_config(self, config):
         self._journal_config(config)
-        self._write_json(self.CONFIG_FILE, config)
+        self.write_json(self.CONFIG_FILE, config)
 
     def remove_config(self):
         self._journal_config(None)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(self.CONFIG_FILE))
+        self.remove(self.CONFIG_FILE)
 
     # ---------------------------------------------------------------- rollback window journal
     def open_window(self):
@@ -150,7 +149,7 @@ class StateStore:
         window = self._foreign_window()
         if window is None:
             return
-        before = self._read_json(self.CONFIG_FILE, {}) or None
+        before = self.read_json(self.CONFIG_FILE, {}) or None
         if before != config:
             self._journal(window, {"config": {"before": before, "after": config}})
 
@@ -158,7 +157,7 @@ class StateStore:
         window = self._foreign_window()
         if window is None:
             return
-        before = self._read_json(self.RULES_FILE, {})
+        before = self.read_json(self.RULES_FILE, {})
         diff = {}
         for name in RULE_LISTS + (OPTIONAL_LIST,):
             old = dict((entry_key(e), e) for e in before.get(name) or [])
@@ -177,7 +176,7 @@ class StateStore:
     def read_rules(self):
         """{"version": 1, "generation": N, "whitelist": [...], "blacklist": [...], "port_rules": [...]};
         no file = empty lists. `generation` counts writes; the maps record which one they hold."""
-        stored = self._read_json(self.RULES_FILE, {"version": RULES_VERSION})
+        stored = self.read_json(self.RULES_FILE, {"version": RULES_VERSION})
         if stored.get("version") != RULES_VERSION:
             raise NetxfwError("%s has version %r, this netxfw reads version %d; upgrade netxfw or restore the file"
                               % (self.path(self.RULES_FILE), stored.get("version"), RULES_VERSION))
@@ -201,22 +200,28 @@ class StateStore:
             stored[OPTIONAL_LIST] = list(rules[OPTIONAL_LIST])
         compact = sum(len(stored[name]) for name in RULE_LISTS) > COMPACT_ABOVE
         self._journal_rules(stored)
-        self._write_json(self.RULES_FILE, stored, compact=compact)
+        self.write_json(self.RULES_FILE, stored, compact=compact)
 
     def read_requests(self):
         """{kind: {"request", "generation", "next_expiry"}}; a cache, so an unreadable file is empty."""
         try:
-            return self._read_json(self.REQUESTS_FILE, {})
+            return self.read_json(self.REQUESTS_FILE, {})
         except (NetxfwError, OSError):  # unreadable (not root, say): as if empty
             return {}
 
     def write_requests(self, requests):
-        self._write_json(self.REQUESTS_FILE, requests)
+        self.write_json(self.REQUESTS_FILE, requests)
 
     def _make_dir(self):
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
 
-    def _read_json(self, name, missing):
+    # ---------------------------------------------------------------- the JSON files it guards
+    # `name` is relative to state_dir (it may name a file in a subdirectory, e.g. "rollback/pending").
+    # Callers that keep files of their own there (the hot reload's journal, the rollback window)
+    # read and write them with these, under the lock.
+
+    def read_json(self, name, missing=None):
+        """The JSON object in `name`, or `missing` when there is no such file."""
         file_path = self.path(name)
         try:
             with open(file_path, encoding="utf-8") as stream:
@@ -229,10 +234,13 @@ class StateStore:
             raise NetxfwError("%s must hold a JSON object; fix it or restore it from a backup" % file_path)
         return data
 
-    def _write_json(self, name, data, compact=False):
+    def write_json(self, name, data, compact=False):
         """Replace `name` atomically: a crash leaves either the old or the new file, never a mix."""
-        self._make_dir()
-        fd, temp_path = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=self.state_dir)  # mode 0600
+        file_path = self.path(name)
+        directory = os.path.dirname(file_path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, temp_path = tempfile.mkstemp(prefix="." + os.path.basename(file_path) + ".", suffix=".tmp",
+                                         dir=directory)  # mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as stream:
                 if compact:
@@ -242,16 +250,21 @@ class StateStore:
                 stream.write("\n")
                 stream.flush()
                 os.fsync(stream.fileno())
-            os.replace(temp_path, self.path(name))
+            os.replace(temp_path, file_path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp_path)
             raise
-        dir_fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def remove(self, name):
+        """Remove `name` (nothing if it is not there)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(name))
 
 
 # Above this many rule entries rules.json is written compact: json.dump(indent=2) runs the

@@ -10,7 +10,7 @@ import json
 import os
 import time
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, rules
+from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, rulemaps, rules
 
 
 def requests_file(env):
@@ -74,7 +74,7 @@ def test_maps_out_of_step_are_rebuilt_even_for_a_repeated_request(fresh):
     maps = fresh.fw.open_maps()
     try:
         maps["src4_host"].delete(bytes([198, 51, 100, 77]))
-        fresh.fw._mark_generation(maps, None)  # as a run killed half-way leaves them
+        rulemaps.mark_generation(maps, None)  # as a run killed half-way leaves them
     finally:
         fresh.fw.close_maps(maps)
     again = fresh.fw.apply_rules("whitelist", entries)
