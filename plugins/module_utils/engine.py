@@ -20,7 +20,7 @@ import time
 from . import bpfsys, flows, layout, program, program_settings, rulemaps, rules, sources
 from . import reload as hot_reload
 from .errors import NetxfwError
-from .rulemaps import RULE_KINDS, SOURCE_KINDS
+from .rulemaps import RULE_KINDS
 from .state import StateStore
 
 DEFAULT_PIN_PATH = "/sys/fs/bpf/netxfw"
@@ -260,13 +260,12 @@ class Firewall:
         return program_settings.stored_capacities(self.store.read_config())
 
     def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False):
-        if kind not in RULE_KINDS:
-            raise NetxfwError("kind must be one of %s, not '%s'" % (", ".join(sorted(RULE_KINDS)), kind))
+        rules.rule_kind(kind)
         if state not in ("present", "absent"):
             raise NetxfwError("state must be present or absent, not '%s'" % state)
         request = request_digest(kind, entries, state, exclusive, ttl)
         repeated = request is not None and any(r.get("request") == request for r in self._recent_requests(kind))
-        wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl)
+        wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl, state=state)
         program.require_root()
         with self.store.lock(create=not check_mode):
             if not check_mode:
@@ -282,7 +281,7 @@ class Firewall:
                     return {"changed": False, "added": [], "removed": [], "loaded": maps is not None,
                             "diff": {"before": current, "after": current}}
                 if wanted is None:
-                    wanted = rules.normalize(kind, entries, ttl=ttl)
+                    wanted = rules.normalize(kind, entries, ttl=ttl, state=state)
                 new_list, added, removed = rules.diff(kind, current, wanted, state, exclusive, wanted_sorted=True)
                 result = {
                     "changed": bool(added or removed) or stale,
@@ -310,8 +309,7 @@ class Firewall:
                     else:
                         rulemaps.mark_generation(maps, None)
                         changed = []
-                        if kind in SOURCE_KINDS:
-                            sources.write(maps, sources.expected(new_data, keys=keys), changed=changed)
+                        sources.write(maps, sources.expected(new_data, keys=keys), changed=changed)
                         for name, want in new_expected.items():
                             rulemaps.sync_map(maps[name], want)
                         # any change that makes a source blocked cuts its flows (a blacklist entry

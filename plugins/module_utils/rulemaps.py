@@ -15,8 +15,7 @@ __metaclass__ = type
 from . import flows, layout, rules, sources
 from .errors import NetxfwError
 
-RULE_KINDS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules", "ratelimit": "ratelimits"}
-SOURCE_KINDS = ("whitelist", "blacklist", "port", "ratelimit")  # kinds whose entries (or sources) go into the src maps
+RULE_KINDS = rules.LIST_KEYS  # {kind: its list in rules.json}, from the registry of rule kinds
 
 
 def expected_entries(kind, entries):
@@ -36,16 +35,11 @@ def expected_entries(kind, entries):
 
 def kind_maps(kind):
     """The maps of a kind besides the src maps."""
-    if kind == "port":
-        return [layout.rules_map(4), layout.rules_map(6)]
-    if kind == "ratelimit":
-        return ["rl4_cfg", "rl6_cfg"]
-    return []
+    return list(rules.KIND[kind].maps)
 
 
 def _capacity_name(kind):
-    return {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules",
-            "ratelimit": "ratelimit (fixed: NETXFW_RL_SIZE)"}[kind]
+    return rules.KIND[kind].capacity
 
 
 def sync_map(m, want):

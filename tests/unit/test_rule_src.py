@@ -13,13 +13,17 @@ import time
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import exchange
+from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 from ansible_collections.netxfw.firewall.plugins.modules import netxfw_rule
 
 
 def test_plain_lines_skip_blanks_and_comments():
     text = "# head\n\n 203.0.113.9 \r\n203.0.113.0/28# tail\n\t\n2001:db8::/48\n#203.0.113.1\n"
-    assert netxfw_rule.parse_lines(text) == ["203.0.113.9", "203.0.113.0/28", "2001:db8::/48"]
-    assert netxfw_rule.parse_lines("") == [] and netxfw_rule.parse_lines("\n# only\n") == []
+    assert exchange.parse_rules(text, "plain", "whitelist") == {"whitelist": ["203.0.113.9", "203.0.113.0/28",
+                                                                             "2001:db8::/48"]}
+    assert exchange.parse_rules("", kind="whitelist") == {"whitelist": []}
+    assert exchange.parse_rules("\n# only\n", kind="whitelist") == {"whitelist": []}
 
 
 def test_json_detected_by_first_non_blank_character(tmp_path):
@@ -44,15 +48,15 @@ def test_json_detected_by_first_non_blank_character(tmp_path):
 def test_src_errors(tmp_path, kind, text, message):
     path = tmp_path / "src"
     path.write_text(text)
-    with pytest.raises(netxfw_rule.SrcError) as error:
+    with pytest.raises(NetxfwError) as error:
         netxfw_rule.read_src(str(path), kind)
     assert message in str(error.value) and str(path) in str(error.value)
 
 
 def test_missing_and_unreadable_src(tmp_path):
-    with pytest.raises(netxfw_rule.SrcError, match="does not exist on the managed host"):
+    with pytest.raises(NetxfwError, match="does not exist on the managed host"):
         netxfw_rule.read_src(str(tmp_path / "nope"), "whitelist")
-    with pytest.raises(netxfw_rule.SrcError, match="is a directory"):
+    with pytest.raises(NetxfwError, match="is a directory"):
         netxfw_rule.read_src(str(tmp_path), "whitelist")
 
 
