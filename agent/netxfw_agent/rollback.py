@@ -449,7 +449,7 @@ def _timer(fw, record):
         except NetxfwError as exc:  # the lock: someone holds it; the rollback waits, loudly
             blocked = fw.store.read_json(_path(fw, BLOCKED)) or {}
             fw.store.write_json(_path(fw, BLOCKED), {"id": record["id"], "since": blocked.get("since") or time.time(),
-                                             "attempts": blocked.get("attempts", 0) + 1, "error": str(exc)})
+                                                     "attempts": blocked.get("attempts", 0) + 1, "error": str(exc)})
             _log("ROLLBACK %s is due but cannot start yet (%s): retrying" % (record["id"], exc))
             continue
         if outcome["ok"]:
