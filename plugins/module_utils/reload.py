@@ -220,7 +220,7 @@ def check_capacities(store, old, capacities):
     data = store.read_rules()
     data = dict(data, blacklist=[e for e in data.get("blacklist", []) if not rules.is_expired(e)])
     stored = program_settings.stored_capacities(store.read_config())
-    for kind in ("whitelist", "blacklist"):
+    for kind in rules.SRC_ONLY_KINDS:
         if kind not in capacities or capacities[kind] >= stored.get(kind, capacities[kind]):
             continue
         for (family, where), count in sorted(sources.counts(data, kind).items()):

@@ -64,7 +64,7 @@ def mark_generation(maps, data):
 def check_capacity(maps, kind, data, expected, capacities, keys=None):
     """Each kind's entries against its capacity: whitelist and blacklist per family and per exact
     address / prefix (capacity.whitelist, capacity.blacklist in `capacities`), the others per map."""
-    if kind in ("whitelist", "blacklist"):
+    if kind in rules.SRC_ONLY_KINDS:
         capacity = capacities[kind]
         for (family, where), count in sorted(sources.counts(data, kind, keys).items()):
             if count > capacity:
