@@ -12,8 +12,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
-import json
 import os
 import time
 
@@ -21,28 +19,10 @@ from . import bpfsys, flows, layout, program, program_settings, rulemaps, rules,
 from . import reload as hot_reload
 from .errors import NetxfwError
 from .rulemaps import RULE_KINDS
-from .state import StateStore
+from .state import StateStore, request_digest
 
 DEFAULT_PIN_PATH = "/sys/fs/bpf/netxfw"
 DEFAULT_STATE_DIR = "/var/lib/netxfw"
-REQUESTS_KEPT = 4  # per kind, in <state_dir>/.requests.json
-
-
-def request_digest(kind, entries, state, exclusive, ttl):
-    """A digest of an apply_rules request, or None when the same request may mean something else
-    next time (a ttl counts from now) or cannot be digested."""
-    if ttl is not None:
-        return None
-    count = len(entries) if isinstance(entries, list) else -1  # with it, no two lists of strings join alike
-    digest = hashlib.sha256(("%s\0%s\0%s\0%d\0" % (kind, state, bool(exclusive), count)).encode())
-    try:
-        if isinstance(entries, list) and all(isinstance(e, str) for e in entries):
-            digest.update(b"str\0" + "\0".join(entries).encode("utf-8", "surrogatepass"))
-        else:
-            digest.update(b"json\0" + json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
-    except (TypeError, ValueError):
-        return None
-    return digest.hexdigest()
 
 
 class Firewall:
@@ -264,7 +244,7 @@ class Firewall:
         if state not in ("present", "absent"):
             raise NetxfwError("state must be present or absent, not '%s'" % state)
         request = request_digest(kind, entries, state, exclusive, ttl)
-        repeated = request is not None and any(r.get("request") == request for r in self._recent_requests(kind))
+        repeated = request is not None and any(r.get("request") == request for r in self.store.recent_requests(kind))
         wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl, state=state)
         program.require_root()
         with self.store.lock(create=not check_mode):
@@ -275,7 +255,7 @@ class Firewall:
             maps = self.open_maps()
             try:
                 stale = maps is not None and rulemaps.generation_stale(maps, data)
-                if repeated and not stale and self._request_applied(data, kind, request):
+                if repeated and not stale and self.store.request_applied(data, kind, request):
                     # The same request as the last one of this kind, nothing written since, nothing expired:
                     # it cannot change anything (a million-entry re-run skips parsing and diffing).
                     return {"changed": False, "added": [], "removed": [], "loaded": maps is not None,
@@ -292,7 +272,7 @@ class Firewall:
                 }
                 if not result["changed"]:
                     if not check_mode:
-                        self._record_request(kind, request, data)
+                        self.store.record_request(kind, request, data)
                     return result  # the maps already hold new_list: no need to encode it for the capacity check
                 new_data = dict(data)
                 new_data[RULE_KINDS[kind]] = new_list
@@ -319,37 +299,10 @@ class Firewall:
                 self.store.write_rules(new_data)
                 if maps is not None:
                     rulemaps.mark_generation(maps, new_data)
-                self._record_request(kind, request, new_data)
+                self.store.record_request(kind, request, new_data)
                 return result
             finally:
                 self.close_maps(maps)
-
-    def _recent_requests(self, kind):
-        recent = self.store.read_requests().get(kind)
-        return [r for r in recent if isinstance(r, dict)] if isinstance(recent, list) else []
-
-    def _request_applied(self, data, kind, request):
-        """`request` was applied to the rules.json that is still there (same generation), and no
-        blacklist entry has expired since (an expiry is a change)."""
-        now = time.time()
-        return any(r.get("request") == request and r.get("generation") == data.get("generation", 0) and
-                   (r.get("next_expiry") is None or r["next_expiry"] > now) for r in self._recent_requests(kind))
-
-    def _record_request(self, kind, request, data):
-        """Remember the last few requests of a kind that left rules.json as it is now (a sweep between
-        two runs of a playbook is one of them)."""
-        if request is None:
-            return
-        expiries = [e["expires"] for e in data.get("blacklist", []) if e["expires"] is not None] \
-            if kind == "blacklist" else []
-        last = {"request": request, "generation": data.get("generation", 0),
-                "next_expiry": min(expiries) if expiries else None}
-        recent = self._recent_requests(kind)
-        if recent[:1] == [last]:
-            return
-        requests = self.store.read_requests()
-        requests[kind] = [last] + [r for r in recent if r.get("request") != request][:REQUESTS_KEPT - 1]
-        self.store.write_requests(requests)
 
     # ---------------------------------------------------------------- conntrack
     def gc_conntrack(self):

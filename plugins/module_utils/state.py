@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -30,6 +31,7 @@ RULES_VERSION = 1
 RULE_LISTS = tuple(kind.key for kind in REGISTRY if not kind.optional)
 OPTIONAL_LISTS = tuple(kind.key for kind in REGISTRY if kind.optional)
 LOCK_POLL_SECONDS = 0.1
+REQUESTS_KEPT = 4  # per kind, in <state_dir>/.requests.json
 ROLLBACK_DIR = "rollback"
 WINDOW_FILE = "pending"
 JOURNAL_FILE = "journal.jsonl"
@@ -59,11 +61,28 @@ def entry_key(entry):
     return json.dumps(entry, sort_keys=True)
 
 
+def request_digest(kind, entries, state, exclusive, ttl):
+    """A digest of an apply_rules request, or None when the same request may mean something else
+    next time (a ttl counts from now) or cannot be digested."""
+    if ttl is not None:
+        return None
+    count = len(entries) if isinstance(entries, list) else -1  # with it, no two lists of strings join alike
+    digest = hashlib.sha256(("%s\0%s\0%s\0%d\0" % (kind, state, bool(exclusive), count)).encode())
+    try:
+        if isinstance(entries, list) and all(isinstance(e, str) for e in entries):
+            digest.update(b"str\0" + "\0".join(entries).encode("utf-8", "surrogatepass"))
+        else:
+            digest.update(b"json\0" + json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
+    except (TypeError, ValueError):
+        return None
+    return digest.hexdigest()
+
+
 class StateStore:
     CONFIG_FILE = "config.json"
     RULES_FILE = "rules.json"
     LOCK_FILE = ".lock"
-    REQUESTS_FILE = ".requests.json"  # last request applied per rule kind (engine.Firewall.apply_rules)
+    REQUESTS_FILE = ".requests.json"  # the request cache: the last requests applied per rule kind (below)
 
     def __init__(self, state_dir):
         self.state_dir = state_dir
@@ -205,14 +224,40 @@ class StateStore:
         self._journal_rules(stored)
         self.write_json(self.RULES_FILE, stored, compact=compact)
 
-    def read_requests(self):
-        """{kind: {"request", "generation", "next_expiry"}}; a cache, so an unreadable file is empty."""
+    # ---------------------------------------------------------------- request cache (.requests.json)
+    def _read_requests(self):
+        """{kind: [{"request", "generation", "next_expiry"}]}; a cache, so an unreadable file is empty."""
         try:
             return self.read_json(self.REQUESTS_FILE, {})
         except (NetxfwError, OSError):  # unreadable (not root, say): as if empty
             return {}
 
-    def write_requests(self, requests):
+    def recent_requests(self, kind):
+        """The last requests of a kind (newest first) that each left rules.json as it was then."""
+        recent = self._read_requests().get(kind)
+        return [r for r in recent if isinstance(r, dict)] if isinstance(recent, list) else []
+
+    def request_applied(self, data, kind, request):
+        """`request` was applied to the rules.json that is still there (same generation), and no
+        blacklist entry has expired since (an expiry is a change)."""
+        now = time.time()
+        return any(r.get("request") == request and r.get("generation") == data.get("generation", 0) and
+                   (r.get("next_expiry") is None or r["next_expiry"] > now) for r in self.recent_requests(kind))
+
+    def record_request(self, kind, request, data):
+        """Remember the last few requests of a kind that left rules.json as it is now (a sweep between
+        two runs of a playbook is one of them)."""
+        if request is None:
+            return
+        expiries = [e["expires"] for e in data.get("blacklist", []) if e["expires"] is not None] \
+            if kind == "blacklist" else []
+        last = {"request": request, "generation": data.get("generation", 0),
+                "next_expiry": min(expiries) if expiries else None}
+        recent = self.recent_requests(kind)
+        if recent[:1] == [last]:
+            return
+        requests = self._read_requests()
+        requests[kind] = [last] + [r for r in recent if r.get("request") != request][:REQUESTS_KEPT - 1]
         self.write_json(self.REQUESTS_FILE, requests)
 
     def _make_dir(self):
