@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import sys
 import traceback
 
@@ -105,3 +106,58 @@ def run_engine(module, call, what):
     except Exception as exc:  # pylint: disable=broad-except
         module.fail_json(msg="%s failed unexpectedly: %s: %s" % (what, type(exc).__name__, exc),
                          exception=traceback.format_exc())
+
+
+# ---------------------------------------------------------------- rule entries in results and diffs
+def clean_entries(entries):
+    """Strip string entries and drop empty ones ('a, b,' from the command line)."""
+    out = []
+    for entry in entries or []:
+        if isinstance(entry, str):
+            entry = entry.strip()
+            if not entry:
+                continue
+        out.append(entry)
+    return out
+
+
+def describe(kind, entry):
+    """One line per entry for the diff."""
+    if kind == "whitelist":
+        return entry
+    if kind == "blacklist":
+        if entry.get("expires") is None:
+            return entry["cidr"]
+        when = datetime.datetime.fromtimestamp(entry["expires"], datetime.timezone.utc)
+        return "%s expires %s" % (entry["cidr"], when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if kind == "ratelimit":
+        return "%s rate %d burst %d%s%s" % (entry["source"], entry["rate"], entry["burst"],
+                                            " syn_only" if entry["syn_only"] else "",
+                                            " ban_ttl %d" % entry["ban_ttl"] if entry["ban_ttl"] else "")
+    return "%s %s from %s %s" % (entry["proto"], entry["ports"], entry["source"], entry["action"])
+
+
+def compact_diff(kind, added, removed, changed, limit=None):
+    """Removed (before) and added (after) entries, one per line; at most `limit` of each (None: all)."""
+    header = "netxfw %s" % kind
+    if changed and not added and not removed:
+        # Only the live maps lagged behind rules.json and were brought back in step.
+        header += " (maps resynchronised from rules.json)"
+
+    def side(entries, verb):
+        count = "%s: %d %s" % (header, len(entries), verb)
+        if limit is not None and len(entries) > limit:
+            entries = entries[:limit]
+            count += ", the first %d shown" % limit
+        return "".join(describe(kind, e) + "\n" for e in entries), count
+
+    before, before_header = side(removed, "removed")
+    after, after_header = side(added, "added")
+    return {"before": before, "after": after, "before_header": before_header, "after_header": after_header}
+
+
+def listed(entries, limit):
+    """(at most `limit` entries, whether some were left out)."""
+    if len(entries) > limit:
+        return list(entries[:limit]), True
+    return list(entries), False
