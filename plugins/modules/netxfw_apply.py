@@ -136,6 +136,7 @@ report:
 
 import json
 import os
+import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -151,6 +152,9 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.errors import Netx
 from ansible_collections.netxfw.firewall.plugins.module_utils.state import OWNER_ENV
 
 RULE_PARTS = (("whitelist", "whitelist"), ("blacklist", "blacklist"), ("port", "port"))
+# test only (docs/internals.md): once the window is open, create this file and wait until it is removed
+TEST_PAUSE_ENV = "NETXFW_TEST_APPLY_PAUSE"
+TEST_PAUSE_MAX = 600
 
 
 def argument_spec():
@@ -196,6 +200,17 @@ def arm(module):
     return armed
 
 
+def test_pause():
+    path = os.environ.get(TEST_PAUSE_ENV)
+    if not path:
+        return
+    with open(path, "w", encoding="utf-8"):
+        pass
+    give_up = time.monotonic() + TEST_PAUSE_MAX
+    while os.path.exists(path) and time.monotonic() < give_up:
+        time.sleep(0.05)
+
+
 def apply_all(module, firewall):
     params = module.params
     limit = params["max_listed"]
@@ -232,6 +247,7 @@ def main():
     if params["rollback"] and not module.check_mode:
         armed = arm(module)
         os.environ[OWNER_ENV] = armed["id"]  # this run's changes are the window's own, not journaled
+        test_pause()
     window = {}
     if armed:
         window = dict(id=armed["id"], previous_rollback=armed.get("previous_rollback"),
