@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from netxfw_engine.engine import RULE_KINDS
+from netxfw_engine.rules import LIST_KEYS as RULE_KINDS  # {kind: its list in rules.json}, whitelist first
 from netxfw_engine.errors import NetxfwError
 from netxfw_engine.state import JOURNAL_FILE, ROLLBACK_DIR, WINDOW_FILE, entry_key
 

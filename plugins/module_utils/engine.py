@@ -32,9 +32,8 @@ BPF_FS_MAGIC = 0xCAFE4A11
 TC_HANDLE = 1
 TC_PRIO = 0x4E58
 
-RULE_KINDS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules", "ratelimit": "ratelimits"}
-SOURCE_KINDS = ("whitelist", "blacklist", "port", "ratelimit")
-REQUESTS_KEPT = 4  # per kind, in <state_dir>/.requests.json  # kinds whose entries (or sources) go into the src maps
+RULE_KINDS = rules.LIST_KEYS  # {kind: its list in rules.json}, from the registry of rule kinds
+REQUESTS_KEPT = 4  # per kind, in <state_dir>/.requests.json
 
 # seconds per conntrack state (tcp_established is conntrack_timeout)
 CT_TIMEOUT_DEFAULTS = {"tcp_syn": 60, "tcp_fin": 30, "udp": 30, "udp_stream": 180, "icmp": 30}
@@ -206,11 +205,7 @@ def request_digest(kind, entries, state, exclusive, ttl):
 
 def kind_maps(kind):
     """The maps of a kind besides the src maps."""
-    if kind == "port":
-        return [layout.rules_map(4), layout.rules_map(6)]
-    if kind == "ratelimit":
-        return ["rl4_cfg", "rl6_cfg"]
-    return []
+    return list(rules.KIND[kind].maps)
 
 
 def sync_map(m, want):
@@ -548,7 +543,7 @@ class Firewall:
     def _check_capacity(self, maps, kind, data, expected, capacities=None, keys=None):
         """Each kind's entries against its capacity: whitelist and blacklist per family and per exact
         address / prefix (capacity.whitelist, capacity.blacklist), the others per map."""
-        if kind in ("whitelist", "blacklist"):
+        if kind in rules.SRC_ONLY_KINDS:
             capacity = (capacities or self._capacities())[kind]
             for (family, where), count in sorted(sources.counts(data, kind, keys).items()):
                 if count > capacity:
@@ -567,13 +562,12 @@ class Firewall:
                 )
 
     def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False):
-        if kind not in RULE_KINDS:
-            raise NetxfwError("kind must be one of %s, not '%s'" % (", ".join(sorted(RULE_KINDS)), kind))
+        rules.rule_kind(kind)
         if state not in ("present", "absent"):
             raise NetxfwError("state must be present or absent, not '%s'" % state)
         request = request_digest(kind, entries, state, exclusive, ttl)
         repeated = request is not None and any(r.get("request") == request for r in self._recent_requests(kind))
-        wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl)
+        wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl, state=state)
         require_root()
         with self.store.lock(create=not check_mode):
             if not check_mode:
@@ -589,7 +583,7 @@ class Firewall:
                     return {"changed": False, "added": [], "removed": [], "loaded": maps is not None,
                             "diff": {"before": current, "after": current}}
                 if wanted is None:
-                    wanted = rules.normalize(kind, entries, ttl=ttl)
+                    wanted = rules.normalize(kind, entries, ttl=ttl, state=state)
                 new_list, added, removed = rules.diff(kind, current, wanted, state, exclusive, wanted_sorted=True)
                 result = {
                     "changed": bool(added or removed) or stale,
@@ -617,8 +611,7 @@ class Firewall:
                     else:
                         self._mark_generation(maps, None)
                         changed = []
-                        if kind in SOURCE_KINDS:
-                            sources.write(maps, sources.expected(new_data, keys=keys), changed=changed)
+                        sources.write(maps, sources.expected(new_data, keys=keys), changed=changed)
                         for name, want in new_expected.items():
                             sync_map(maps[name], want)
                         # any change that makes a source blocked cuts its flows (a blacklist entry
@@ -776,8 +769,7 @@ class Firewall:
 
 
 def _capacity_name(kind):
-    return {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules",
-            "ratelimit": "ratelimit (fixed: NETXFW_RL_SIZE)"}[kind]
+    return rules.KIND[kind].capacity
 
 
 def bans(maps, now_ns=None):

@@ -16,7 +16,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import sys
 import traceback
 
@@ -30,6 +29,7 @@ except ImportError:
 else:
     ENGINE_IMPORT_ERROR = None
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import rules
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 
 DEFAULT_PIN_PATH = "/sys/fs/bpf/netxfw"
@@ -121,22 +121,6 @@ def clean_entries(entries):
     return out
 
 
-def describe(kind, entry):
-    """One line per entry for the diff."""
-    if kind == "whitelist":
-        return entry
-    if kind == "blacklist":
-        if entry.get("expires") is None:
-            return entry["cidr"]
-        when = datetime.datetime.fromtimestamp(entry["expires"], datetime.timezone.utc)
-        return "%s expires %s" % (entry["cidr"], when.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    if kind == "ratelimit":
-        return "%s rate %d burst %d%s%s" % (entry["source"], entry["rate"], entry["burst"],
-                                            " syn_only" if entry["syn_only"] else "",
-                                            " ban_ttl %d" % entry["ban_ttl"] if entry["ban_ttl"] else "")
-    return "%s %s from %s %s" % (entry["proto"], entry["ports"], entry["source"], entry["action"])
-
-
 def compact_diff(kind, added, removed, changed, limit=None):
     """Removed (before) and added (after) entries, one per line; at most `limit` of each (None: all)."""
     header = "netxfw %s" % kind
@@ -149,7 +133,7 @@ def compact_diff(kind, added, removed, changed, limit=None):
         if limit is not None and len(entries) > limit:
             entries = entries[:limit]
             count += ", the first %d shown" % limit
-        return "".join(describe(kind, e) + "\n" for e in entries), count
+        return "".join(rules.describe(kind, e) + "\n" for e in entries), count
 
     before, before_header = side(removed, "removed")
     after, after_header = side(added, "added")

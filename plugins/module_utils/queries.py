@@ -15,39 +15,10 @@ import ipaddress
 import time
 
 from . import bpfsys, layout, rules
-from .errors import NetxfwError
 
-RULE_LISTS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
-
-
-def rule_record(kind, entry):
-    """A canonical rules.json entry as a flat record carrying its kind."""
-    if kind == "whitelist":
-        return {"kind": "whitelist", "cidr": entry}
-    if kind == "blacklist":
-        return {"kind": "blacklist", "cidr": entry["cidr"], "expires": entry["expires"]}
-    record = {"kind": "port"}
-    record.update(entry)
-    return record
-
-
-def record_entry(record):
-    """Inverse of rule_record for input: (kind, entry in a form engine.apply_rules accepts)."""
-    if not isinstance(record, dict):
-        raise NetxfwError("a rule must be an object with a 'kind', not %r" % (record,))
-    kind = record.get("kind")
-    if kind not in RULE_LISTS:
-        raise NetxfwError("rule kind must be one of %s, not %r" % (", ".join(sorted(RULE_LISTS)), kind))
-    fields = dict((k, v) for k, v in record.items() if k != "kind")
-    if kind == "whitelist":
-        unknown = sorted(set(fields) - {"cidr"})
-        if unknown or "cidr" not in fields:
-            raise NetxfwError("a whitelist rule has exactly one field, 'cidr' (got %s)" % ", ".join(sorted(fields)))
-        return kind, fields["cidr"]
-    if kind == "blacklist" and "cidr" not in fields:
-        raise NetxfwError("a blacklist rule needs a 'cidr'")
-    return kind, fields
+rule_record = rules.rule_record
+record_entry = rules.record_entry
 
 
 def _matcher(search):
@@ -82,14 +53,13 @@ def page(items, offset=0, limit=None):
 def list_rules(firewall, kind=None, search=None, offset=0, limit=None, include_expired=False):
     """Rules from rules.json (the desired state the maps hold) as records, in the engine's
     sort order, filtered by kind and search, one page of them."""
-    if kind is not None and kind not in RULE_LISTS:
-        raise NetxfwError("rule kind must be one of %s, not %r" % (", ".join(sorted(RULE_LISTS)), kind))
+    kinds = [rules.rule_kind(kind).name] if kind is not None else rules.KINDS
     data = firewall.store.read_rules()
     now = time.time()
     match = _matcher(search)
     records = []
-    for name in ([kind] if kind else ("whitelist", "blacklist", "port")):
-        for entry in data.get(RULE_LISTS[name], []):
+    for name in kinds:
+        for entry in data.get(rules.LIST_KEYS[name], []):
             if name == "blacklist" and not include_expired and rules.is_expired(entry, now):
                 continue
             record = rule_record(name, entry)
@@ -104,11 +74,8 @@ def rule_counts(firewall):
     """{kind: number of live rules} from rules.json."""
     data = firewall.store.read_rules()
     now = time.time()
-    return {
-        "whitelist": len(data.get("whitelist", [])),
-        "blacklist": sum(1 for e in data.get("blacklist", []) if not rules.is_expired(e, now)),
-        "port": len(data.get("port_rules", [])),
-    }
+    return dict((kind.name, sum(1 for e in data.get(kind.key, []) if not (kind.ttl and rules.is_expired(e, now))))
+                for kind in rules.REGISTRY)
 
 
 def read_counters(maps):

@@ -232,7 +232,7 @@ def check_capacities(fw, old, capacities):
     data = fw.store.read_rules()
     data = dict(data, blacklist=[e for e in data.get("blacklist", []) if not rules.is_expired(e)])
     stored = fw._capacities()
-    for kind in ("whitelist", "blacklist"):
+    for kind in rules.SRC_ONLY_KINDS:
         if kind not in capacities or capacities[kind] >= stored.get(kind, capacities[kind]):
             continue
         for (family, where), count in sorted(sources.counts(data, kind).items()):

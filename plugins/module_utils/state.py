@@ -23,10 +23,12 @@ import threading
 import time
 
 from .errors import NetxfwError
+from .rules import REGISTRY
 
 RULES_VERSION = 1
-RULE_LISTS = ("whitelist", "blacklist", "port_rules")
-OPTIONAL_LIST = "ratelimits"
+# rules.json's lists (the registry of rule kinds); an optional one is stored only when it has entries
+RULE_LISTS = tuple(kind.key for kind in REGISTRY if not kind.optional)
+OPTIONAL_LISTS = tuple(kind.key for kind in REGISTRY if kind.optional)
 LOCK_POLL_SECONDS = 0.1
 ROLLBACK_DIR = "rollback"
 WINDOW_FILE = "pending"
@@ -160,7 +162,7 @@ class StateStore:
             return
         before = self._read_json(self.RULES_FILE, {})
         diff = {}
-        for name in RULE_LISTS + (OPTIONAL_LIST,):
+        for name in RULE_LISTS + OPTIONAL_LISTS:
             old = dict((entry_key(e), e) for e in before.get(name) or [])
             new = dict((entry_key(e), e) for e in stored.get(name) or [])
             added = [new[k] for k in new if k not in old]
@@ -175,7 +177,7 @@ class StateStore:
         return self.path(self.RULES_FILE)
 
     def read_rules(self):
-        """{"version": 1, "generation": N, "whitelist": [...], "blacklist": [...], "port_rules": [...]};
+        """{"version": 1, "generation": N, and each kind's list (RULE_LISTS, OPTIONAL_LISTS when stored)};
         no file = empty lists. `generation` counts writes; the maps record which one they hold."""
         stored = self._read_json(self.RULES_FILE, {"version": RULES_VERSION})
         if stored.get("version") != RULES_VERSION:
@@ -188,17 +190,18 @@ class StateStore:
                 raise NetxfwError("%s: '%s' must be a list; fix or remove the file"
                                   % (self.path(self.RULES_FILE), name))
             rules[name] = entries
-        # rate-limit rules: stored only when there are some (files without them stay as they were)
-        if isinstance(stored.get(OPTIONAL_LIST), list):
-            rules[OPTIONAL_LIST] = stored[OPTIONAL_LIST]
+        for name in OPTIONAL_LISTS:  # stored only when there are some (files without them stay as they were)
+            if isinstance(stored.get(name), list):
+                rules[name] = stored[name]
         return rules
 
     def write_rules(self, rules):
         stored = {"version": RULES_VERSION, "generation": rules.get("generation", 0)}
         for name in RULE_LISTS:
             stored[name] = list(rules.get(name, []))
-        if rules.get(OPTIONAL_LIST):
-            stored[OPTIONAL_LIST] = list(rules[OPTIONAL_LIST])
+        for name in OPTIONAL_LISTS:
+            if rules.get(name):
+                stored[name] = list(rules[name])
         compact = sum(len(stored[name]) for name in RULE_LISTS) > COMPACT_ABOVE
         self._journal_rules(stored)
         self._write_json(self.RULES_FILE, stored, compact=compact)

@@ -41,7 +41,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 CLONE_NEWNET = 0x40000000
 PORT = 11811
 HOST_IF, PEER_IF = "nxah0", "nxap0"
-from agent_env import HOST4, HOST6, PEER4, PEER6  # noqa: E402,F401
+from agent_env import HOST4, HOST6, PEER4, PEER6, every_kind  # noqa: E402,F401
 CAPACITY = {"whitelist": 1024, "blacklist": 4096, "port_rules": 1024, "conntrack": 4096}
 DEFAULT_SETTINGS = {"policy": "allow", "icmp_rate": 0, "icmp_burst": 0, "conntrack": True, "conntrack_timeout": 300}
 
@@ -257,9 +257,23 @@ class Lab:
             self.fw.close_maps(maps)
         return data
 
+    def rule_lists(self):
+        """{kind: its list in rules.json}, rules.json and the maps checked in step."""
+        data = self.assert_in_step()
+        return dict((kind, data.get(key, [])) for kind, key in engine.RULE_KINDS.items())
+
+    def fill_every_kind(self):
+        """Rules of every kind of the registry (agent_env.every_kind) through the engine; returns them."""
+        wanted = every_kind(time.time())
+        assert sorted(wanted) == sorted(engine.RULE_KINDS), "agent_env.every_kind must cover every kind"
+        for kind, entries in wanted.items():
+            self.fw.apply_rules(kind, entries)
+        assert self.rule_lists() == wanted
+        return wanted
+
     def reset(self):
         """Empty rule lists and default runtime settings (engine calls, like a module would)."""
-        for kind in ("whitelist", "blacklist", "port"):
+        for kind in engine.RULE_KINDS:
             self.fw.apply_rules(kind, [], state="present", exclusive=True)
         config = dict(self.fw.store.read_config())
         config.update(DEFAULT_SETTINGS)

@@ -12,7 +12,7 @@ import re
 import pytest
 import yaml
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, module_support
+from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, module_support, rules
 from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info, netxfw_program, netxfw_reload, netxfw_rule
 from ansible_collections.netxfw.firewall.plugins.doc_fragments import common as common_fragment
 
@@ -111,6 +111,8 @@ def test_program_defaults_are_the_engine_defaults():
 
 def test_rule_kinds_are_the_engine_kinds():
     assert sorted(netxfw_rule.argument_spec()["kind"]["choices"]) == sorted(engine.RULE_KINDS)
+    # DOCUMENTATION stays literal (ansible-test reads it without running the module): it must list the registry
+    assert yaml.safe_load(netxfw_rule.DOCUMENTATION)["options"]["kind"]["choices"] == list(rules.KINDS)
 
 
 def test_clean_entries_drops_blank_command_line_items():
