@@ -29,7 +29,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 
 from netxfw_engine import queries
@@ -93,22 +92,6 @@ def load_config(fw, path=None):
         raise NetxfwError("%s: 'repo' is required" % path)
     cfg["checkout_dir"] = cfg["checkout_dir"] or os.path.join(pull_dir(fw), "checkout")
     return cfg
-
-
-def _write_json(path, data):
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def last_result(fw):
@@ -350,7 +333,7 @@ def _run_locked(fw, cfg, directory):
         res["duration"] = round(time.monotonic() - t0, 3)
         with open(os.path.join(directory, LOG), "w", encoding="utf-8") as stream:
             stream.write("\n".join(log))
-        _write_json(os.path.join(directory, LAST), res)
+        fw.store.write_json(os.path.join(directory, LAST), res)
 
 
 def _commit(checkout):

@@ -123,6 +123,9 @@ def test_json_of_others_in_state_dir(store):
     assert mode(store.path("rollback")) == 0o700
     assert mode(store.path("rollback/pending")) == 0o600
     assert sorted(os.listdir(store.path("rollback"))) == ["pending"]
+    store.write_json(store.path("pull/last.json"), {"rc": 0})  # an absolute path (the agent's files) works alike
+    assert store.read_json("pull/last.json") == {"rc": 0}
+    assert mode(store.path("pull/last.json")) == 0o600
     store.remove("rollback/pending")
     store.remove("rollback/pending")  # nothing there: no error
     assert store.read_json("rollback/pending") is None
