@@ -76,8 +76,9 @@ def document():
         "RuleImport": {
             "type": "object", "required": ["document"], "additionalProperties": False,
             "properties": {
-                "document": {"type": "string", "description": "an export (JSON, CSV or a plain list of CIDRs): "
-                                                               "what `netxfw import` and netxfw_rule's src read"},
+                "document": {"type": "string",
+                             "description": "an export (JSON, CSV or a plain list of CIDRs): what `netxfw import` "
+                                            "and netxfw_rule's src read"},
                 "format": FORMAT, "kind": KIND,
                 "replace": {"type": "boolean", "default": False,
                             "description": "make each imported kind exactly the document's list"},

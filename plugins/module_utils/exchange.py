@@ -183,7 +183,7 @@ def _parse_json(text, spec):
         return out
     if not isinstance(doc, list):
         raise NetxfwError("must hold a JSON object or a list, not %s" % _json_type(doc))
-    if spec is not None and all(type(item) is str for item in doc):  # a list of CIDRs: the large case, fast
+    if spec is not None and all(isinstance(item, str) for item in doc):  # a list of CIDRs: the large case, fast
         if doc and str not in spec.types:
             raise NetxfwError("item 1 of %d is a string (%s); a %s entry is %s"
                               % (len(doc), json.dumps(doc[0])[:80], spec.name, spec.entry))

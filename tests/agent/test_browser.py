@@ -140,8 +140,8 @@ def test_login_block_unblock_through_the_ui(browser, clean, tmp_path):
     d.find_element(By.ID, "rl-add").click()
     rl_row = '#rl-table tr[data-rule="203.0.113.128/25"]'
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, rl_row)))
-    assert lab.rules_json()["ratelimits"] == [{"source": "203.0.113.128/25", "rate": 50, "burst": 50,
-                                                "syn_only": True, "ban_ttl": 0}]
+    assert lab.rules_json()["ratelimits"] == [
+        {"source": "203.0.113.128/25", "rate": 50, "burst": 50, "syn_only": True, "ban_ttl": 0}]
     shot(d, tmp_path, "rules.png")
 
     # the dashboard now counts blacklist drops

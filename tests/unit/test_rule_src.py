@@ -20,8 +20,8 @@ from ansible_collections.netxfw.firewall.plugins.modules import netxfw_rule
 
 def test_plain_lines_skip_blanks_and_comments():
     text = "# head\n\n 203.0.113.9 \r\n203.0.113.0/28# tail\n\t\n2001:db8::/48\n#203.0.113.1\n"
-    assert exchange.parse_rules(text, "plain", "whitelist") == {"whitelist": ["203.0.113.9", "203.0.113.0/28",
-                                                                             "2001:db8::/48"]}
+    assert exchange.parse_rules(text, "plain", "whitelist") == {
+        "whitelist": ["203.0.113.9", "203.0.113.0/28", "2001:db8::/48"]}
     assert exchange.parse_rules("", kind="whitelist") == {"whitelist": []}
     assert exchange.parse_rules("\n# only\n", kind="whitelist") == {"whitelist": []}
 
