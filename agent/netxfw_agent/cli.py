@@ -318,7 +318,7 @@ def cmd_conntrack(args, fw):
 
 
 def cmd_drops(args, fw):
-    listing = fw.drops(limit=args.limit)
+    listing = queries.drops(fw, limit=args.limit)
     if not listing["loaded"]:
         return emit(args, listing, "data plane not loaded: no drop events")
     rows = [[time.strftime("%H:%M:%S", time.localtime(e["time"])), e["reason"], str(e["proto"]),
@@ -360,7 +360,7 @@ def cmd_restore(args, fw):
         record = {"time": time.time(), "kernel": os.uname().release, "error": "%s" % exc,
                   "pin_path": fw.pin_path}
         try:
-            rollback._write_json(failed, record)
+            fw.store.write_json(failed, record)
         except OSError:
             pass
         message = ("netxfw restore FAILED: the data plane is NOT loaded, this host has NO netxfw firewall: %s"

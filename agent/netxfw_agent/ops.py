@@ -109,7 +109,7 @@ def status(fw, sample=0.0):
     cannot happen, a failed pull), and rates over
     `sample` seconds when > 0."""
     from . import pull, rollback
-    info = fw.info()
+    info = queries.info(fw)
     info["rules"] = queries.rule_counts(fw)
     info["rollback"] = rollback.status(fw)
     info["restore_failed"] = restore_failure(fw)

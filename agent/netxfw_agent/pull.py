@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 import time
 
+from netxfw_engine import queries
 from netxfw_engine.errors import NetxfwError
 from netxfw_engine.rules import parse_ports
 from netxfw_engine.state import OWNER_ENV
@@ -63,7 +64,6 @@ DEFAULTS = {
 RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 TASK_RE = re.compile(r"^TASK \[(.+?)\] \**$")
 FATAL_RE = re.compile(r"^(?:fatal|failed): \[[^\]]+\]:? (?:UNREACHABLE|FAILED)!(?: => (.*))?$")
-CHECKOUT_FAILED_RE = re.compile(r"^\S+ \| FAILED! => ")
 TAIL = 2000
 
 
@@ -184,8 +184,11 @@ def _cli(fw, cfg, *args):
 def _run(argv, timeout, env=None, cwd=None):
     """(rc, output); rc None on timeout. The whole process group goes on timeout (ansible-pull
     starts ansible-playbook, which starts workers)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env, cwd=cwd, start_new_session=True)
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=cwd, start_new_session=True)
+    except OSError as exc:  # not installed, not executable: said like a failed command
+        return 127, "cannot run %s: %s" % (argv[0], exc)
     try:
         out, _ = proc.communicate(timeout=timeout)
         return proc.returncode, out.decode("utf-8", "replace")
@@ -205,7 +208,7 @@ def _json(text):
 def checks(fw, cfg):
     """The host's own confirmation: [(name, ok, detail)]."""
     results = []
-    info = fw.info()
+    info = queries.info(fw)
     config = fw.store.read_config() or {}
     wanted = config.get("interfaces") or []
     attached = info.get("interfaces") or {}
@@ -288,7 +291,8 @@ def _run_locked(fw, cfg, directory):
         res["stage"] = "checkout"
         argv = [cfg["ansible_pull"], "-U", cfg["repo"], "-C", cfg["branch"], "-d", cfg["checkout_dir"],
                 "-i", cfg["inventory"] or host + ",", "--clean",
-                "-e", "ansible_python_interpreter=%s" % cfg["python"], "-e", "netxfw_rollback=false", "-e", "netxfw_whitelist_controller=false",
+                "-e", "ansible_python_interpreter=%s" % cfg["python"],
+                "-e", "netxfw_rollback=false", "-e", "netxfw_whitelist_controller=false",
                 "-e", "netxfw_pin_path=%s" % fw.pin_path, "-e", "netxfw_state_dir=%s" % fw.store.state_dir]
         argv += list(cfg["extra_args"]) + [cfg["playbook"]]
         env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0",
@@ -297,15 +301,16 @@ def _run_locked(fw, cfg, directory):
         log.append("$ " + " ".join(shlex.quote(a) for a in argv) + "\n" + out)
         res["rc"] = rc
         parsed = parse_output(out, host)
-        res["commit"] = _commit(cfg["checkout_dir"])
         if parsed["recap"]:
             res["changed"] = parsed["recap"]["changed"]
-        if parsed["played"]:
+        if parsed["played"]:  # else the fetch failed, and the checkout still holds an older commit
             res["stage"] = "play"
+            res["commit"] = _commit(cfg["checkout_dir"])
         if rc != 0:
             res["failed_task"] = parsed["failed_task"]
             res["error"] = ("ansible-pull timed out after %ss" % cfg["timeout"] if rc is None else
-                            parsed["failed_msg"] or "ansible-pull exited %s: %s" % (rc, out.strip()[-TAIL:]))
+                            parsed["failed_msg"] or "ansible-pull exited %s%s: %s" % (
+                                rc, "" if parsed["played"] else " fetching the repository", out.strip()[-TAIL:]))
             return res
 
         res["stage"] = "check"

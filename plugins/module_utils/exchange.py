@@ -184,10 +184,9 @@ def _parse_json(text, spec):
     if not isinstance(doc, list):
         raise NetxfwError("must hold a JSON object or a list, not %s" % _json_type(doc))
     if spec is not None and all(type(item) is str for item in doc):  # a list of CIDRs: the large case, fast
-        if str not in spec.types:
-            if doc:
-                raise NetxfwError("item 1 of %d is a string (%s); a %s entry is %s"
-                                  % (len(doc), json.dumps(doc[0])[:80], spec.name, spec.entry))
+        if doc and str not in spec.types:
+            raise NetxfwError("item 1 of %d is a string (%s); a %s entry is %s"
+                              % (len(doc), json.dumps(doc[0])[:80], spec.name, spec.entry))
         return {spec.name: [entry for entry in map(str.strip, doc) if entry]}
     out = {} if spec is None else {spec.name: []}
     for index, item in enumerate(doc):

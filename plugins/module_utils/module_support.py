@@ -23,8 +23,9 @@ from ansible.module_utils.common.respawn import has_respawned, probe_interpreter
 
 try:
     from ansible_collections.netxfw.firewall.plugins.module_utils import engine as _engine
+    from ansible_collections.netxfw.firewall.plugins.module_utils import queries as _queries
 except ImportError:
-    _engine = None
+    _engine = _queries = None
     ENGINE_IMPORT_ERROR = traceback.format_exc()
 else:
     ENGINE_IMPORT_ERROR = None
@@ -94,6 +95,12 @@ def load_engine(module, need_bcc=False):
         module.fail_json(msg="cannot import the netxfw engine (plugins/module_utils/engine.py)",
                          exception=ENGINE_IMPORT_ERROR)
     return _engine
+
+
+def load_queries(module):
+    """The engine's read-only views (queries.py), with the same checks as load_engine."""
+    load_engine(module)
+    return _queries
 
 
 def run_engine(module, call, what):

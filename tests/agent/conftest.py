@@ -34,7 +34,7 @@ from netxfw_agent import devpath  # noqa: E402
 
 devpath.install(REPO)
 
-from netxfw_engine import engine, layout, sources  # noqa: E402
+from netxfw_engine import engine, layout, rulemaps, sources  # noqa: E402
 
 LAUNCHER = os.path.join(REPO, "agent", "bin", "netxfw")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -243,8 +243,8 @@ class Lab:
             assert gen == data.get("generation", 0) + 1, "maps hold generation %d, rules.json %d" % (
                 gen - 1, data.get("generation", 0))
             for kind, listname in engine.RULE_KINDS.items():
-                expected = engine.expected_entries(kind, data.get(listname, []))
-                for name in engine.kind_maps(kind):
+                expected = rulemaps.expected_entries(kind, data.get(listname, []))
+                for name in rulemaps.kind_maps(kind):
                     assert set(maps[name].keys()) == set(expected.get(name, {})), "map %s differs from rules.json" % name
             # the src maps: every listed source with its class (blacklist expiries aside), auto-bans aside
             for name, want in sources.expected(data).items():

@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from agent_env import HOST4, PEER4
-from netxfw_engine import rules
+from netxfw_engine import queries, rules
 
 
 def test_rule_round_trip_every_kind(clean):
@@ -179,7 +179,7 @@ def test_reload_and_boot_restore(clean):
     try:
         lab.fw.remove_program()  # detaches, unpins, drops config.json: the state after a reboot, but for it
         shutil.copy(saved, os.path.join(lab.state_dir, "config.json"))
-        assert not lab.fw.info()["loaded"]
+        assert not queries.info(lab.fw)["loaded"]
         assert lab.ping(HOST4)
         out = json.loads(lab.cli("restore", "--json").stdout)
         assert out["restored"] and out["compiled"]
@@ -187,7 +187,7 @@ def test_reload_and_boot_restore(clean):
         assert not lab.ping(HOST4)
         lab.assert_in_step()
     finally:
-        if not lab.fw.info()["loaded"]:
+        if not queries.info(lab.fw)["loaded"]:
             lab.fw.apply_program(json.load(open(saved)))
     lab.cli("rule", "remove", "blacklist", PEER4)
     assert lab.ping(HOST4)

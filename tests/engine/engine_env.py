@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, rules, sources
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, rulemaps, rules, sources
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -82,7 +82,7 @@ class Env:
         want = dict((name, {}) for name in RULE_MAPS)
         want.update(sources.expected(data))
         for kind, key in KINDS.items():
-            for name, pairs in engine.expected_entries(kind, data.get(key, [])).items():
+            for name, pairs in rulemaps.expected_entries(kind, data.get(key, [])).items():
                 want[name].update(pairs)
         return dict((name, sorted(pairs.items())) for name, pairs in want.items())
 

@@ -115,6 +115,16 @@ def test_a_failed_self_check_rolls_back_a_successful_play(host):
     assert not (host.state / "rollback" / "pending").exists()
 
 
+def test_a_failed_fetch_changes_nothing_and_says_so(host):
+    settings = host.state / "pull.json"
+    settings.write_text(json.dumps(dict(json.loads(settings.read_text()), repo="file:///nonexistent/policy.git")))
+    rc, res = host.run()
+    assert rc == 1 and res["stage"] == "checkout" and res["commit"] is None and res["rc"] != 0, res
+    assert "nonexistent" in res["error"], res
+    assert res["rollback"]["outcome"] == "rolled_back" and res["rollback"]["actions"] == [], res
+    assert not (host.state / "rollback" / "pending").exists()
+
+
 def test_the_loop_runs_cycle_after_cycle(host):
     """Without systemd: `netxfw pull --loop` (what netxfw_pull_run_without_systemd starts)."""
     host.commit(fail=True)
