@@ -12,6 +12,7 @@ __metaclass__ = type
 
 import hashlib
 import importlib.util
+import json
 import os
 
 from ansible import constants as C
@@ -72,10 +73,8 @@ class ActionModule(ActionBase):
                 args["_deps_script"] = stream.read()
         packed = None
         if args.get("agent", True):
-            packer = load_packer()
-            data = packer.build(COLLECTION_ROOT)
-            packed = (data, hashlib.sha256(data).hexdigest())
-            args["_payload_sha256"] = packed[1]
+            packed = self._payload()
+            args["_payload_sha256"] = packed["sha256"]
 
         module = self._execute_module(module_name="netxfw.firewall.netxfw_host", module_args=args,
                                       task_vars=task_vars)
@@ -83,17 +82,34 @@ class ActionModule(ActionBase):
         if files:
             result["files"] = [{"dest": f["dest"], "mode": f["mode"], "content": f["content"]} for f in files]
         if packed is not None and (result.get("missing") or {}).get("agent"):
-            result["payload"] = self._leave_payload(*packed)
+            result["payload"] = packed
         return result
 
     @staticmethod
-    def _leave_payload(data, sha):
-        """The packed library in this run's local temp dir (ansible removes it at exit); every host
-        of the run writes the same bytes under the same name, atomically."""
-        path = os.path.join(C.DEFAULT_LOCAL_TMP, "netxfw-payload-%s.tar.gz" % sha[:16])
-        if not os.path.exists(path):
+    def _payload():
+        """The packed agent library, {path, sha256}, in this run's local temp dir (ansible removes
+        it at exit). Packed once per run: the other hosts find it by the sources' names, sizes and
+        times (each host runs in its own worker process; the same bytes, written atomically)."""
+        packer = load_packer()
+        listing = []
+        for arcname, full, mode in packer.entries(COLLECTION_ROOT):
+            st = os.stat(full)
+            listing.append([arcname, mode, st.st_size, st.st_mtime_ns])
+        key = hashlib.sha256(json.dumps(listing).encode("utf-8")).hexdigest()[:16]
+        index = os.path.join(C.DEFAULT_LOCAL_TMP, "netxfw-payload-%s.json" % key)
+        try:
+            with open(index, encoding="utf-8") as stream:
+                packed = json.load(stream)
+            if os.path.isfile(packed["path"]):
+                return packed
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        data = packer.build(COLLECTION_ROOT)
+        sha = hashlib.sha256(data).hexdigest()
+        packed = {"path": os.path.join(C.DEFAULT_LOCAL_TMP, "netxfw-payload-%s.tar.gz" % sha[:16]), "sha256": sha}
+        for path, content in ((packed["path"], data), (index, json.dumps(packed).encode("utf-8"))):
             temp = "%s.%d.tmp" % (path, os.getpid())
             with open(temp, "wb") as stream:
-                stream.write(data)
+                stream.write(content)
             os.replace(temp, path)
-        return {"path": path, "sha256": sha}
+        return packed

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2025, netxfw developers
-# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt), so also v3.0 (https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 from __future__ import absolute_import, division, print_function
@@ -28,7 +28,8 @@ description:
   - The logic of the window is the host agent's (C(netxfw rollback-after), C(confirm), C(rollback-countdown),
     C(rollback-now)); the agent must be installed (the netxfw role installs it).
 version_added: "0.1.0"
-author: netxfw developers
+author:
+  - netxfw developers (@netxfw)
 options:
   whitelist:
     description: The whole whitelist, addresses or CIDRs.

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2025, netxfw developers
-# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# GNU General Public License v2.0+ (see https://www.gnu.org/licenses/gpl-2.0.txt), so also v3.0 (https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 from __future__ import absolute_import, division, print_function
@@ -22,7 +22,8 @@ description:
   - The controller address comes from C(SSH_CONNECTION). Under C(become) the environment no longer has it,
     so the module reads it from the SSH session's processes, its ancestors.
 version_added: "0.1.0"
-author: netxfw developers
+author:
+  - netxfw developers (@netxfw)
 options:
   interfaces:
     description:
@@ -69,11 +70,23 @@ options:
     default: /var/lib/netxfw
   templates:
     description:
-      - Files whose content must be exactly a rendered template of the role, each V({src, dest, mode}). The action
-        plugin renders O(templates[].src) with the task's variables; RV(files) returns what it rendered.
+      - Files whose content must be exactly a rendered template. The action plugin renders each with the task's
+        variables; RV(files) returns what it rendered.
     type: list
     elements: dict
     default: []
+    suboptions:
+      src:
+        description: The template, found as the C(template) module finds it (a role's C(templates/)).
+        type: str
+        required: true
+      dest:
+        description: The file on the host.
+        type: path
+        required: true
+      mode:
+        description: Its mode, for example V("0644").
+        type: str
   token_file:
     description: The agent's API token file, which must exist.
     type: path
@@ -85,6 +98,17 @@ options:
     description: Where systemd does not run, the agent must be running (its pid file is C(<state_dir>/agent.pid)).
     type: bool
     default: false
+  _deps_script:
+    description: Internal, set by the action plugin (the text of C(netxfw-host-deps)); never set it in a task.
+    type: str
+  _payload_sha256:
+    description: Internal, set by the action plugin (the sha256 of the packed agent library); never set it in a task.
+    type: str
+  _files:
+    description: Internal, set by the action plugin (O(templates) rendered, V({dest, mode, sha256})); never set it in a task.
+    type: list
+    elements: dict
+    default: []
 notes:
   - Supports check mode; it changes nothing either way.
   - The netxfw role calls it once per host and per play, and registers the result.
@@ -173,7 +197,6 @@ import hashlib
 import json
 import os
 import stat
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -337,7 +360,11 @@ def main():
             lib_dir=dict(type="path", default="/usr/lib/netxfw"),
             cli_path=dict(type="path", default="/usr/local/sbin/netxfw"),
             state_dir=dict(type="path", default="/var/lib/netxfw"),
-            templates=dict(type="list", elements="dict", default=[]),
+            templates=dict(type="list", elements="dict", default=[], options=dict(
+                src=dict(type="str", required=True),
+                dest=dict(type="path", required=True),
+                mode=dict(type="str"),
+            )),
             token_file=dict(type="path"),
             agent_service=dict(type="bool", default=True),
             agent_run_without_systemd=dict(type="bool", default=False),

@@ -19,7 +19,9 @@ The tests build on each other and run in file order.
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -207,6 +209,7 @@ def test_api_change_during_a_failing_play_is_kept(lab, ansible_env):
     # the play's module pauses once its window is open (NETXFW_TEST_APPLY_PAUSE, test only) until the
     # API change is made: the change falls inside the window whatever the timing
     pause = "/var/lib/netxfw/.apply-pause"
+    wrapper = os.path.join(tempfile.mkdtemp(prefix="netxfw-pause-"), "python3")
     helper = subprocess.Popen(
         ["nsenter", "--net=/run/netns/%s" % HOST, "--mount=/proc/%d/ns/mnt" % lab.host(HOST)["sshd_pid"], "--",
          "sh", "-c", "for i in $(seq 6000); do [ -e %s ] && break; sleep 0.05; done; "
@@ -218,13 +221,17 @@ def test_api_change_during_a_failing_play_is_kept(lab, ansible_env):
                           "netxfw_service_ports": [{"source": "any", "proto": "tcp", "port": 22, "action": "allow"},
                                                    {"source": "any", "proto": "tcp", "port": 70000,
                                                     "action": "allow"}]})
-        paused = "ansible_python_interpreter='env NETXFW_TEST_APPLY_PAUSE=%s /usr/bin/python3'" % pause
-        r, out = harden(lab, ansible_env, "-e", bad, "-e", paused, check=False)[:2]
-        api_out, api_err = helper.communicate(timeout=300)
+        # the modules run under a wrapper that sets the pause (/tmp is shared with the lab's hosts)
+        with open(wrapper, "w", encoding="utf-8") as f:
+            f.write("#!/bin/sh\nNETXFW_TEST_APPLY_PAUSE=%s exec /usr/bin/python3 \"$@\"\n" % pause)
+        os.chmod(wrapper, 0o755)
+        r, out = harden(lab, ansible_env, "-e", bad, "-e", "ansible_python_interpreter=" + wrapper, check=False)[:2]
+        api_out, api_err = helper.communicate(timeout=60)  # done before the module went on, if it paused
     finally:
         if helper.poll() is None:
             helper.kill()
             helper.wait()
+        shutil.rmtree(os.path.dirname(wrapper), ignore_errors=True)
     assert r.returncode != 0, out
     assert helper.returncode == 0 and api_out.strip() == "201", (api_out, api_err)  # created
     assert "the apply FAILED on %s" % HOST in out and "ROLLED BACK at once" in out, out
