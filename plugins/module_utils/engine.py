@@ -14,7 +14,6 @@ __metaclass__ = type
 import errno
 import hashlib
 import ipaddress
-import json
 import os
 import struct
 import socket
@@ -24,6 +23,7 @@ import time
 from . import bpfsys, layout, rules, sources
 from . import reload as hot_reload
 from .errors import NetxfwError
+from .payload import request_digest
 from .state import StateStore
 
 DEFAULT_PIN_PATH = "/sys/fs/bpf/netxfw"
@@ -185,23 +185,6 @@ def expected_entries(kind, entries):
             family, key, value = rules.ratelimit_key(rule)
             out["rl%d_cfg" % family][key] = value
     return out
-
-
-def request_digest(kind, entries, state, exclusive, ttl):
-    """A digest of an apply_rules request, or None when the same request may mean something else
-    next time (a ttl counts from now) or cannot be digested."""
-    if ttl is not None:
-        return None
-    count = len(entries) if isinstance(entries, list) else -1  # with it, no two lists of strings join alike
-    digest = hashlib.sha256(("%s\0%s\0%s\0%d\0" % (kind, state, bool(exclusive), count)).encode())
-    try:
-        if isinstance(entries, list) and all(isinstance(e, str) for e in entries):
-            digest.update(b"str\0" + "\0".join(entries).encode("utf-8", "surrogatepass"))
-        else:
-            digest.update(b"json\0" + json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
-    except (TypeError, ValueError):
-        return None
-    return digest.hexdigest()
 
 
 def kind_maps(kind):
@@ -566,13 +549,19 @@ class Firewall:
                     % (kind, len(want), name, maps[name].max_entries, _capacity_name(kind))
                 )
 
-    def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False):
+    def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False, request=None):
+        """entries=None with `request` (a request_digest, from a controller that holds the entries):
+        the no-op result when the request cache answers for it, else None (nothing is read or changed:
+        send the entries)."""
         if kind not in RULE_KINDS:
             raise NetxfwError("kind must be one of %s, not '%s'" % (", ".join(sorted(RULE_KINDS)), kind))
         if state not in ("present", "absent"):
             raise NetxfwError("state must be present or absent, not '%s'" % state)
-        request = request_digest(kind, entries, state, exclusive, ttl)
+        if entries is not None:
+            request = request_digest(kind, entries, state, exclusive, ttl)
         repeated = request is not None and any(r.get("request") == request for r in self._recent_requests(kind))
+        if entries is None and not repeated:
+            return None
         wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl)
         require_root()
         with self.store.lock(create=not check_mode):
@@ -588,6 +577,8 @@ class Firewall:
                     # it cannot change anything (a million-entry re-run skips parsing and diffing).
                     return {"changed": False, "added": [], "removed": [], "loaded": maps is not None,
                             "diff": {"before": current, "after": current}}
+                if entries is None:
+                    return None
                 if wanted is None:
                     wanted = rules.normalize(kind, entries, ttl=ttl)
                 new_list, added, removed = rules.diff(kind, current, wanted, state, exclusive, wanted_sorted=True)
