@@ -8,7 +8,7 @@ the collection of another git revision (default main) in one run, on the same da
   (bench/realdata.py: 303k IPv4 and 392k IPv6 prefixes) as `src:`, and as `entries:` for this checkout.
 
 Each push is an add (from an empty blacklist) and the same task again (the no-op), each one
-ansible-playbook run (-c local) measured by bench/spawner.py: wall and CPU seconds, and the peak RSS
+ansible-playbook run (-c local, the arguments in the play's vars_files) measured by bench/spawner.py: wall and CPU seconds, and the peak RSS
 of the module process on the host (the interpreter is bench/rss_python, which records it).
 The data plane is loaded without interfaces under a private bpffs. Run as root, under the machine's
 test lock, from the repository:
@@ -34,6 +34,7 @@ import control  # noqa: E402
 VENV_BIN = os.path.dirname(control.VENV_PYTHON)
 TASK = """- hosts: localhost
   gather_facts: false
+  vars_files: [%s]
   tasks:
     - netxfw.firewall.%s: "{{ nxb_args }}"
       register: nxb_result
@@ -67,13 +68,14 @@ class Runner:
         with open(tag + "-vars.json", "w") as f:
             json.dump({"nxb_args": args, "nxb_out": tag + "-out.json"}, f)
         with open(tag + ".yml", "w") as f:
-            f.write(TASK % module)
+            f.write(TASK % (json.dumps(tag + "-vars.json"), module))
         rss_log = tag + "-rss"
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.coll_root, ANSIBLE_LOCALHOST_WARNING="False",
                    ANSIBLE_INVENTORY_UNPARSED_WARNING="False", ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="False",
                    NXB_RSS_LOG=rss_log, NXB_RSS_PYTHON=control.VENV_PYTHON)
+        # the list in vars_files, as a play carries it (-e @file loads it twice and deep-copies it)
         cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-c", "local", "-i", "localhost,", tag + ".yml",
-               "-e", "@" + tag + "-vars.json", "-e", "ansible_python_interpreter=" + os.path.join(common.BENCH, "rss_python")]
+               "-e", "ansible_python_interpreter=" + os.path.join(common.BENCH, "rss_python")]
         wall, rss, rc, tail = control.run_measured(cmd, timeout, env=env)[1:]
         if rc != 0:
             raise RuntimeError("%s: ansible-playbook %s failed (rc %s): %s" % (self.label, module, rc, tail))
