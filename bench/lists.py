@@ -5,7 +5,9 @@ the collection of another git revision (default main) in one run, on the same da
 - the synthetic blacklist of the benchmarks (bench/common.py: half /32 hosts, half prefixes),
   100k entries as `entries:` (a playbook variable) and as `src:` (a file on the host), 1M as `src:`;
 - a real, IPv6-heavy set: every country's ranges but five from Debian's geoip-database
-  (bench/realdata.py: 303k IPv4 and 392k IPv6 prefixes) as `src:`, and as `entries:` for this checkout.
+  (bench/realdata.py: 303k IPv4 and 392k IPv6 prefixes) as `src:`;
+- `entries:` both ways a playbook gives a list: a play variable (vars_files: ansible-core loads and
+  tags it several times) and a lookup of a file on the controller, one CIDR per line.
 
 Each push is an add (from an empty blacklist) and the same task again (the no-op), each one
 ansible-playbook run (-c local, the arguments in the play's vars_files) measured by bench/spawner.py: wall and CPU seconds, and the peak RSS
@@ -32,6 +34,8 @@ from common import log  # noqa: E402
 import control  # noqa: E402
 
 VENV_BIN = os.path.dirname(control.VENV_PYTHON)
+# entries: from a file on the controller, one CIDR per line: no playbook variable holds the list
+LOOKUP = "{{ lookup('file', '%s').splitlines() }}"
 TASK = """- hosts: localhost
   gather_facts: false
   vars_files: [%s]
@@ -145,9 +149,9 @@ def main():
         try:
             push(runner, "entries 100k", {"entries": data["100k"]}, res)
             push(runner, "src 100k", {"src": files["100k"]}, res)
+            push(runner, "lookup 100k", {"entries": LOOKUP % files["100k"]}, res)
             push(runner, "src real", {"src": files["real"]}, res)
-            if label == "this":
-                push(runner, "entries real", {"entries": data["real"]}, res)
+            push(runner, "lookup real", {"entries": LOOKUP % files["real"]}, res)
             if "1M" in data:
                 push(runner, "src 1M", {"src": files["1M"]}, res)
         finally:
