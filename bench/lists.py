@@ -11,7 +11,7 @@ the collection of another git revision (default main) in one run, on the same da
 
 Each push is an add (from an empty blacklist) and the same task again (the no-op), each one
 ansible-playbook run (-c local, the arguments in the play's vars_files) measured by bench/spawner.py: wall and CPU seconds, and the peak RSS
-of the module process on the host (the interpreter is bench/rss_python, which records it).
+of the module process on the host (the interpreter is bench/rss_python.py, which records it).
 The data plane is loaded without interfaces under a private bpffs. Run as root, under the machine's
 test lock, from the repository:
 
@@ -56,6 +56,16 @@ def collection_of(rev, work):
     return root
 
 
+def rss_interpreter(work):
+    """An executable that runs bench/rss_python.py (ansible runs the interpreter's first word only)."""
+    path = os.path.join(work, "rss_python")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write('#!/bin/sh\nexec %s %s "$@"\n' % (common.SYS_PYTHON, os.path.join(common.BENCH, "rss_python.py")))
+        os.chmod(path, 0o755)
+    return path
+
+
 class Runner:
     """ansible-playbook runs of one collection against one pin_path / state_dir."""
 
@@ -79,7 +89,7 @@ class Runner:
                    NXB_RSS_LOG=rss_log, NXB_RSS_PYTHON=control.VENV_PYTHON)
         # the list in vars_files, as a play carries it (-e @file loads it twice and deep-copies it)
         cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-c", "local", "-i", "localhost,", tag + ".yml",
-               "-e", "ansible_python_interpreter=" + os.path.join(common.BENCH, "rss_python")]
+               "-e", "ansible_python_interpreter=" + rss_interpreter(self.work)]
         wall, rss, rc, tail = control.run_measured(cmd, timeout, env=env)[1:]
         if rc != 0:
             raise RuntimeError("%s: ansible-playbook %s failed (rc %s): %s" % (self.label, module, rc, tail))

@@ -19,7 +19,8 @@ from . import bpfsys, flows, layout, program, program_settings, rulemaps, rules,
 from . import reload as hot_reload
 from .errors import NetxfwError
 from .rulemaps import RULE_KINDS
-from .state import StateStore, request_digest
+from .payload import request_digest
+from .state import StateStore
 
 DEFAULT_PIN_PATH = "/sys/fs/bpf/netxfw"
 DEFAULT_STATE_DIR = "/var/lib/netxfw"

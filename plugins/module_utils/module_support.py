@@ -32,7 +32,6 @@ else:
 
 from ansible_collections.netxfw.firewall.plugins.module_utils import rules
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
-from ansible_collections.netxfw.firewall.plugins.module_utils.payload import clean_entries  # noqa: F401 (the modules' import)
 
 DEFAULT_PIN_PATH = "/sys/fs/bpf/netxfw"
 DEFAULT_STATE_DIR = "/var/lib/netxfw"

@@ -16,7 +16,6 @@ __metaclass__ = type
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import tempfile
@@ -24,7 +23,6 @@ import threading
 import time
 
 from .errors import NetxfwError
-from .payload import request_digest  # noqa: F401 (the request cache's key, one implementation with the controller's)
 from .rules import REGISTRY
 
 RULES_VERSION = 1

@@ -323,14 +323,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.netxfw.firewall.plugins.module_utils import exchange, rules
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 from ansible_collections.netxfw.firewall.plugins.module_utils.module_support import (
-    clean_entries,
     common_argument_spec,
     compact_diff,
     listed,
     load_engine,
     run_engine,
 )
-from ansible_collections.netxfw.firewall.plugins.module_utils.payload import decode
+from ansible_collections.netxfw.firewall.plugins.module_utils.payload import clean_entries, decode
 
 
 def argument_spec():

@@ -173,8 +173,8 @@ class Env:
         env.update(ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_NOCOLOR="1")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=self.tmp, check=False)
         if proc.returncode != 0 or not os.path.exists(tag + "-result.json"):
-            raise AssertionError("ansible-playbook failed (rc %d):\n%s\n%s" % (proc.returncode, proc.stdout[-3000:],
-                                                                                 proc.stderr[-3000:]))
+            raise AssertionError("ansible-playbook failed (rc %d):\n%s\n%s"
+                                 % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
         with open(tag + "-result.json") as stream:
             return json.load(stream)
 

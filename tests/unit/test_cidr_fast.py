@@ -34,8 +34,8 @@ def as_int(order):
 def v6_texts(rnd, count):
     """IPv6 addresses and CIDRs with zero runs of every length and place, written in every form."""
     out = []
-    for _ in range(count):
-        groups = [rnd.choice((0, 0, 0, 1, 0xffff, rnd.randrange(1 << 16))) for _ in range(8)]
+    for dummy in range(count):
+        groups = [rnd.choice((0, 0, 0, 1, 0xffff, rnd.randrange(1 << 16))) for dummy in range(8)]
         value = 0
         for group in groups:
             value = value << 16 | group

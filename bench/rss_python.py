@@ -1,6 +1,5 @@
-#!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The module interpreter of bench/lists.py: runs $NXB_RSS_PYTHON with the same arguments and appends
+"""The module interpreter of bench/lists.py (through the small sh script lists.rss_interpreter writes): runs $NXB_RSS_PYTHON with the same arguments and appends
 the peak RSS (MiB) of what it ran, the module (and a respawned one, if any), to $NXB_RSS_LOG."""
 import os
 import resource
