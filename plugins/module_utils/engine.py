@@ -19,7 +19,8 @@ from . import bpfsys, flows, layout, program, program_settings, rulemaps, rules,
 from . import reload as hot_reload
 from .errors import NetxfwError
 from .rulemaps import RULE_KINDS
-from .state import StateStore, request_digest
+from .payload import request_digest
+from .state import StateStore
 
 DEFAULT_PIN_PATH = "/sys/fs/bpf/netxfw"
 DEFAULT_STATE_DIR = "/var/lib/netxfw"
@@ -239,12 +240,18 @@ class Firewall:
         """The capacities of the stored config (the defaults without one)."""
         return program_settings.stored_capacities(self.store.read_config())
 
-    def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False):
+    def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False, request=None):
+        """entries=None with `request` (a request_digest, from a controller that holds the entries):
+        the no-op result when the request cache answers for it, else None (nothing is read or changed:
+        send the entries)."""
         rules.rule_kind(kind)
         if state not in ("present", "absent"):
             raise NetxfwError("state must be present or absent, not '%s'" % state)
-        request = request_digest(kind, entries, state, exclusive, ttl)
+        if entries is not None:
+            request = request_digest(kind, entries, state, exclusive, ttl)
         repeated = request is not None and any(r.get("request") == request for r in self.store.recent_requests(kind))
+        if entries is None and not repeated:
+            return None
         wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl, state=state)
         program.require_root()
         with self.store.lock(create=not check_mode):
@@ -260,6 +267,8 @@ class Firewall:
                     # it cannot change anything (a million-entry re-run skips parsing and diffing).
                     return {"changed": False, "added": [], "removed": [], "loaded": maps is not None,
                             "diff": {"before": current, "after": current}}
+                if entries is None:
+                    return None
                 if wanted is None:
                     wanted = rules.normalize(kind, entries, ttl=ttl, state=state)
                 new_list, added, removed = rules.diff(kind, current, wanted, state, exclusive, wanted_sorted=True)

@@ -116,18 +116,6 @@ def run_engine(module, call, what):
 
 
 # ---------------------------------------------------------------- rule entries in results and diffs
-def clean_entries(entries):
-    """Strip string entries and drop empty ones ('a, b,' from the command line)."""
-    out = []
-    for entry in entries or []:
-        if isinstance(entry, str):
-            entry = entry.strip()
-            if not entry:
-                continue
-        out.append(entry)
-    return out
-
-
 def compact_diff(kind, added, removed, changed, limit=None):
     """Removed (before) and added (after) entries, one per line; at most `limit` of each (None: all)."""
     header = "netxfw %s" % kind

@@ -210,7 +210,8 @@ def _fast_v6(text):
 
 def _fast_cidr(text):
     """(family, address as int, prefixlen) of a plainly written IPv4 or canonical IPv6 address or
-    CIDR whose host bits are clear, else None (then parse_cidr decides)."""
+    CIDR whose host bits are clear, else None (then parse_cidr decides). _fast_v4 inlined: it runs
+    once per entry of every list."""
     if not isinstance(text, str):
         return None
     if ":" in text:
@@ -218,10 +219,20 @@ def _fast_cidr(text):
         if fast is not None and fast[0] & _V6_MASKS[fast[1]] == fast[0]:
             return 6, fast[0], fast[1]
         return None
-    fast = _fast_v4(text)
-    if fast is not None and fast[0] & _V4_MASKS[fast[1]] == fast[0]:
-        return 4, fast[0], fast[1]
-    return None
+    addr, slash, plen = text.partition("/")
+    try:
+        packed = _inet_aton(addr)
+    except (OSError, ValueError):
+        return None
+    if _inet_ntoa(packed) != addr:
+        return None
+    value = _from_bytes(packed, "big")
+    if not slash:
+        return 4, value, 32
+    plen = _PLEN4.get(plen)
+    if plen is None or value & _V4_MASKS[plen] != value:
+        return None
+    return 4, value, plen
 
 
 def canonical_cidr(text):
@@ -490,9 +501,11 @@ def _canonical_and_order(text):
     """(canonical_cidr(text), its sort key), computing both from one parse."""
     fast = _fast_cidr(text)
     if fast is not None:
-        return (text if "/" in text else "%s/%d" % (text, 32 if fast[0] == 4 else 128)), fast
+        family, value, plen = fast
+        return (text if "/" in text else "%s/%d" % (text, 32 if family == 4 else 128)), \
+            family << 136 | value << 8 | plen
     network = parse_cidr(text)
-    return str(network), (network.version, int(network.network_address), network.prefixlen)
+    return str(network), network.version << 136 | int(network.network_address) << 8 | network.prefixlen
 
 
 def _by_order(order_by_item):
@@ -621,16 +634,20 @@ def _check_port_overlaps(rules):
 
 
 def _cidr_order(cidr):
+    """The sort key of a CIDR: by family, network address, prefix length, as one int (a million
+    ints sort in a third of the time tuples take)."""
     fast = _fast_cidr(cidr)
-    if fast is not None:
-        return fast
-    fast = _fast_v4(cidr)
-    if fast is not None:
-        return 4, fast[0] & _V4_MASKS[fast[1]], fast[1]
-    network = parse_cidr(cidr)
-    return network.version, int(network.network_address), network.prefixlen
+    if fast is None:
+        fast = _fast_v4(cidr)
+        if fast is not None:
+            fast = 4, fast[0] & _V4_MASKS[fast[1]], fast[1]
+        else:
+            network = parse_cidr(cidr)
+            fast = network.version, int(network.network_address), network.prefixlen
+    family, value, plen = fast
+    return family << 136 | value << 8 | plen
 
 
 def _port_rule_order(rule):
-    source = (0, 0, 0) if rule["source"] == ANY_SOURCE else _cidr_order(rule["source"])
+    source = -1 if rule["source"] == ANY_SOURCE else _cidr_order(rule["source"])
     return source, rule["proto"], parse_ports(rule["ports"])

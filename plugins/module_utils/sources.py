@@ -88,11 +88,14 @@ def resolve(whitelist, blacklist, port_rules, ratelimits=(), keys=None):
     for cidr in whitelist:
         k = key(cidr)
         cls[k] = cls.get(k, 0) | layout.SRC_WL
-    effective = effective_expiry(blacklist)
+    # only expiring entries are in `expiry` (a million never-expiring ones need no lookups of covers)
+    effective = effective_expiry(blacklist) if any(e["expires"] is not None for e in blacklist) else {}
     for entry in blacklist:
-        k = key(entry["cidr"])
+        cidr = entry["cidr"]
+        k = key(cidr)
         cls[k] = cls.get(k, 0) | layout.SRC_BL
-        expiry[k] = effective[entry["cidr"]]
+        if effective.get(cidr) is not None:
+            expiry[k] = effective[cidr]
     others = set()  # the keys of every class but the blacklist: few next to a large blacklist
     for bit, listed in ((layout.SRC_RULES, port_rules), (layout.SRC_RL, ratelimits)):
         for source in set(rule["source"] for rule in listed):
@@ -154,12 +157,18 @@ def resolve(whitelist, blacklist, port_rules, ratelimits=(), keys=None):
 def to_maps(resolved, expiry_ns):
     """resolve() output -> {src map name: {key: value bytes}}; expiry_ns(expiry) -> monotonic ns (0 = never)."""
     out = dict((name, {}) for name in SRC_MAPS)
-    for (family, where, key), (bits, exp) in resolved.items():
-        if bits & layout.SRC_BL:
-            # saturates: an expiry past the 59 bits (one stored before rules.MAX_TTL, or after eight
-            # years of uptime) must never wrap into the past and silently unblock
-            bits |= min(expiry_ns(exp), layout.SRC_EXPIRY_MASK)
-        out[map_name(family, where)][key] = layout.encode_u64(bits)
+    maps = dict(((family, where), out[map_name(family, where)]) for family in (4, 6) for where in ("host", "lpm"))
+    values = {}  # (class bits, expiry) -> value bytes: a million entries share a handful
+    for (family, where, key), cls in resolved.items():
+        value = values.get(cls)
+        if value is None:
+            bits, exp = cls
+            if bits & layout.SRC_BL:
+                # saturates: an expiry past the 59 bits (one stored before rules.MAX_TTL, or after eight
+                # years of uptime) must never wrap into the past and silently unblock
+                bits |= min(expiry_ns(exp), layout.SRC_EXPIRY_MASK)
+            value = values[cls] = layout.encode_u64(bits)
+        maps[(family, where)][key] = value
     return out
 
 

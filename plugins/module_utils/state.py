@@ -16,7 +16,6 @@ __metaclass__ = type
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import tempfile
@@ -59,23 +58,6 @@ if hasattr(os, "register_at_fork"):
 
 def entry_key(entry):
     return json.dumps(entry, sort_keys=True)
-
-
-def request_digest(kind, entries, state, exclusive, ttl):
-    """A digest of an apply_rules request, or None when the same request may mean something else
-    next time (a ttl counts from now) or cannot be digested."""
-    if ttl is not None:
-        return None
-    count = len(entries) if isinstance(entries, list) else -1  # with it, no two lists of strings join alike
-    digest = hashlib.sha256(("%s\0%s\0%s\0%d\0" % (kind, state, bool(exclusive), count)).encode())
-    try:
-        if isinstance(entries, list) and all(isinstance(e, str) for e in entries):
-            digest.update(b"str\0" + "\0".join(entries).encode("utf-8", "surrogatepass"))
-        else:
-            digest.update(b"json\0" + json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
-    except (TypeError, ValueError):
-        return None
-    return digest.hexdigest()
 
 
 class StateStore:

@@ -143,12 +143,12 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netxfw.firewall.plugins.module_utils.module_support import (
-    clean_entries,
     common_argument_spec,
     compact_diff,
     listed,
     load_engine,
 )
+from ansible_collections.netxfw.firewall.plugins.module_utils.payload import clean_entries
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 from ansible_collections.netxfw.firewall.plugins.module_utils.state import OWNER_ENV
 

@@ -67,6 +67,9 @@ options:
         (C(entries=203.0.113.9,203.0.113.0/28)).
       - With O(exclusive=true) and O(state=present), an empty list empties the list of O(kind).
       - Exactly one of O(entries) and O(src) is required.
+      - A long list (2000 entries and more) goes to the host as one compressed file, and when the host has
+        already applied the very same request and nothing changed since, it is not sent at all (the action
+        plugin of this module does it; RV(entries_transfer) tells which way was taken).
     type: list
     elements: raw
   src:
@@ -87,6 +90,21 @@ options:
         or CSV, or holds items of the wrong type fails the task and nothing is changed.
       - With O(exclusive=true) and O(state=present), an empty file empties the list of O(kind).
       - Mutually exclusive with O(entries).
+    type: path
+  entries_digest:
+    description:
+      - Set by the action plugin of this module, which sends a long O(entries) list (2000 entries and more)
+        this way; not meant to be set in a task.
+      - The digest of the request (O(kind), O(state), O(exclusive) and the entries). Given without O(entries),
+        O(src) and O(entries_file), the module only asks the host's request cache (C(.requests.json) in
+        O(state_dir)) whether this very request was the last applied and nothing changed since; then it
+        returns the no-op result, else RV(entries_needed) and changes nothing.
+    type: str
+  entries_file:
+    description:
+      - Set by the action plugin of this module; not meant to be set in a task.
+      - Path on the managed host of the entries as the action plugin sends them, a gzip-compressed JSON
+        document with their count and request digest, checked before anything is applied.
     type: path
   state:
     description:
@@ -248,6 +266,33 @@ loaded:
   returned: always
   type: bool
   sample: true
+entries_transfer:
+  description:
+    - How O(entries) reached the host, when the action plugin of this module sent a long list its own way.
+  returned: when O(entries) held 2000 entries or more
+  type: dict
+  contains:
+    mode:
+      description:
+        - V(cache) when the host's request cache answered (the list was not sent), V(file) when it went as
+          one compressed file.
+      type: str
+      sample: cache
+    entries:
+      description: How many entries the list held.
+      type: int
+      sample: 100000
+    bytes:
+      description: The size of the compressed file sent (V(0) when none was).
+      type: int
+      sample: 412345
+entries_needed:
+  description:
+    - True when the module was given only O(entries_digest) and the request cache could not answer for it;
+      nothing was read or changed. The action plugin then sends the entries.
+  returned: only then
+  type: bool
+  sample: true
 diff:
   description:
     - Only what changed, one entry per line; never the whole lists, and at most O(max_listed) entries
@@ -278,13 +323,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.netxfw.firewall.plugins.module_utils import exchange, rules
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 from ansible_collections.netxfw.firewall.plugins.module_utils.module_support import (
-    clean_entries,
     common_argument_spec,
     compact_diff,
     listed,
     load_engine,
     run_engine,
 )
+from ansible_collections.netxfw.firewall.plugins.module_utils.payload import clean_entries, decode
 
 
 def argument_spec():
@@ -292,6 +337,8 @@ def argument_spec():
         kind=dict(type="str", choices=list(rules.KINDS), required=True),
         entries=dict(type="list", elements="raw"),
         src=dict(type="path"),
+        entries_digest=dict(type="str"),
+        entries_file=dict(type="path"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         exclusive=dict(type="bool", default=False),
         ttl=dict(type="int"),
@@ -314,28 +361,46 @@ def read_src(path, kind):
     return parsed[kind]
 
 
+def read_entries_file(path, params):
+    """The entries of the file the action plugin sent (payload.decode). Raises NetxfwError."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except OSError as exc:
+        raise NetxfwError("cannot read the entries file %s sent by the netxfw_rule action plugin: %s"
+                          % (path, exc.strerror or exc))
+    return decode(data, params["kind"], params["state"], params["exclusive"], params["ttl"])
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           mutually_exclusive=[("entries", "src")], required_one_of=[("entries", "src")])
+                           mutually_exclusive=[("entries", "src", "entries_file")],
+                           required_one_of=[("entries", "src", "entries_file", "entries_digest")])
     params = module.params
     limit = params["max_listed"]
     if limit < 0:
         module.fail_json(msg="max_listed must be 0 or more, not %d" % limit)
+    entries = None  # only entries_digest: ask the request cache
     if params["src"] is not None:
         try:
             entries = read_src(params["src"], params["kind"])
         except NetxfwError as exc:
             module.fail_json(msg=str(exc))
-    else:
+    elif params["entries_file"] is not None:
+        entries = run_engine(module, lambda: read_entries_file(params["entries_file"], params), "netxfw_rule")
+    elif params["entries"] is not None:
         entries = clean_entries(params["entries"])
     engine = load_engine(module)
     firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_rule")
     result = run_engine(
         module,
         lambda: firewall.apply_rules(params["kind"], entries, state=params["state"], exclusive=params["exclusive"],
-                                     ttl=params["ttl"], check_mode=module.check_mode),
+                                     ttl=params["ttl"], check_mode=module.check_mode,
+                                     request=params["entries_digest"]),
         "netxfw_rule",
     )
+    if result is None:
+        module.exit_json(changed=False, entries_needed=True)
     added, removed = result["added"], result["removed"]
     added_listed, added_cut = listed(added, limit)
     removed_listed, removed_cut = listed(removed, limit)

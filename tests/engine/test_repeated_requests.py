@@ -10,7 +10,7 @@ import json
 import os
 import time
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import layout, rulemaps, rules, state
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout, payload, rulemaps, rules
 
 
 def requests_file(env):
@@ -85,7 +85,7 @@ def test_maps_out_of_step_are_rebuilt_even_for_a_repeated_request(fresh):
 
 
 def test_ttl_requests_are_never_answered_from_the_record(fresh):
-    assert state.request_digest("blacklist", ["203.0.113.30"], "present", False, 60) is None
+    assert payload.request_digest("blacklist", ["203.0.113.30"], "present", False, 60) is None
     first = fresh.fw.apply_rules("blacklist", ["203.0.113.30"], ttl=60)
     time.sleep(0.05)
     second = fresh.fw.apply_rules("blacklist", ["203.0.113.30"], ttl=60)
@@ -94,7 +94,7 @@ def test_ttl_requests_are_never_answered_from_the_record(fresh):
 
 
 def test_digest_tells_lists_apart():
-    digest = state.request_digest
+    digest = payload.request_digest
     assert digest("whitelist", ["203.0.113.1", "203.0.113.2"], "present", False, None) != \
         digest("whitelist", ["203.0.113.1\x00203.0.113.2"], "present", False, None)
     assert digest("whitelist", ["203.0.113.1"], "present", False, None) != \

@@ -151,6 +151,33 @@ class Env:
         result["rc"] = proc.returncode
         return result
 
+    def playbook(self, module, args, python=None, check=False, diff=False):
+        """One netxfw.firewall.<module> task through ansible-playbook in the firewall namespace, its
+        arguments as JSON in a vars file (as a playbook's variables carry a long list); the registered
+        result (a failure included)."""
+        self.runs += 1
+        tag = os.path.join(self.tmp, "play-%d" % self.runs)
+        args = dict(args, pin_path=self.pin_path, state_dir=self.state_dir)
+        with open(tag + "-vars.json", "w") as stream:
+            json.dump({"nxt_args": args, "nxt_out": tag + "-result.json"}, stream)
+        with open(tag + ".yml", "w") as stream:
+            stream.write("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                         "    - netxfw.firewall.%s: \"{{ nxt_args }}\"\n"
+                         "      register: nxt_result\n      ignore_errors: true\n"
+                         "    - ansible.builtin.copy: {content: \"{{ nxt_result | to_json }}\", dest: \"{{ nxt_out }}\"}\n"
+                         "      check_mode: false\n" % module)
+        cmd = ["nsenter", "--net=/run/netns/" + self.fw_ns, ANSIBLE_BIN + "-playbook", "-c", "local", "-i", "localhost,",
+               "-e", "@" + tag + "-vars.json", "-e", "ansible_python_interpreter=" + (python or MODULE_PYTHON),
+               tag + ".yml"] + (["--check"] if check else []) + (["--diff"] if diff else [])
+        env = self.module_env()
+        env.update(ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_NOCOLOR="1")
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=self.tmp, check=False)
+        if proc.returncode != 0 or not os.path.exists(tag + "-result.json"):
+            raise AssertionError("ansible-playbook failed (rc %d):\n%s\n%s"
+                                 % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
+        with open(tag + "-result.json") as stream:
+            return json.load(stream)
+
     @staticmethod
     def _parse(proc):
         try:

@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""netxfw_rule's action plugin with a long `entries:` list, through real ansible-playbook runs in the
+firewall namespace (the env / loaded fixtures of conftest.py): the list goes as one compressed file,
+an unchanged list is answered by the host's request cache without being sent, and results, check
+mode, diff and errors are those of the module run on the same list without the plugin."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import ipaddress
+import json
+import os
+
+from ansible_collections.netxfw.firewall.plugins.module_utils import payload
+
+PEER_ADDR = "198.51.100.2"  # conftest.py: vm1, in the peer namespace
+COMPARED = ("changed", "added", "removed", "added_count", "removed_count", "truncated", "loaded", "diff", "msg",
+            "failed")
+
+
+def long_list(count):
+    """`count` entries, IPv6 and IPv4, more than the plugin sends as an argument; the peer among them."""
+    six = [str(ipaddress.ip_network("2001:db8:%x::/48" % i)) for i in range(count // 2)]
+    four = ["203.0.%d.%d" % (i // 256 % 256, i % 256) for i in range(count - len(six) - 1)]
+    return six + four + [PEER_ADDR]
+
+
+def playbook(env, args, check=False, diff=False):
+    return env.playbook("netxfw_rule", dict(args, max_listed=5), check=check, diff=diff)
+
+
+def same(plugin, direct):
+    """The user-visible results agree (the plugin's run and the module's own on the same list)."""
+    def seen(result):
+        return dict((k, bool(result.get(k)) if k in ("failed", "changed") else result.get(k)) for k in COMPARED)
+    assert seen(plugin) == seen(direct)
+
+
+def test_long_entries_file_then_cache_then_changed_list(loaded):
+    env = loaded
+    assert env.ping_from_peer()
+    entries = long_list(6000)
+    args = {"kind": "blacklist", "entries": entries, "exclusive": True}
+
+    # check mode first: what the module alone says, nothing written
+    check = playbook(env, args, check=True, diff=True)
+    direct = env.run("netxfw_rule", dict(args, max_listed=5), check=True, diff=True)
+    assert check["changed"] is True and check["added_count"] == 6000, check
+    assert check["entries_transfer"]["mode"] == "file"
+    same(check, direct)
+    assert env.rules().get("blacklist", []) == []
+    assert env.ping_from_peer()
+
+    added = playbook(env, args, diff=True)
+    assert added["changed"] is True and added["added_count"] == 6000 and added["truncated"] is True, added
+    transfer = added["entries_transfer"]
+    assert transfer["mode"] == "file" and transfer["entries"] == 6000
+    assert 0 < transfer["bytes"] < len(json.dumps(entries)) / 2  # compressed
+    assert len(env.rules()["blacklist"]) == 6000
+    assert not env.ping_from_peer()
+
+    # unchanged: the request cache answers, the list is not sent (0 bytes: the module got only the digest)
+    again = playbook(env, args, diff=True)
+    assert again["changed"] is False and again["added_count"] == 0, again
+    assert again["entries_transfer"] == {"mode": "cache", "entries": 6000, "bytes": 0}
+    assert again["diff"] == env.run("netxfw_rule", dict(args, max_listed=5), diff=True)["diff"]
+    checked = playbook(env, args, check=True)
+    assert checked["changed"] is False and checked["entries_transfer"]["mode"] == "cache"
+
+    # a changed list (the peer left out) is sent again and applied
+    smaller = dict(args, entries=[e for e in entries if e != PEER_ADDR] + ["2001:db8:ffff::/48"])
+    changed = playbook(env, smaller, diff=True)
+    assert changed["changed"] is True and changed["entries_transfer"]["mode"] == "file", changed
+    assert changed["added"] == [{"cidr": "2001:db8:ffff::/48", "expires": None}]
+    assert changed["removed"] == [{"cidr": PEER_ADDR + "/32", "expires": None}]
+    assert env.ping_from_peer()
+    # the first list again: not the last request any more, so it is sent
+    back = playbook(env, args)
+    assert back["changed"] is True and back["entries_transfer"]["mode"] == "file"
+    assert back["added_count"] == 1 and back["removed_count"] == 1
+
+
+def test_long_entries_errors_are_the_modules(loaded):
+    env = loaded
+    entries = long_list(3000)
+    entries[2345] = "203.0.113.300/32"
+    args = {"kind": "whitelist", "entries": entries}
+    failed = playbook(env, args)
+    direct = env.run("netxfw_rule", dict(args, max_listed=5))
+    assert failed["failed"] is True and "203.0.113.300/32" in failed["msg"], failed
+    same(failed, direct)
+    assert env.rules().get("whitelist", []) == []
+    # a ttl: no cache (it counts from now), the list goes as a file every time
+    entries = long_list(3000)
+    ttl = playbook(env, {"kind": "blacklist", "entries": entries, "ttl": 600})
+    assert ttl["changed"] is True and ttl["entries_transfer"]["mode"] == "file", ttl
+    assert all(e["expires"] is not None for e in env.rules()["blacklist"])
+    bad = playbook(env, {"kind": "blacklist", "entries": entries, "src": "/nonexistent"})
+    assert bad["failed"] is True and "mutually exclusive" in bad["msg"] and "entries_transfer" not in bad
+
+
+def test_module_alone_with_the_internal_options(loaded):
+    """What the module does with the plugin's options when it runs without the plugin."""
+    env = loaded
+    args = {"kind": "blacklist", "state": "present", "exclusive": False}
+    digest = payload.request_digest("blacklist", ["203.0.113.9"], "present", False, None)
+    asked = env.run("netxfw_rule", dict(args, entries_digest=digest))
+    assert asked["rc"] == 0 and asked["changed"] is False and asked["entries_needed"] is True, asked
+    assert env.rules().get("blacklist", []) == []
+
+    path = os.path.join(env.tmp, "entries.json.gz")
+    with open(path, "wb") as stream:
+        stream.write(payload.encode(["203.0.113.9"], digest))
+    applied = env.run("netxfw_rule", dict(args, entries_file=path, entries_digest=digest))
+    assert applied["rc"] == 0 and applied["changed"] is True and applied["added_count"] == 1, applied
+    answered = env.run("netxfw_rule", dict(args, entries_digest=digest))
+    assert answered["changed"] is False and "entries_needed" not in answered and answered["added_count"] == 0
+    other = env.run("netxfw_rule", dict(args, entries_file=path, exclusive=True))
+    assert other["rc"] == 1 and "does not match its digest" in other["msg"], other
+    with open(path, "wb") as stream:
+        stream.write(payload.encode(["203.0.113.9"], digest)[:-9])
+    cut = env.run("netxfw_rule", dict(args, entries_file=path))
+    assert cut["rc"] == 1 and "damaged" in cut["msg"], cut
