@@ -252,12 +252,12 @@ def csum(data):
 
 
 def ipv4_packet(src, dst, proto=6, sport=40000, dport=443, payload=b"", dmac=b"\x02\0\0\0\0\x01",
-                smac=b"\x02\0\0\0\0\x02"):
-    """Ethernet + IPv4 + TCP (SYN) or UDP, valid checksums on the IP header and UDP."""
+                smac=b"\x02\0\0\0\0\x02", tcp_flags=0x02):
+    """Ethernet + IPv4 + TCP (SYN unless tcp_flags) or UDP, valid checksums on the IP header and UDP."""
     src_b = struct.pack("!I", src) if isinstance(src, int) else ipaddress.IPv4Address(src).packed
     dst_b = struct.pack("!I", dst) if isinstance(dst, int) else ipaddress.IPv4Address(dst).packed
     if proto == 6:
-        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x02, 65535, 0, 0) + payload
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, tcp_flags, 65535, 0, 0) + payload
     else:
         l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     pseudo = src_b + dst_b + struct.pack("!BBH", 0, proto, len(l4))

@@ -262,8 +262,9 @@ def run(opts, cleanup):
     def setup_nx(bpf):
         """Fixed content of a netxfw program's maps: config, whitelist, port rules."""
         cfg = m(bpf, "config")
+        # CFG_RULES_GENERATION as the engine leaves it after writing the maps (flows are vouched for under it)
         for idx, val in ((layout.CFG_POLICY, 1), (layout.CFG_CT_ENABLED, 1),
-                         (layout.CFG_CT_TIMEOUT_NS, 86400 * 10 ** 9)):
+                         (layout.CFG_CT_TIMEOUT_NS, 86400 * 10 ** 9), (layout.CFG_RULES_GENERATION, 1)):
             cfg.update(layout.encode_u32(idx), layout.encode_u64(val))
         if per_list(bpf):
             m(bpf, "wl4_host").update_many((host_key(a), zero) for a in wl_hosts)
@@ -290,7 +291,8 @@ def run(opts, cleanup):
         ctv = struct.pack("=QQ", time.monotonic_ns(), 0)
         for bpf in nx_progs:
             m(bpf, "ct").update_many((k, ctv) for k in ct_keys)
-    ct_pkts = [common.ipv4_packet(s, dst, 6, sp, RULE_PORT, dmac=dmac) for s, sp in ct_flows]
+    # the packets of established flows: ACK segments (a SYN is no packet of an established flow)
+    ct_pkts = [common.ipv4_packet(s, dst, 6, sp, RULE_PORT, dmac=dmac, tcp_flags=0x10) for s, sp in ct_flows]
 
     devs = holder_namespace(cleanup)
     for fd, name in ((nx_fd, "netxfw"), (empty_fd, "empty"), (bhash_fd, "bare_hash"), (blpm_fd, "bare_lpm"),

@@ -76,6 +76,7 @@
 #define CFG_RL_GLOBAL_BURST 12
 #define CFG_DROPLOG_RATE    13 /* drop events per second into the drops ring buffer, 0 = off */
 #define CFG_DROPLOG_BURST   14
+#define CFG_RULES_GENERATION 15 /* engine: rules.json generation + 1 the maps hold, 0 while it writes them */
 
 /* rl_cfg.flags */
 #define RL_F_SYN_ONLY 1 /* only TCP SYNs (no ACK) of the source are limited */
@@ -97,7 +98,7 @@
 #define SANITY_LAND      8
 
 /* ct_val.flags: bits 0-7 the state, then flag bits; bits 32-63 the ISN of
- * our SYN+ACK (ct_syn only) */
+ * our SYN+ACK (ct_syn), the source's vouching generation (ct: CT_GEN_SHIFT) */
 #define CT_LEGACY      0 /* written by layout 1 before states existed: established */
 #define CT_SYN_SENT    1
 #define CT_SYN_RECV    2
@@ -114,6 +115,9 @@
 #define CT_F_RFIN      (1ULL << 10) /* FIN sent by the peer */
 #define CT_F_SYNACK    (1ULL << 11) /* ct_syn: our SYN+ACK went out, ISN in bits 32-63 */
 #define CT_F_RL        (1ULL << 12) /* opened by the peer, whose source a rate-limit rule covers */
+/* ct: the low 32 bits of CFG_RULES_GENERATION when the flow's exact source was last found neither
+ * whitelisted nor blocked (ct_vouched) */
+#define CT_GEN_SHIFT   32
 
 #define TH_FIN 0x01
 #define TH_SYN 0x02
@@ -810,14 +814,19 @@ static __always_inline u64 ct_timeout(u64 flags)
 	return cfg(idx);
 }
 
+/* A flow's age is judged with the coarse clock (CLOCK_MONOTONIC_COARSE: the same clock, up to a tick
+ * late, for a fraction of bpf_ktime_get_ns' cost) unless this packet read the precise one already: a
+ * flow lives up to one tick (4 ms at HZ=250) past its timeout. */
 static __always_inline int ct_fresh(struct ct_val *v, u64 *now)
 {
+	u64 t = *now ? *now : bpf_ktime_get_coarse_ns();
+
 	/* signed: another CPU may have stamped last_seen after our now */
-	return (s64)(clock_ns(now) - v->last_seen_ns) < (s64)ct_timeout(v->flags);
+	return (s64)(t - v->last_seen_ns) < (s64)ct_timeout(v->flags);
 }
 
 /* A packet from the peer on a fresh TCP entry: 0 = not a valid answer. */
-static __always_inline int ct_ingress_tcp(struct ct_val *v, u8 fl, u64 now)
+static __always_inline int ct_ingress_tcp(struct ct_val *v, u8 fl, u64 *now)
 {
 	u64 f = v->flags, st = f & CT_STATE_MASK;
 
@@ -837,7 +846,7 @@ static __always_inline int ct_ingress_tcp(struct ct_val *v, u8 fl, u64 now)
 	f = (f & ~CT_STATE_MASK) | st;
 	if (f != v->flags) { /* written on transitions only: most packets just read */
 		v->flags = f;
-		v->last_seen_ns = now;
+		v->last_seen_ns = clock_ns(now);
 	}
 	return 1;
 }
@@ -1112,35 +1121,75 @@ static __always_inline int stage_ratelimit(struct pkt *p, u64 *clock, u64 cls)
 	return NEXT;
 }
 
-/* A packet of a tracked flow passes, but one of a flow its peer opened from a rate-limited source
- * (CT_F_RL) takes a token from that source's bucket first. held_only (the source is auto-banned):
- * only flows the address really holds pass: TCP (the peer's completed a handshake, the others
- * this host opened) and the flows this host opened. */
-static __always_inline int stage_conntrack(struct pkt *p, u64 *now, int held_only)
+/* The fresh ct entry of a packet with ports or an echo, or NULL. */
+static __always_inline struct ct_val *ct_find(struct pkt *p, u64 *now)
 {
 	struct ct_val *v;
 
-	if (!(p->has_ports | p->echo))
-		/* no ports: a later fragment is looked up here, off the paths of other packets (a
-		 * banned source's pass only if the first did: on a flow the address holds) */
-		return p->frag == FRAG_LATER ? stage_fragment(p, now) : NEXT;
 	if (!cfg(CFG_CT_ENABLED))
-		return NEXT;
+		return NULL;
 	v = ct.lookup(&p->t);
-	if (!v || !ct_fresh(v, now))
-		return NEXT;
+	return v && ct_fresh(v, now) ? v : NULL;
+}
+
+/* A packet of a tracked flow passes, but one of a flow its peer opened from a rate-limited source
+ * (CT_F_RL) takes a token from that source's bucket first. held_only (the source is auto-banned):
+ * only flows the address really holds pass: TCP (the peer's completed a handshake, the others
+ * this host opened) and the flows this host opened. NEXT leaves the entry as it was. */
+static __always_inline int ct_pass(struct pkt *p, struct ct_val *v, u64 *now, int held_only)
+{
 	if (held_only && p->t.proto != IPPROTO_TCP && (v->flags & CT_F_INBOUND))
 		return NEXT;
 	if ((v->flags & CT_F_RL) && source_over(p, now))
 		return R_DROP_RATELIMIT;
 	if (p->t.proto == IPPROTO_TCP) {
-		if (!ct_ingress_tcp(v, p->tcp_flags, *now))
+		if (!ct_ingress_tcp(v, p->tcp_flags, now))
 			return NEXT;
 	} else if ((v->flags & CT_STATE_MASK) == CT_UDP) {
 		v->flags = (v->flags & ~CT_STATE_MASK) | CT_UDP_STREAM;
-		v->last_seen_ns = *now;
+		v->last_seen_ns = clock_ns(now);
 	}
 	return R_PASS_CONNTRACK;
+}
+
+/* Stage 4. *flow: the entry ct_find gave (looked: it was asked already), so that no packet looks
+ * its flow up twice. */
+static __always_inline int stage_conntrack(struct pkt *p, u64 *now, int held_only, struct ct_val **flow, int *looked)
+{
+	if (!(p->has_ports | p->echo))
+		/* no ports: a later fragment is looked up here, off the paths of other packets (a
+		 * banned source's pass only if the first did: on a flow the address holds) */
+		return p->frag == FRAG_LATER ? stage_fragment(p, now) : NEXT;
+	if (!*looked) {
+		*flow = ct_find(p, now);
+		*looked = 1;
+	}
+	return *flow ? ct_pass(p, *flow, now, held_only) : NEXT;
+}
+
+/* The packets of established flows (TCP without SYN, UDP, echo replies) look their flow up before their
+ * source: a flow whose exact source was found neither whitelisted nor blocked under the rule maps'
+ * current generation (the engine changes CFG_RULES_GENERATION around every write of the src maps, 0
+ * while it writes) passes on one lookup. Flows of rate-limited peers never skip the source: an auto-ban
+ * (written by the data plane, no generation change) must be able to stop them. */
+static __always_inline int ct_first(struct pkt *p)
+{
+	if (p->t.proto == IPPROTO_TCP)
+		return p->has_ports && !(p->tcp_flags & TH_SYN);
+	return p->has_ports | (p->echo == 2);
+}
+
+static __always_inline int ct_vouched(struct ct_val *v, u32 gen)
+{
+	return gen && !(v->flags & CT_F_RL) && (u32)(v->flags >> CT_GEN_SHIFT) == gen;
+}
+
+/* The source of a flow that passed was found neither whitelisted nor blocked (gen read before the
+ * source was looked up: a write that began since has changed it). Written when it changes only. */
+static __always_inline void ct_vouch(struct ct_val *v, u32 gen)
+{
+	if (gen && (u32)(v->flags >> CT_GEN_SHIFT) != gen)
+		v->flags = (v->flags & ((1ULL << CT_GEN_SHIFT) - 1)) | ((u64)gen << CT_GEN_SHIFT);
 }
 
 /* An ICMP error quoting a flow this host tracks (PMTU discovery under default deny). It runs after
@@ -1396,24 +1445,40 @@ int xdp_ingress(struct xdp_md *ctx)
 	if (r == NEXT)
 		r = stage_sanity(&p);
 	if (r == NEXT) {
+		struct ct_val *flow = NULL;
+		u64 *hit = NULL, cls = 0;
+		int looked = 0;
+		u32 gen = 0;
+
+		if (ct_first(&p)) {
+			gen = cfg(CFG_RULES_GENERATION); /* before the source is looked up (ct_vouch) */
+			flow = ct_find(&p, &now);
+			looked = 1;
+			if (flow && ct_vouched(flow, gen))
+				r = ct_pass(&p, flow, &now, 0);
+		}
 		/* An exact address is decided before conntrack: one hash lookup drops a listed
 		 * attacker. Same verdicts as the stage order, as no tracked flow belongs to a
 		 * blocked source (a block purges them, tc_egress opens none), except that an
-		 * auto-ban spares the flows the address really holds (stage_conntrack held_only;
-		 * a SYN opens none, it drops at once). */
-		u64 *hit = source_host(p.t.family, p.t.saddr);
-		u64 cls = hit ? *hit : 0;
-
-		if (hit) {
-			r = stage_source(cls, &now);
-			if (r == R_DROP_BLACKLIST && (cls & SRC_BAN) && !tcp_syn_only(&p)) {
-				r = stage_conntrack(&p, &now, 1);
-				if (r == NEXT)
-					r = R_DROP_BLACKLIST;
+		 * auto-ban spares the flows the address really holds (ct_pass held_only; a SYN
+		 * opens none, it drops at once). */
+		if (r == NEXT) {
+			hit = source_host(p.t.family, p.t.saddr);
+			cls = hit ? *hit : 0;
+			if (hit) {
+				r = stage_source(cls, &now);
+				if (r == R_DROP_BLACKLIST && (cls & SRC_BAN) && !tcp_syn_only(&p)) {
+					r = stage_conntrack(&p, &now, 1, &flow, &looked);
+					if (r == NEXT)
+						r = R_DROP_BLACKLIST;
+				}
+			}
+			if (r == NEXT) {
+				r = stage_conntrack(&p, &now, 0, &flow, &looked);
+				if (r == R_PASS_CONNTRACK && flow && !(cls & (SRC_WL | SRC_BL)))
+					ct_vouch(flow, gen);
 			}
 		}
-		if (r == NEXT)
-			r = stage_conntrack(&p, &now, 0);
 		if (r == NEXT && !hit) {
 			hit = source_prefix(p.t.family, p.t.saddr);
 			cls = hit ? *hit : 0;

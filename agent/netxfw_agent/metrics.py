@@ -29,7 +29,7 @@ class EngineCollector:
 
     def collect(self):
         started = time.monotonic()
-        info = self.fw.info()
+        info = queries.info(self.fw)
         loaded = GaugeMetricFamily("netxfw_loaded", "1 when the data plane is loaded and its pins match the layout")
         loaded.add_metric([], 1 if info.get("loaded") else 0)
         yield loaded

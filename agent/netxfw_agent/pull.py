@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 import time
 
+from netxfw_engine import queries
 from netxfw_engine.errors import NetxfwError
 from netxfw_engine.rules import parse_ports
 from netxfw_engine.state import OWNER_ENV
@@ -207,7 +208,7 @@ def _json(text):
 def checks(fw, cfg):
     """The host's own confirmation: [(name, ok, detail)]."""
     results = []
-    info = fw.info()
+    info = queries.info(fw)
     config = fw.store.read_config() or {}
     wanted = config.get("interfaces") or []
     attached = info.get("interfaces") or {}

@@ -112,9 +112,9 @@ def read_text(path, label=None, missing=""):
         with open(path, "rb") as stream:
             raw = stream.read()
     except FileNotFoundError:
-        raise NetxfwError("%s does not exist%s" % (label, missing))
+        raise NetxfwError("cannot read %s: it does not exist%s" % (label, missing))
     except IsADirectoryError:
-        raise NetxfwError("%s is a directory, not a file" % label)
+        raise NetxfwError("cannot read %s: it is a directory, not a file" % label)
     except OSError as exc:
         raise NetxfwError("cannot read %s: %s" % (label, exc.strerror or exc))
     try:
@@ -140,6 +140,7 @@ def parse_rules(text, fmt=None, kind=None, label="the import"):
     plain: one CIDR per line, '#' starts a comment; `kind` must have a plain form (whitelist, blacklist).
     """
     spec = None if kind is None else rules.rule_kind(kind)
+    text = text[1:] if text.startswith("\ufeff") else text  # a byte order mark
     fmt = detect_format(text) if fmt is None else fmt
     try:
         if fmt == "json":
@@ -164,7 +165,7 @@ def _json_type(value):
 def _parse_json(text, spec):
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise NetxfwError("is not valid JSON: %s" % exc)
     if isinstance(doc, dict):
         lists = [kind.key for kind in rules.REGISTRY]
@@ -183,10 +184,9 @@ def _parse_json(text, spec):
     if not isinstance(doc, list):
         raise NetxfwError("must hold a JSON object or a list, not %s" % _json_type(doc))
     if spec is not None and all(type(item) is str for item in doc):  # a list of CIDRs: the large case, fast
-        if str not in spec.types:
-            if doc:
-                raise NetxfwError("item 1 of %d is a string (%s); a %s entry is %s"
-                                  % (len(doc), json.dumps(doc[0])[:80], spec.name, spec.entry))
+        if doc and str not in spec.types:
+            raise NetxfwError("item 1 of %d is a string (%s); a %s entry is %s"
+                              % (len(doc), json.dumps(doc[0])[:80], spec.name, spec.entry))
         return {spec.name: [entry for entry in map(str.strip, doc) if entry]}
     out = {} if spec is None else {spec.name: []}
     for index, item in enumerate(doc):
@@ -239,8 +239,8 @@ def _parse_csv(text, spec):
         kind = rules.KIND[name]
         stray = sorted(field for field, value in row.items() if value and field not in kind.fields)
         if stray:
-            raise NetxfwError("CSV line %d: %s do(es) not apply to %s rules (columns %s)"
-                              % (line, ", ".join(stray), name, ", ".join(kind.fields)))
+            raise NetxfwError("CSV line %d: %s rules have no %s (their columns: %s)"
+                              % (line, name, ", ".join(stray), ", ".join(kind.fields)))
         record = dict((field, _csv_value(line, field, row[field])) for field in kind.fields if row.get(field))
         if "expires" in kind.fields:
             record.setdefault("expires", None)  # an empty cell: never expires

@@ -278,7 +278,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.netxfw.firewall.plugins.module_utils import exchange, rules
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 from ansible_collections.netxfw.firewall.plugins.module_utils.module_support import (
+    clean_entries,
     common_argument_spec,
+    compact_diff,
+    listed,
     load_engine,
     run_engine,
 )
@@ -298,18 +301,6 @@ def argument_spec():
     return spec
 
 
-def clean_entries(entries):
-    """Strip string entries and drop empty ones ('a, b,' from the command line)."""
-    out = []
-    for entry in entries or []:
-        if isinstance(entry, str):
-            entry = entry.strip()
-            if not entry:
-                continue
-        out.append(entry)
-    return out
-
-
 SRC_MISSING = " on the managed host; copy it there first (e.g. with ansible.builtin.copy)"
 
 
@@ -321,32 +312,6 @@ def read_src(path, kind):
     if kind not in parsed:
         raise NetxfwError("%s holds no %s rules: an export document without '%s'" % (label, kind, rules.KIND[kind].key))
     return parsed[kind]
-
-
-def compact_diff(kind, added, removed, changed, limit=None):
-    """Removed (before) and added (after) entries, one per line; at most `limit` of each (None: all)."""
-    header = "netxfw %s" % kind
-    if changed and not added and not removed:
-        # Only the live maps lagged behind rules.json and were brought back in step.
-        header += " (maps resynchronised from rules.json)"
-
-    def side(entries, verb):
-        count = "%s: %d %s" % (header, len(entries), verb)
-        if limit is not None and len(entries) > limit:
-            entries = entries[:limit]
-            count += ", the first %d shown" % limit
-        return "".join(rules.describe(kind, e) + "\n" for e in entries), count
-
-    before, before_header = side(removed, "removed")
-    after, after_header = side(added, "added")
-    return {"before": before, "after": after, "before_header": before_header, "after_header": after_header}
-
-
-def listed(entries, limit):
-    """(at most `limit` entries, whether some were left out)."""
-    if len(entries) > limit:
-        return list(entries[:limit]), True
-    return list(entries), False
 
 
 def main():

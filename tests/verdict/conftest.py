@@ -48,7 +48,7 @@ REASONS = (
 CFG = {"policy": 0, "icmp_rate": 1, "icmp_burst": 2, "ct_enabled": 3, "ct_timeout_ns": 4,
        "ct_syn_ns": 5, "ct_fin_ns": 6, "ct_udp_ns": 7, "ct_udp_stream_ns": 8, "ct_icmp_ns": 9,
        "sanity": 10, "rl_global_rate": 11, "rl_global_burst": 12,
-       "droplog_rate": 13, "droplog_burst": 14}
+       "droplog_rate": 13, "droplog_burst": 14, "rules_generation": 15}
 
 SET_MAPS = ("src4_host", "src6_host", "src4_lpm", "src6_lpm", "rules4", "rules6", "ct", "ct_syn",
             "rl4_cfg", "rl6_cfg", "rl4_state", "rl6_state", "frags", "dhcp_expect")
@@ -87,6 +87,8 @@ class Dataplane:
                 del table[key]
         for idx in range(16):
             self.t("config")[idx] = self.t("config").Leaf(0)
+        self.generation = 1
+        self.config(rules_generation=self.generation)
         self.t("icmp_bucket")[0] = self.t("icmp_bucket").Leaf()
         self.t("rl_global")[0] = self.t("rl_global").Leaf()
         self.t("droplog_bucket")[0] = self.t("droplog_bucket").Leaf()
@@ -111,7 +113,11 @@ class Dataplane:
         port_rules = [{"source": cidr} for cidr in self.rule_sources]
         ratelimits = [{"source": cidr} for cidr in self.rl_sources]
         resolved = sources.resolve(self.wl, blacklist, port_rules, ratelimits)
+        # as the engine writes them: generation 0 while it writes, then a new one (ct_vouched)
+        self.config(rules_generation=0)
         sources.write(self.src_maps, sources.to_maps(resolved, lambda e: e or 0))
+        self.generation += 1
+        self.config(rules_generation=self.generation)
 
     def whitelist(self, cidr):
         if cidr not in self.wl:
