@@ -7,8 +7,8 @@ netxfw.firewall.harden), hosts.yml and group_vars/all.yml (the policy), ansible.
 collection as users install it, under collections/.
 
 1. Bootstrap from the controller: harden.yml with netxfw_pull_repo sets the host up (ansible-core
-   from PyPI in a venv, as the host has no ansible-pull; pull.json; netxfw-pull.service and
-   .timer, checked with systemd-analyze verify).
+   in a venv, as the host has no ansible-pull, from wheels in a local directory as the lab reaches
+   no PyPI; pull.json; netxfw-pull.service and .timer, checked with systemd-analyze verify).
 2. One pull cycle, run as the service runs it (`netxfw pull`, a clean environment; systemd is not
    PID 1 in the lab, so the timer is not what starts it): the repository's rules are live (real
    packets), `netxfw status` and /metrics show the result, the commit is the repository's HEAD.
@@ -153,6 +153,20 @@ def repo(lab):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def wheels():
+    """ansible-core and its dependencies as wheels: the lab hosts reach no PyPI, so the role installs
+    from a local directory (netxfw_pull_pip_extra_args), as a fleet without internet uses a mirror."""
+    tmp = tempfile.mkdtemp(prefix="netxfw-pull-wheels-")
+    try:
+        r = subprocess.run(["/opt/netxfw-venv/bin/pip", "download", "-q", "-d", tmp, "ansible-core>=2.15,<2.20"],
+                           capture_output=True, text=True, timeout=600, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def host(lab, cmd, check=True, timeout=300):
     r = lab.host_exec(HOST, cmd, timeout=timeout)
     if check:
@@ -203,16 +217,17 @@ def probe(lab, src, *args):
     return dict((e["probe"], e["outcome"]) for e in json.loads(r.stdout))
 
 
-def test_bootstrap_from_the_controller(lab, ansible_env, repo):
+def test_bootstrap_from_the_controller(lab, ansible_env, repo, wheels):
     r = lab.ansible_playbook(_harden.HARDEN, "-e", "@" + _harden.LAB_VARS, "-e", "netxfw_agent_run_without_systemd=true",
                              "-e", "netxfw_pull_repo=" + URL, "-e", "netxfw_pull_inventory=hosts.yml",
+                             "-e", "netxfw_pull_pip_extra_args='--no-index --find-links %s'" % wheels,
                              timeout=900, env=ansible_env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "CONFIRMED on %s" % HOST in r.stdout, r.stdout
     settings = json.loads(host(lab, "cat /var/lib/netxfw/pull.json").stdout)
     assert settings["repo"] == URL and settings["ansible_pull"] == ANSIBLE_PULL, settings
     assert settings["cli"] == ["/usr/bin/python3", CLI], settings
-    # no ansible-pull on the host: the role installed ansible-core from PyPI into a venv
+    # no ansible-pull on the host: the role installed ansible-core into a venv (from the wheels)
     assert "Install ansible-core from PyPI" in r.stdout, r.stdout
     version = host(lab, [ANSIBLE_PULL, "--version"]).stdout
     assert version.startswith("ansible-pull [core 2."), version
