@@ -173,11 +173,11 @@ def _run(argv, timeout, env=None, cwd=None):
     except OSError as exc:  # not installed, not executable: said like a failed command
         return 127, "cannot run %s: %s" % (argv[0], exc)
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out = proc.communicate(timeout=timeout)[0]
         return proc.returncode, out.decode("utf-8", "replace")
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
+        out = proc.communicate()[0]
         return None, out.decode("utf-8", "replace")
 
 

@@ -6,8 +6,9 @@ what the README's "ansible-pull mode" tells users to put there: local.yml (impor
 netxfw.firewall.harden), hosts.yml and group_vars/all.yml (the policy), ansible.cfg and the
 collection as users install it, under collections/.
 
-1. Bootstrap from the controller: harden.yml with netxfw_pull_repo sets the host up (pull.json,
-   netxfw-pull.service and .timer, checked with systemd-analyze verify).
+1. Bootstrap from the controller: harden.yml with netxfw_pull_repo sets the host up (ansible-core
+   in a venv, as the host has no ansible-pull, from wheels in a local directory as the lab reaches
+   no PyPI; pull.json; netxfw-pull.service and .timer, checked with systemd-analyze verify).
 2. One pull cycle, run as the service runs it (`netxfw pull`, a clean environment; systemd is not
    PID 1 in the lab, so the timer is not what starts it): the repository's rules are live (real
    packets), `netxfw status` and /metrics show the result, the commit is the repository's HEAD.
@@ -47,7 +48,10 @@ _collection = _load("netxfw_tests_collection", os.path.join(os.path.dirname(_HER
 
 HOST = "nxh1"
 CLI = "/usr/local/sbin/netxfw"
-ANSIBLE_PULL = "/opt/netxfw-venv/bin/ansible-pull"
+# the role installs ansible-core here: the lab hosts have no ansible-pull on PATH (/usr, like
+# /usr/lib/netxfw, is the machine's, shared by the lab hosts; the fixture removes it)
+ANSIBLE_VENV = "/usr/lib/netxfw/ansible"
+ANSIBLE_PULL = ANSIBLE_VENV + "/bin/ansible-pull"
 SERVER = "198.51.100.1"  # the controller's lab address (bridge nxlab0)
 GIT_PORT = "9418"
 URL = "git://%s/policy.git" % SERVER
@@ -66,7 +70,6 @@ POLICY = {
     "netxfw_blocklist": ["203.0.113.0/24"],
     "netxfw_agent_run_without_systemd": True,
     "netxfw_pull_repo": URL,
-    "netxfw_pull_ansible_pull": ANSIBLE_PULL,
     "netxfw_pull_inventory": "hosts.yml",
 }
 LOCAL_YML = "---\n# the host applies harden.yml to itself\n- name: Harden this host\n  ansible.builtin.import_playbook: netxfw.firewall.harden\n"
@@ -81,7 +84,11 @@ ansible_env = _harden.ansible_env
 @pytest.fixture(scope="module")
 def lab(root_netns):
     with _harden.WaitingLab(hosts=1, force=False) as lab:
-        yield lab
+        shutil.rmtree(ANSIBLE_VENV, ignore_errors=True)
+        try:
+            yield lab
+        finally:
+            shutil.rmtree(ANSIBLE_VENV, ignore_errors=True)
 
 
 def git(*args, cwd=None):
@@ -146,6 +153,20 @@ def repo(lab):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def wheels():
+    """ansible-core and its dependencies as wheels: the lab hosts reach no PyPI, so the role installs
+    from a local directory (netxfw_pull_pip_extra_args), as a fleet without internet uses a mirror."""
+    tmp = tempfile.mkdtemp(prefix="netxfw-pull-wheels-")
+    try:
+        r = subprocess.run(["/opt/netxfw-venv/bin/pip", "download", "-q", "-d", tmp, "ansible-core>=2.15,<2.20"],
+                           capture_output=True, text=True, timeout=600, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def host(lab, cmd, check=True, timeout=300):
     r = lab.host_exec(HOST, cmd, timeout=timeout)
     if check:
@@ -196,16 +217,20 @@ def probe(lab, src, *args):
     return dict((e["probe"], e["outcome"]) for e in json.loads(r.stdout))
 
 
-def test_bootstrap_from_the_controller(lab, ansible_env, repo):
+def test_bootstrap_from_the_controller(lab, ansible_env, repo, wheels):
     r = lab.ansible_playbook(_harden.HARDEN, "-e", "@" + _harden.LAB_VARS, "-e", "netxfw_agent_run_without_systemd=true",
-                             "-e", "netxfw_pull_repo=" + URL, "-e", "netxfw_pull_ansible_pull=" + ANSIBLE_PULL,
-                             "-e", "netxfw_pull_inventory=hosts.yml",
+                             "-e", "netxfw_pull_repo=" + URL, "-e", "netxfw_pull_inventory=hosts.yml",
+                             "-e", "netxfw_pull_pip_extra_args='--no-index --find-links %s'" % wheels,
                              timeout=900, env=ansible_env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "CONFIRMED on %s" % HOST in r.stdout, r.stdout
     settings = json.loads(host(lab, "cat /var/lib/netxfw/pull.json").stdout)
     assert settings["repo"] == URL and settings["ansible_pull"] == ANSIBLE_PULL, settings
     assert settings["cli"] == ["/usr/bin/python3", CLI], settings
+    # no ansible-pull on the host: the role installed ansible-core into a venv (from the wheels)
+    assert "Install ansible-core from PyPI" in r.stdout, r.stdout
+    version = host(lab, [ANSIBLE_PULL, "--version"]).stdout
+    assert version.startswith("ansible-pull [core 2."), version
     # the units are installed (systemd is not PID 1 here: none is enabled) and valid
     paths = ["/etc/systemd/system/" + u for u in UNITS]
     v = subprocess.run(["systemd-analyze", "verify", "--man=no"] + paths, capture_output=True, text=True,

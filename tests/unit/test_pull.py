@@ -2,7 +2,8 @@
 against a local git repository, on a state dir with no data plane loaded (the lab test,
 tests/integration/test_pull.py, covers the data plane, packets, status and /metrics on a host).
 Here: the window the runner opens covers what the play changed, a failed play and a failed self-check
-are both rolled back at once and reported, and the result file says what happened."""
+are both rolled back at once and reported, a reboot in the middle of a pull brings back the confirmed
+state, the --loop fallback runs cycle after cycle, and the result file says what happened."""
 
 import json
 import os
@@ -40,6 +41,11 @@ PLAY = """---
       ansible.builtin.fail:
         msg: "the policy has a typo"
       when: {fail}
+    - name: Or hang (until the host goes down)
+      ansible.builtin.wait_for:
+        path: {state}/never
+        timeout: 600
+      when: {hang}
 """
 
 
@@ -56,8 +62,8 @@ def host(tmp_path):
     git("init", "-q", "-b", "main", str(work))
     state.mkdir(mode=0o700)
 
-    def commit(fail):
-        (work / "local.yml").write_text(PLAY.format(cli=CLI, pins=pins, state=state, fail=fail))
+    def commit(fail, hang=False):
+        (work / "local.yml").write_text(PLAY.format(cli=CLI, pins=pins, state=state, fail=fail, hang=hang))
         git("add", "-A", cwd=work)
         git("commit", "-q", "--allow-empty", "-m", "fail=%s" % fail, cwd=work)
         return git("rev-parse", "HEAD", cwd=work)
@@ -71,14 +77,20 @@ def host(tmp_path):
 
     def whitelist():
         path = state / "rules.json"
-        return [e["cidr"] for e in json.loads(path.read_text())["whitelist"]] if path.exists() else []
+        entries = json.loads(path.read_text())["whitelist"] if path.exists() else []
+        return [e["cidr"] if isinstance(e, dict) else e for e in entries]
 
     (state / "pull.json").write_text(json.dumps({
         "repo": "file://%s" % work, "ansible_pull": ANSIBLE_PULL, "timeout": 300, "ssh_port": 0,
         "cli": ["/usr/bin/python3", CLI]}))
     host.commit, host.run, host.whitelist, host.state = commit, run, whitelist, state
+    host.kill_all = lambda: kill_all(tmp_path)
     yield host
-    # never leave a rollback timer or a process of this test behind
+    kill_all(tmp_path)
+
+
+def kill_all(tmp_path):
+    """Every process of this test (runner, ansible-pull, rollback timer): SIGKILL, as a power cut."""
     for proc in os.listdir("/proc"):
         if proc.isdigit() and int(proc) != os.getpid():
             try:
@@ -123,6 +135,32 @@ def test_a_failed_fetch_changes_nothing_and_says_so(host):
     assert "nonexistent" in res["error"], res
     assert res["rollback"]["outcome"] == "rolled_back" and res["rollback"]["actions"] == [], res
     assert not (host.state / "rollback" / "pending").exists()
+
+
+def test_a_reboot_in_the_middle_of_a_pull_brings_back_the_confirmed_state(host):
+    host.commit(fail=False, hang=True)
+    env = dict(os.environ)
+    env.pop("NETXFW_ROLLBACK_ID", None)
+    runner = subprocess.Popen(["/usr/bin/python3", CLI, "--pin-path", str(host.state.parent / "pins"), "--state-dir",
+                               str(host.state), "pull"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not host.whitelist() and time.monotonic() < deadline and runner.poll() is None:
+            time.sleep(0.2)
+        assert host.whitelist(), "the play did not get to its change"
+        pending = json.loads((host.state / "rollback" / "pending").read_text())
+        assert pending["owner"].startswith("ansible-pull "), pending
+    finally:
+        host.kill_all()  # the host goes down: runner, ansible-pull and the window's timer with it
+        runner.wait(timeout=30)
+    # the boot restore rolls back the change whose timer is gone
+    p = subprocess.run(["/usr/bin/python3", CLI, "--pin-path", str(host.state.parent / "pins"), "--state-dir",
+                        str(host.state), "--json", "restore"], capture_output=True, text=True, timeout=120, check=False,
+                       env=env)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["rolled_back"]["id"] == pending["id"], p.stdout
+    assert host.whitelist() == [] and not (host.state / "rollback" / "pending").exists()
 
 
 def test_the_loop_runs_cycle_after_cycle(host):
