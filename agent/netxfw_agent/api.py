@@ -18,7 +18,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from netxfw_engine import queries
+from netxfw_engine import exchange, queries, rules
 from netxfw_engine.errors import NetxfwError
 
 from . import __version__, auth, ops
@@ -82,10 +82,10 @@ def _kind_param(query, required=False):
     kind = _one(query, "kind")
     if kind is None:
         if required:
-            raise HttpError(400, "query parameter 'kind' is required (whitelist, blacklist or port)")
+            raise HttpError(400, "query parameter 'kind' is required (%s)" % ", ".join(rules.KINDS))
         return None
-    if kind not in ops.KINDS:
-        raise HttpError(400, "kind must be one of %s, not %r" % (", ".join(ops.KINDS), kind))
+    if kind not in rules.KINDS:
+        raise HttpError(400, "kind must be one of %s, not %r" % (", ".join(rules.KINDS), kind))
     return kind
 
 
@@ -154,62 +154,74 @@ class Agent:
             raise HttpError(400, "the body must be a JSON object such as {\"kind\": \"blacklist\", \"cidr\": "
                                  "\"198.51.100.7\", \"ttl\": 3600}")
         body = dict(body)
-        kind = body.pop("kind", None)
-        if kind not in ops.KINDS:
-            raise HttpError(400, "'kind' must be one of %s, not %r" % (", ".join(ops.KINDS), kind))
+        kind = body.get("kind")
+        if kind not in rules.KINDS:
+            raise HttpError(400, "'kind' must be one of %s, not %r" % (", ".join(rules.KINDS), kind))
         ttl = body.pop("ttl", None)
         if "entries" in body:
             entries = body.pop("entries")
+            body.pop("kind")
             if body:
                 raise HttpError(400, "give either 'entries' or one rule's fields, not both (%s)"
                                 % ", ".join(sorted(body)))
             if not isinstance(entries, list):
                 raise HttpError(400, "'entries' must be a list")
-        elif kind == "whitelist":
-            if set(body) != {"cidr"}:
-                raise HttpError(400, "a whitelist rule takes exactly 'cidr' (got %s)"
-                                % (", ".join(sorted(body)) or "nothing"))
-            entries = [body["cidr"]]
-        elif kind == "blacklist":
-            if "cidr" not in body or set(body) - {"cidr", "expires"}:
-                raise HttpError(400, "a blacklist rule takes 'cidr' and optionally 'ttl' or 'expires'")
+        else:
             if "expires" in body and ttl is not None:
                 raise HttpError(400, "give 'ttl' or 'expires', not both")
-            entries = [body]
-        else:
-            entries = [body]
+            entries = [rules.record_entry(body)[1]]  # the rule's record is its fields and its kind
         result = ops.change_rules(self.fw, kind, entries, state="present", ttl=ttl)
         out = self._change(kind, result)
         return (201 if result["changed"] else 200), out
 
     def delete_rule(self, query, body):
         if body is not None:
-            raise HttpError(400, "DELETE takes query parameters (kind, cidr | proto, ports, source), not a body")
+            raise HttpError(400, "DELETE takes query parameters (kind and the fields naming the rule), not a body")
         kind = _kind_param(query, required=True)
-        names = {"whitelist": ("cidr",), "blacklist": ("cidr",), "port": ("proto", "ports", "source")}[kind]
-        allowed = set(names) | {"kind"}
-        unknown = sorted(set(query) - allowed)
+        names = rules.KIND[kind].identity
+        unknown = sorted(set(query) - set(names) - {"kind"})
         if unknown:
             raise HttpError(400, "query parameter(s) %s do not apply to %s rules (use %s)"
                             % (", ".join(unknown), kind, ", ".join(names)))
-        if kind == "port":
-            entry = {"proto": _one(query, "proto"), "ports": _one(query, "ports"), "action": "allow"}
-            if entry["proto"] is None or entry["ports"] is None:
-                raise HttpError(400, "removing a port rule needs 'proto' and 'ports' (and 'source' unless any)")
-            source = _one(query, "source")
-            if source is not None:
-                entry["source"] = source
-        else:
-            entry = _one(query, "cidr")
-            if entry is None:
-                raise HttpError(400, "removing a %s rule needs 'cidr'" % kind)
+        record = dict((name, _one(query, name)) for name in names if _one(query, name) is not None)
+        if kind in rules.PLAIN_KINDS and "cidr" not in record:
+            raise HttpError(400, "removing a %s rule needs 'cidr'" % kind)
+        record["kind"] = kind
+        entry = rules.record_entry(record)[1]
         return self._change(kind, ops.change_rules(self.fw, kind, [entry], state="absent"))
+
+    def export_rules(self, query):
+        fmt = _one(query, "format", "json")
+        if fmt not in exchange.FORMATS:
+            raise HttpError(400, "format must be one of %s, not %r" % (", ".join(exchange.FORMATS), fmt))
+        kind = _kind_param(query)
+        text = exchange.export_rules(self.fw.store.read_rules(), fmt, [kind] if kind else None)
+        return {"format": fmt, "document": text}
+
+    def import_rules(self, body):
+        """{"document": text in any format of `netxfw import`, "format", "kind", "replace"} -> per kind changes."""
+        if not isinstance(body, dict) or not isinstance(body.get("document"), str):
+            raise HttpError(400, "the body must be a JSON object with 'document' (the text of an export: JSON, CSV "
+                                 "or a plain list) and optionally 'format', 'kind' and 'replace'")
+        unknown = sorted(set(body) - {"document", "format", "kind", "replace"})
+        if unknown:
+            raise HttpError(400, "unknown field(s) %s; the fields are document, format, kind, replace"
+                            % ", ".join(unknown))
+        fmt, kind, replace = body.get("format"), body.get("kind"), body.get("replace", False)
+        if fmt is not None and fmt not in exchange.FORMATS:
+            raise HttpError(400, "'format' must be one of %s, not %r" % (", ".join(exchange.FORMATS), fmt))
+        if kind is not None and kind not in rules.KINDS:
+            raise HttpError(400, "'kind' must be one of %s, not %r" % (", ".join(rules.KINDS), kind))
+        if not isinstance(replace, bool):
+            raise HttpError(400, "'replace' must be true or false, not %r" % (replace,))
+        parsed = exchange.parse_rules(body["document"], fmt, kind, "the document")
+        return {"results": ops.import_rules(self.fw, parsed, replace=replace)}
 
     @staticmethod
     def _change(kind, result):
         return {"changed": result["changed"], "loaded": result["loaded"],
-                "added": [queries.rule_record(kind, e) for e in result["added"]],
-                "removed": [queries.rule_record(kind, e) for e in result["removed"]]}
+                "added": [rules.rule_record(kind, e) for e in result["added"]],
+                "removed": [rules.rule_record(kind, e) for e in result["removed"]]}
 
     def conntrack(self, query):
         limit = _int_param(query, "limit", 100, 1, MAX_LIMIT)
@@ -239,6 +251,8 @@ class Handler(BaseHTTPRequestHandler):
         "/api/v1/status": {"GET": "status"},
         "/api/v1/counters": {"GET": "counters"},
         "/api/v1/rules": {"GET": "rules_get", "POST": "rules_post", "DELETE": "rules_delete"},
+        "/api/v1/rules/export": {"GET": "rules_export"},
+        "/api/v1/rules/import": {"POST": "rules_import"},
         "/api/v1/conntrack": {"GET": "conntrack"},
         "/api/v1/settings": {"GET": "settings_get", "PUT": "settings_put"},
         "/metrics": {"GET": "metrics"},
@@ -402,6 +416,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_rules_delete(self, query):
         self.send_json(200, self.agent.delete_rule(query, self.read_body()))
+
+    def route_rules_export(self, query):
+        self._no_body()
+        self.send_json(200, self.agent.export_rules(query))
+
+    def route_rules_import(self, query):
+        self.send_json(200, self.agent.import_rules(self.read_body()))
 
     def route_conntrack(self, query):
         self._no_body()

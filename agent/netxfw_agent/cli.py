@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from netxfw_engine import exchange, queries
+from netxfw_engine import exchange, queries, rules
 from netxfw_engine.engine import DEFAULT_PIN_PATH, DEFAULT_STATE_DIR, Firewall
 from netxfw_engine.errors import NetxfwError
 from netxfw_engine.state import OWNER_ENV
@@ -48,7 +48,7 @@ def build_parser():
     p.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
                    help="measure rates over this many seconds (0: no rates; default 1)")
 
-    rule = command("rule", "add, remove or list whitelist, blacklist and port rules")
+    rule = command("rule", "add, remove or list rules: %s" % ", ".join(rules.KINDS))
     rule_cmds = rule.add_subparsers(dest="rule_command", metavar="ACTION")
     rule_cmds.required = True
     for action in ("add", "remove"):
@@ -56,31 +56,36 @@ def build_parser():
             action, parents=[sub_globals],
             help="%s rules (persisted to rules.json at once)" % action,
             description="%s rules. whitelist/blacklist: ITEM is an address or CIDR. port: ITEM is PROTO:PORTS, "
-                        "e.g. tcp:22 or udp:1000-2000." % action.capitalize())
-        rp.add_argument("kind", choices=ops.KINDS)
+                        "e.g. tcp:22 or udp:1000-2000. ratelimit: ITEM is the source CIDR." % action.capitalize())
+        rp.add_argument("kind", choices=rules.KINDS)
         rp.add_argument("items", nargs="+", metavar="ITEM")
         rp.add_argument("--source", help="port rules: source CIDR (default any)")
         if action == "add":
             rp.add_argument("--ttl", type=float, help="blacklist: expire after SECONDS")
             rp.add_argument("--action", dest="rule_action", choices=("allow", "deny"), default="allow",
                             help="port rules: allow (default) or deny")
+            rp.add_argument("--rate", type=int, help="ratelimit: packets per second of each source address")
+            rp.add_argument("--burst", type=int, help="ratelimit: bucket depth in packets (default the rate)")
+            rp.add_argument("--syn-only", action="store_true", default=None, help="ratelimit: limit only TCP SYNs")
+            rp.add_argument("--ban-ttl", type=int, help="ratelimit: ban a source over its rate for SECONDS")
     lp = rule_cmds.add_parser("list", parents=[sub_globals], help="list rules from rules.json")
-    lp.add_argument("kind", nargs="?", choices=ops.KINDS)
+    lp.add_argument("kind", nargs="?", choices=rules.KINDS)
     lp.add_argument("--search", help="an address (rules covering it) or text")
     lp.add_argument("--offset", type=int, default=0)
     lp.add_argument("--limit", type=int, default=None)
     lp.add_argument("--expired", action="store_true", help="include expired blacklist entries")
 
-    ip = command("import", "import rules from JSON, CSV or a plain list of CIDRs")
+    ip = command("import", "import rules from JSON, CSV or a plain list of CIDRs (the formats netxfw_rule's src "
+                 "takes)")
     ip.add_argument("file", help="file to read, - for stdin")
-    ip.add_argument("--format", choices=exchange.FORMATS, help="default: from the file name, else json")
-    ip.add_argument("--kind", choices=ops.KINDS, help="rule kind (required for a plain list)")
+    ip.add_argument("--format", choices=exchange.FORMATS, help="default: told by the content (exchange.detect_format)")
+    ip.add_argument("--kind", choices=rules.KINDS, help="rule kind (required for a plain list)")
     ip.add_argument("--replace", action="store_true",
                     help="make each imported kind exactly the file's list (default: add to it)")
 
     ep = command("export", "export rules as JSON, CSV or a plain list of CIDRs")
     ep.add_argument("--format", choices=exchange.FORMATS, help="default: from --output's name, else json")
-    ep.add_argument("--kind", choices=ops.KINDS, action="append", help="only this kind (repeatable)")
+    ep.add_argument("--kind", choices=rules.KINDS, action="append", help="only this kind (repeatable)")
     ep.add_argument("-o", "--output", help="write to this file instead of stdout")
 
     cp = command("conntrack", "list tracked flows (newest first)")
@@ -120,6 +125,12 @@ def build_parser():
                  "during the window are kept); with --snapshot, or with no window open, restore a snapshot file")
     rn.add_argument("id", nargs="?", help="the open window's id (default: whatever is open)")
     rn.add_argument("--snapshot", help="snapshot file to restore as it is (default STATE_DIR/rollback/snapshot.json)")
+
+    pl = command("pull", "ansible-pull mode: apply the policy repository to this host under confirm-or-rollback, "
+                 "confirmed only by the host's own checks (settings: STATE_DIR/pull.json; result: `netxfw status`)")
+    pl.add_argument("--config", help="settings file (default STATE_DIR/pull.json, written by the netxfw role)")
+    pl.add_argument("--loop", action="store_true", help="run again every interval (+ splay) seconds, for hosts "
+                    "without systemd (the role's netxfw-pull.timer does this where systemd runs)")
 
     sp = command("serve", "run the API, Web UI and metrics server")
     sp.add_argument("--listen", default="127.0.0.1:11811", help="HOST:PORT (default 127.0.0.1:11811)")
@@ -196,14 +207,12 @@ def status_text(info):
 
 
 def rule_text(record):
-    if record["kind"] == "whitelist":
-        return "whitelist  %s" % record["cidr"]
-    if record["kind"] == "blacklist":
-        if record["expires"] is None:
-            return "blacklist  %s" % record["cidr"]
-        import time
-        return "blacklist  %s  (expires in %ds)" % (record["cidr"], max(0, record["expires"] - time.time()))
-    return "port       %s %s from %s: %s" % (record["proto"], record["ports"], record["source"], record["action"])
+    kind, entry = rules.record_entry(record)
+    if kind == "blacklist" and entry["expires"] is not None:
+        return "blacklist  %s  (expires in %ds)" % (entry["cidr"], max(0, entry["expires"] - time.time()))
+    if kind == "port":
+        return "port       %s %s from %s: %s" % (entry["proto"], entry["ports"], entry["source"], entry["action"])
+    return "%-10s %s" % (kind, rules.describe(kind, entry))
 
 
 def change_text(kind, result):
@@ -232,6 +241,27 @@ def port_items(items, source, action):
     return entries
 
 
+RATELIMIT_OPTIONS = ("rate", "burst", "syn_only", "ban_ttl")  # --rate, --burst, --syn-only, --ban-ttl
+
+
+def rule_entries(args):
+    """The entries `rule add/remove` names; their contents are the engine's to check."""
+    if getattr(args, "ttl", None) is not None and not rules.KIND[args.kind].ttl:
+        raise UsageError("--ttl applies to %s rules only" % " and ".join(k.name for k in rules.REGISTRY if k.ttl))
+    if args.kind == "port":
+        return port_items(args.items, args.source, getattr(args, "rule_action", "allow"))
+    if args.source:
+        raise UsageError("--source applies to port rules only")
+    if args.kind == "ratelimit":
+        options = dict((name, getattr(args, name, None)) for name in RATELIMIT_OPTIONS)
+        options = dict((name, value) for name, value in options.items() if value is not None)
+        return [dict(options, source=item) for item in args.items]
+    given = sorted("--" + name.replace("_", "-") for name in RATELIMIT_OPTIONS if getattr(args, name, None) is not None)
+    if given:
+        raise UsageError("%s apply to ratelimit rules only" % ", ".join(given))
+    return list(args.items)
+
+
 def cmd_rule(args, fw):
     if args.rule_command == "list":
         listing = queries.list_rules(fw, args.kind, args.search, args.offset, args.limit, args.expired)
@@ -239,33 +269,19 @@ def cmd_rule(args, fw):
         if listing["total"] > len(listing["items"]):
             text += "\n(%d of %d shown)" % (len(listing["items"]), listing["total"])
         return emit(args, listing, text)
-    kind = args.kind
-    if kind == "port":
-        entries = port_items(args.items, args.source, getattr(args, "rule_action", "allow"))
-    else:
-        if args.source:
-            raise UsageError("--source applies to port rules only")
-        entries = list(args.items)
-    ttl = getattr(args, "ttl", None)
-    if ttl is not None and kind != "blacklist":
-        raise UsageError("--ttl applies to blacklist rules only")
     state = "present" if args.rule_command == "add" else "absent"
-    result = ops.change_rules(fw, kind, entries, state=state, ttl=ttl)
+    result = ops.change_rules(fw, args.kind, rule_entries(args), state=state, ttl=getattr(args, "ttl", None))
     out = {"changed": result["changed"], "added": result["added"], "removed": result["removed"],
            "loaded": result["loaded"]}
-    emit(args, out, change_text(kind, result))
+    emit(args, out, change_text(args.kind, result))
 
 
 def cmd_import(args, fw):
     name = args.file
-    fmt = args.format or exchange.guess_format(name if name != "-" else "", "json")
-    try:
-        text = sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
-    except OSError as exc:
-        raise NetxfwError("cannot read %s: %s" % (name, exc.strerror))
-    except UnicodeDecodeError:
-        raise NetxfwError("%s is not UTF-8 text" % name)
-    parsed = exchange.parse_rules(text, fmt, args.kind)
+    if name == "-":
+        parsed = exchange.parse_rules(sys.stdin.read(), args.format, args.kind, "stdin")
+    else:
+        parsed = exchange.load(name, args.kind, args.format)
     if not parsed:
         raise NetxfwError("%s holds no rules%s" % (name, " of kind %s" % args.kind if args.kind else ""))
     results = ops.import_rules(fw, parsed, replace=args.replace)
@@ -302,7 +318,7 @@ def cmd_conntrack(args, fw):
 
 
 def cmd_drops(args, fw):
-    listing = fw.drops(limit=args.limit)
+    listing = queries.drops(fw, limit=args.limit)
     if not listing["loaded"]:
         return emit(args, listing, "data plane not loaded: no drop events")
     rows = [[time.strftime("%H:%M:%S", time.localtime(e["time"])), e["reason"], str(e["proto"]),
@@ -344,7 +360,7 @@ def cmd_restore(args, fw):
         record = {"time": time.time(), "kernel": os.uname().release, "error": "%s" % exc,
                   "pin_path": fw.pin_path}
         try:
-            rollback._write_json(failed, record)
+            fw.store.write_json(failed, record)
         except OSError:
             pass
         message = ("netxfw restore FAILED: the data plane is NOT loaded, this host has NO netxfw firewall: %s"
@@ -443,6 +459,18 @@ def cmd_rollback(args, fw):
         return emit(args, st, "\n".join(lines))
 
 
+def cmd_pull(args, fw):
+    from . import pull
+    if args.loop:
+        pull.loop(fw, args.config)
+    cfg = pull.load_config(fw, args.config)
+    if not cfg["cli"]:
+        cfg["cli"] = [sys.executable, os.path.abspath(sys.argv[0])]
+    res = pull.run_once(fw, cfg)
+    emit(args, res, pull.summary(res) + ("" if res["success"] else "\n" + "\n".join(pull.problems(fw))))
+    return 0 if res["success"] else 1
+
+
 def cmd_status(args, fw):
     info = ops.status(fw, max(0.0, args.sample))
     if args.json:
@@ -452,6 +480,9 @@ def cmd_status(args, fw):
     if pending is not None:
         lines.append("rollback window %s open (owner %s): rolls back at %s unless confirmed" % (
             pending["id"], pending.get("owner"), _when(pending["deadline"])))
+    if info.get("pull"):
+        from . import pull
+        lines.append(pull.summary(info["pull"]))
     print("\n".join(lines))
 
 
@@ -487,6 +518,7 @@ def main(argv=None):
         "reload": lambda: cmd_reload(args, fw),
         "restore": lambda: cmd_restore(args, fw),
         "serve": lambda: cmd_serve(args, fw),
+        "pull": lambda: cmd_pull(args, fw),
         "snapshot": lambda: cmd_rollback(args, fw),
         "rollback-after": lambda: cmd_rollback(args, fw),
         "confirm": lambda: cmd_rollback(args, fw),

@@ -5,6 +5,8 @@ import time
 
 from netxfw_engine import queries
 
+from . import pull
+
 try:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -27,7 +29,7 @@ class EngineCollector:
 
     def collect(self):
         started = time.monotonic()
-        info = self.fw.info()
+        info = queries.info(self.fw)
         loaded = GaugeMetricFamily("netxfw_loaded", "1 when the data plane is loaded and its pins match the layout")
         loaded.add_metric([], 1 if info.get("loaded") else 0)
         yield loaded
@@ -38,6 +40,7 @@ class EngineCollector:
         for kind, number in sorted(counts.items()):
             rules.add_metric([kind], number)
         yield rules
+        yield from self._pull()
 
         if not info.get("loaded"):
             yield self._duration(started)
@@ -74,6 +77,32 @@ class EngineCollector:
             attached.add_metric([name, "tc_egress", "clsact"], 1 if state["tc"] else 0)
         yield attached
         yield self._duration(started)
+
+    def _pull(self):
+        """The last ansible-pull run (pull/last.json), on hosts in pull mode only."""
+        res = pull.last_result(self.fw)
+        if not res:
+            return
+        for name, text, value in (
+                ("netxfw_pull_last_run_timestamp_seconds", "When the last ansible-pull run ended (epoch)",
+                 res.get("finished")),
+                ("netxfw_pull_last_success", "1 when the last ansible-pull run applied and confirmed its change",
+                 1 if res.get("success") else 0),
+                ("netxfw_pull_last_duration_seconds", "How long the last ansible-pull run took", res.get("duration")),
+                ("netxfw_pull_last_changed_tasks", "Tasks the last ansible-pull run changed", res.get("changed")),
+                ("netxfw_pull_last_rolled_back", "1 when the last ansible-pull run's change was rolled back",
+                 1 if res.get("rollback", {}).get("outcome") == "rolled_back" else 0),
+                ("netxfw_pull_last_success_timestamp_seconds", "When an ansible-pull run last succeeded (epoch)",
+                 res.get("last_success"))):
+            if value is not None:
+                g = GaugeMetricFamily(name, text)
+                g.add_metric([], value)
+                yield g
+        info = GaugeMetricFamily("netxfw_pull_last_run_info", "The last ansible-pull run: commit and stage reached",
+                                 labels=["commit", "stage", "outcome"])
+        info.add_metric([res.get("commit") or "", res.get("stage") or "",
+                         res.get("rollback", {}).get("outcome") or ""], 1)
+        yield info
 
     @staticmethod
     def _duration(started):

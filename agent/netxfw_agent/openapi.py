@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The OpenAPI 3 document served at /openapi.json (the API's contract, and the fuzz's input)."""
 
-from netxfw_engine.rules import MAX_TTL
+from netxfw_engine import exchange
+from netxfw_engine.rules import KINDS, MAX_RATE, MAX_TTL
 
 from . import __version__
 
@@ -21,7 +22,14 @@ def _q(name, schema, description):
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-KIND = {"type": "string", "enum": ["whitelist", "blacklist", "port"]}
+KIND = {"type": "string", "enum": list(KINDS)}
+FORMAT = {"type": "string", "enum": list(exchange.FORMATS)}
+RATELIMIT_FIELDS = {
+    "rate": {"type": "integer", "minimum": 1, "maximum": MAX_RATE, "description": "ratelimit: packets/s per source"},
+    "burst": {"type": "integer", "minimum": 1, "maximum": MAX_RATE, "description": "ratelimit: bucket depth"},
+    "syn_only": {"type": "boolean", "description": "ratelimit: limit only TCP SYNs"},
+    "ban_ttl": {"type": "integer", "minimum": 0, "maximum": MAX_TTL, "description": "ratelimit: ban seconds (0: none)"},
+}
 PAGING = [
     _q("offset", {"type": "integer", "minimum": 0, "maximum": 1000000000, "default": 0}, "items to skip"),
     _q("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}, "page size"),
@@ -36,20 +44,21 @@ def document():
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "RuleRecord": {
             "type": "object", "required": ["kind"],
-            "properties": {
+            "properties": dict(RATELIMIT_FIELDS, **{
                 "kind": KIND,
                 "cidr": {"type": "string", "description": "whitelist/blacklist: address or CIDR"},
                 "expires": {"type": "number", "nullable": True, "description": "blacklist: wall-clock epoch s"},
-                "source": {"type": "string", "description": "port: source CIDR or 'any'"},
+                "source": {"type": "string", "description": "port: source CIDR or 'any'; ratelimit: source CIDR"},
                 "proto": {"type": "string", "enum": ["tcp", "udp"]},
                 "ports": {"type": "string", "description": "port: '22' or '1000-2000'"},
                 "action": {"type": "string", "enum": ["allow", "deny"]},
-            },
+            }),
         },
         "RuleCreate": {
             "type": "object", "required": ["kind"], "additionalProperties": False,
-            "description": "One rule (cidr, or proto+ports[+source, action]) or several ('entries').",
-            "properties": {
+            "description": "One rule (cidr, or proto+ports[+source, action], or source+rate[+burst, syn_only, "
+                           "ban_ttl]) or several ('entries').",
+            "properties": dict(RATELIMIT_FIELDS, **{
                 "kind": KIND,
                 "cidr": {"type": "string", "example": "198.51.100.7"},
                 "ttl": {"type": "number", "minimum": 1, "maximum": MAX_TTL,
@@ -62,7 +71,21 @@ def document():
                 "action": {"type": "string", "enum": ["allow", "deny"]},
                 "entries": {"type": "array", "maxItems": 100000,
                             "items": {"oneOf": [{"type": "string"}, {"type": "object"}]}},
+            }),
+        },
+        "RuleImport": {
+            "type": "object", "required": ["document"], "additionalProperties": False,
+            "properties": {
+                "document": {"type": "string", "description": "an export (JSON, CSV or a plain list of CIDRs): "
+                                                               "what `netxfw import` and netxfw_rule's src read"},
+                "format": FORMAT, "kind": KIND,
+                "replace": {"type": "boolean", "default": False,
+                            "description": "make each imported kind exactly the document's list"},
             },
+        },
+        "RuleExport": {
+            "type": "object",
+            "properties": {"format": FORMAT, "document": {"type": "string"}},
         },
         "RuleChange": {
             "type": "object",
@@ -128,12 +151,24 @@ def document():
                     _q("cidr", {"type": "string"}, "whitelist/blacklist: the CIDR"),
                     _q("proto", {"type": "string", "enum": ["tcp", "udp"]}, "port: protocol"),
                     _q("ports", {"type": "string"}, "port: '22' or '1000-2000'"),
-                    _q("source", {"type": "string"}, "port: source CIDR (default any)"),
+                    _q("source", {"type": "string"}, "port: source CIDR (default any); ratelimit: source CIDR"),
                 ],
                 "responses": dict(COMMON_ERRORS, **{
                     "200": _json("removed, or not there (changed false)",
                                  {"$ref": "#/components/schemas/RuleChange"})})},
         },
+        "/api/v1/rules/export": {"get": {
+            "summary": "Export rules (rules.json) as the document `netxfw export` writes", "operationId": "exportRules",
+            "parameters": [_q("format", FORMAT, "json (default), csv or plain"), _q("kind", KIND, "only this kind")],
+            "responses": dict(COMMON_ERRORS, **{"200": _json("the document",
+                                                             {"$ref": "#/components/schemas/RuleExport"})})}},
+        "/api/v1/rules/import": {"post": {
+            "summary": "Import rules from a document (any format `netxfw import` reads); one change per kind",
+            "operationId": "importRules",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/RuleImport"}}}},
+            "responses": dict(COMMON_ERRORS, **{"200": _json("changes by kind", OBJ),
+                                                "413": _error("body too large")})}},
         "/api/v1/conntrack": {"get": {
             "summary": "Tracked flows, newest first", "operationId": "conntrack",
             "parameters": [_q("search", {"type": "string", "maxLength": 200}, "address, port or protocol"),

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Glue the CLI and the API share: argument checks and calls into the engine.
+"""Glue the CLI and the API share: calls into the engine (which validates what it is given).
 
 Everything that changes the firewall is one call to netxfw_engine.engine.Firewall
 (apply_rules / apply_program), which takes the state lock, updates the maps and
@@ -7,15 +7,12 @@ writes the JSON atomically. Nothing here touches a map or a state file itself.
 """
 
 import json
-import math
 import os
 import time
 
-from netxfw_engine import queries
+from netxfw_engine import queries, rules
 from netxfw_engine.errors import NetxfwError
-from netxfw_engine.rules import MAX_TTL  # the engine's limit: the data plane holds no later expiry
 
-KINDS = ("whitelist", "blacklist", "port")
 RESTORE_FAILED = "restore-failed.json"  # in state_dir: the last boot restore failed (`netxfw restore`)
 SETTINGS = {
     "policy": str,
@@ -30,72 +27,15 @@ class NotDeployed(NetxfwError):
     """The data plane has no stored configuration to work from."""
 
 
-def check_kind(kind):
-    if kind not in KINDS:
-        raise NetxfwError("rule kind must be one of %s, not %r" % (", ".join(KINDS), kind))
-    return kind
-
-
-def check_ttl(ttl):
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) \
-            or not 0 < ttl <= MAX_TTL:
-        raise NetxfwError("ttl must be a number of seconds between 1 and %d, not %r" % (MAX_TTL, ttl))
-    return ttl
-
-
-def check_expires(entries):
-    """Blacklist expiries must be finite epoch seconds within MAX_TTL of now (or null)."""
-    limit = time.time() + MAX_TTL
-    for entry in entries:
-        if isinstance(entry, dict) and "expires" in entry and entry["expires"] is not None:
-            value = entry["expires"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or not 0 <= value <= limit:
-                raise NetxfwError("expires must be epoch seconds before %d (or null for never), not %r"
-                                  % (limit, value))
-
-
-def check_entries(kind, entries):
-    """Type checks the engine's normaliser assumes (it is written for validated module input)."""
-    for entry in entries:
-        if kind == "whitelist":
-            if not isinstance(entry, str):
-                raise NetxfwError("a whitelist entry is a CIDR string, not %r" % (entry,))
-        elif kind == "blacklist":
-            if isinstance(entry, dict):
-                if not isinstance(entry.get("cidr"), str):
-                    raise NetxfwError("a blacklist entry needs 'cidr' as a CIDR string, got %r" % (entry,))
-            elif not isinstance(entry, str):
-                raise NetxfwError("a blacklist entry is a CIDR string or {cidr, expires}, not %r" % (entry,))
-        else:
-            if not isinstance(entry, dict):
-                raise NetxfwError("a port rule is an object {proto, ports, source, action}, not %r" % (entry,))
-            for field in ("proto", "action", "source"):
-                if field in entry and not isinstance(entry[field], str):
-                    raise NetxfwError("port rule field '%s' must be a string, not %r" % (field, entry[field]))
-            for field in ("port", "ports"):
-                if field in entry and (isinstance(entry[field], bool) or not isinstance(entry[field], (int, str))):
-                    raise NetxfwError("port rule field '%s' must be a port number or a range string such as "
-                                      "'1000-2000', not %r" % (field, entry[field]))
-    if kind == "blacklist":
-        check_expires(entries)
-    return entries
-
-
 def change_rules(fw, kind, entries, state="present", ttl=None, exclusive=False):
-    check_kind(kind)
-    check_entries(kind, entries)
-    if ttl is not None and kind != "blacklist":
-        raise NetxfwError("ttl applies to blacklist entries only")
-    return fw.apply_rules(kind, entries, state=state, exclusive=exclusive, ttl=check_ttl(ttl))
+    """One engine call: the engine validates kind, entries and ttl (its message goes back as it is)."""
+    return fw.apply_rules(kind, entries, state=state, exclusive=exclusive, ttl=ttl)
 
 
 def import_rules(fw, parsed, replace=False):
-    """Apply {kind: [entries]} (exchange.parse_rules); one engine call per kind."""
+    """Apply {kind: [entries]} (exchange.parse_rules); one engine call per kind, in the registry's order."""
     results = {}
-    for kind in KINDS:
+    for kind in rules.KINDS:
         if kind in parsed:
             result = change_rules(fw, kind, parsed[kind], exclusive=replace)
             results[kind] = {"changed": result["changed"], "added": len(result["added"]),
@@ -164,17 +104,19 @@ def restore_failure(fw):
 
 
 def status(fw, sample=0.0):
-    """engine info() plus rule counts, the rollback window, `alerts` (a failed boot restore, an
-    unconfirmed change without a timer, a due rollback that cannot happen), and rates over
+    """engine info() plus rule counts, the rollback window, the last ansible-pull run (`pull`),
+    `alerts` (a failed boot restore, an unconfirmed change without a timer, a due rollback that
+    cannot happen, a failed pull), and rates over
     `sample` seconds when > 0."""
-    from . import rollback
-    info = fw.info()
+    from . import pull, rollback
+    info = queries.info(fw)
     info["rules"] = queries.rule_counts(fw)
     info["rollback"] = rollback.status(fw)
     info["restore_failed"] = restore_failure(fw)
+    info["pull"] = pull.last_result(fw)
     info["alerts"] = ["BOOT RESTORE FAILED at %s (kernel %s): %s" % (
         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f["time"])), f["kernel"], f["error"])
-        for f in [info["restore_failed"]] if f] + rollback.problems(fw)
+        for f in [info["restore_failed"]] if f] + rollback.problems(fw) + pull.problems(fw)
     if info.get("loaded") and sample > 0:
         before, t0 = info["counters"], time.monotonic()
         time.sleep(sample)

@@ -31,10 +31,9 @@ import os
 import secrets
 import signal
 import sys
-import tempfile
 import time
 
-from netxfw_engine.engine import RULE_KINDS
+from netxfw_engine.rules import LIST_KEYS as RULE_KINDS  # {kind: its list in rules.json}, whitelist first
 from netxfw_engine.errors import NetxfwError
 from netxfw_engine.state import JOURNAL_FILE, ROLLBACK_DIR, WINDOW_FILE, entry_key
 
@@ -59,40 +58,6 @@ def rollback_dir(fw):
 
 def _path(fw, name):
     return os.path.join(rollback_dir(fw), name)
-
-
-def _write_json(path, data):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as stream:
-            return json.load(stream)
-    except FileNotFoundError:
-        return None
-    except ValueError as exc:
-        raise NetxfwError("%s is not valid JSON (%s)" % (path, exc))
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def boot_id():
@@ -143,7 +108,7 @@ def snapshot(fw):
 
 def save_snapshot(fw, path):
     data = snapshot(fw)
-    _write_json(path, data)
+    fw.store.write_json(path, data)
     return data
 
 
@@ -223,17 +188,17 @@ def rebase(snap, journal):
 
 
 def _history(fw, ident, outcome):
-    _write_json(os.path.join(rollback_dir(fw), HISTORY, "%s.json" % ident), outcome)
+    fw.store.write_json(os.path.join(rollback_dir(fw), HISTORY, "%s.json" % ident), outcome)
     directory = os.path.join(rollback_dir(fw), HISTORY)
     names = sorted(os.listdir(directory), key=lambda n: os.path.getmtime(os.path.join(directory, n)))
     for name in names[:-HISTORY_KEPT]:
-        _unlink(os.path.join(directory, name))
+        fw.store.remove(os.path.join(directory, name))
 
 
 def outcome_of(fw, ident):
     if not ident or "/" in ident:
         return None
-    return _read_json(os.path.join(rollback_dir(fw), HISTORY, "%s.json" % ident))
+    return fw.store.read_json(os.path.join(rollback_dir(fw), HISTORY, "%s.json" % ident))
 
 
 def _roll_back(fw, window, reason):
@@ -245,7 +210,7 @@ def _roll_back(fw, window, reason):
                "snapshot": window.get("snapshot"), "confirmed": False}
     fw.store.actor = window["id"]  # the restore's own writes are not someone else's change
     try:
-        snap = _read_json(window["snapshot"])
+        snap = fw.store.read_json(window["snapshot"])
         if snap is None:
             raise NetxfwError("the snapshot %s is gone" % window["snapshot"])
         target, replayed = rebase(snap, read_journal(fw))
@@ -260,19 +225,19 @@ def _roll_back(fw, window, reason):
     outcome["finished_at"] = time.time()
     if outcome["ok"]:
         _history(fw, window["id"], outcome)
-        _write_json(_path(fw, ROLLED_BACK), outcome)
+        fw.store.write_json(_path(fw, ROLLED_BACK), outcome)
         for name in (PENDING, JOURNAL_FILE, BLOCKED):
-            _unlink(_path(fw, name))
+            fw.store.remove(_path(fw, name))
     else:
         failed = dict(window, attempts=window.get("attempts", 0) + 1, last_error=outcome["error"],
                       due_since=window.get("due_since") or time.time())
-        _write_json(_path(fw, PENDING), failed)
+        fw.store.write_json(_path(fw, PENDING), failed)
     return outcome
 
 
 def _close_orphan(fw, reason):
     """Under the state lock: roll back an open window whose timer is gone."""
-    window = _read_json(_path(fw, PENDING))
+    window = fw.store.read_json(_path(fw, PENDING))
     if window is None or timer_alive(window):
         return None
     return _roll_back(fw, window, reason)
@@ -281,7 +246,7 @@ def _close_orphan(fw, reason):
 def boot_check(fw):
     """`netxfw restore`: a window whose timer died (the host restarted inside it) is rolled back
     before anything is loaded: the last confirmed state comes back, never the unconfirmed one."""
-    if _read_json(_path(fw, PENDING)) is None:
+    if fw.store.read_json(_path(fw, PENDING)) is None:
         return None
     with fw.store.lock(timeout=600):
         return _close_orphan(fw, "its timer was gone (the host restarted, or the timer was killed) "
@@ -290,15 +255,15 @@ def boot_check(fw):
 
 # ---------------------------------------------------------------- status
 def status(fw):
-    pending = _read_json(_path(fw, PENDING))
+    pending = fw.store.read_json(_path(fw, PENDING))
     if pending is not None:
         pending["timer_alive"] = timer_alive(pending)
         pending["remaining"] = max(0.0, pending["deadline"] - time.time())
         pending["overdue"] = pending["deadline"] < time.time()
-        blocked = _read_json(_path(fw, BLOCKED))
+        blocked = fw.store.read_json(_path(fw, BLOCKED))
         if blocked is not None and blocked.get("id") == pending["id"]:
             pending["blocked"] = blocked
-    return {"pending": pending, "rolled_back": _read_json(_path(fw, ROLLED_BACK))}
+    return {"pending": pending, "rolled_back": fw.store.read_json(_path(fw, ROLLED_BACK))}
 
 
 def problems(fw):
@@ -349,7 +314,7 @@ def arm(fw, timeout, snapshot_path=None, foreground=False, owner=None, wait=0.0)
             if orphan is not None and not orphan["ok"]:
                 raise NetxfwError("an earlier unconfirmed change %s could not be rolled back: %s"
                                   % (orphan["id"], orphan["error"]))
-            current = _read_json(_path(fw, PENDING))
+            current = fw.store.read_json(_path(fw, PENDING))
             if current is None:
                 record, previous = _open_window(fw, timeout, snapshot_path, foreground, owner)
                 break
@@ -370,20 +335,20 @@ def arm(fw, timeout, snapshot_path=None, foreground=False, owner=None, wait=0.0)
 
 def _open_window(fw, timeout, snapshot_path, foreground, owner):
     """Under the state lock: nothing changes between the snapshot and the window."""
-    previous = _read_json(_path(fw, ROLLED_BACK))
+    previous = fw.store.read_json(_path(fw, ROLLED_BACK))
     if previous is not None:
         os.replace(_path(fw, ROLLED_BACK), _path(fw, ROLLED_BACK + ".seen"))
     snapshot_path = snapshot_path or _path(fw, SNAPSHOT)
     save_snapshot(fw, snapshot_path)
-    _unlink(_path(fw, JOURNAL_FILE))
-    _unlink(_path(fw, BLOCKED))
+    fw.store.remove(_path(fw, JOURNAL_FILE))
+    fw.store.remove(_path(fw, BLOCKED))
     now = time.time()
     record = {"id": secrets.token_hex(8), "owner": owner or default_owner(), "armed": now,
               "deadline": now + timeout, "timeout": timeout, "snapshot": snapshot_path, "pid": None,
               "boot_id": boot_id()}
     if foreground:
         record["pid"] = os.getpid()
-        _write_json(_path(fw, PENDING), record)
+        fw.store.write_json(_path(fw, PENDING), record)
     else:
         record["pid"] = _spawn_timer(fw, record)
     return record, previous
@@ -401,7 +366,7 @@ def _spawn_timer(fw, record):
             if os.fork() != 0:
                 os._exit(0)
             record["pid"] = os.getpid()
-            _write_json(pending_path, record)
+            fw.store.write_json(pending_path, record)
             os.write(write_fd, b"%d\n" % record["pid"])
             os.close(write_fd)
             _detach_stdio(fw)
@@ -460,7 +425,7 @@ def _timer(fw, record):
         while time.time() < deadline:
             time.sleep(POLL)
             try:
-                current = _read_json(pending_path)
+                current = fw.store.read_json(pending_path)
             except NetxfwError:
                 continue  # rewrites are atomic: a bad read is transient, never a reason to fire
             if current is None or current.get("id") != record["id"]:
@@ -472,7 +437,7 @@ def _timer(fw, record):
         try:
             # first without waiting, so that a held lock is reported at once
             with fw.store.lock(timeout=LOCK_TRY if os.path.exists(_path(fw, BLOCKED)) else 0):
-                current = _read_json(pending_path)
+                current = fw.store.read_json(pending_path)
                 if current is None or current.get("id") != record["id"]:
                     _log("%s confirmed at the deadline: timer exits" % record["id"])
                     return
@@ -482,9 +447,9 @@ def _timer(fw, record):
                 _log("%s not confirmed in time: rolling back to %s" % (record["id"], record["snapshot"]))
                 outcome = _roll_back(fw, current, "not confirmed before the deadline")
         except NetxfwError as exc:  # the lock: someone holds it; the rollback waits, loudly
-            blocked = _read_json(_path(fw, BLOCKED)) or {}
-            _write_json(_path(fw, BLOCKED), {"id": record["id"], "since": blocked.get("since") or time.time(),
-                                             "attempts": blocked.get("attempts", 0) + 1, "error": str(exc)})
+            blocked = fw.store.read_json(_path(fw, BLOCKED)) or {}
+            fw.store.write_json(_path(fw, BLOCKED), {"id": record["id"], "since": blocked.get("since") or time.time(),
+                                                     "attempts": blocked.get("attempts", 0) + 1, "error": str(exc)})
             _log("ROLLBACK %s is due but cannot start yet (%s): retrying" % (record["id"], exc))
             continue
         if outcome["ok"]:
@@ -504,7 +469,7 @@ def countdown(fw, ident, seconds):
         raise NetxfwError("the rollback timeout must be between 1 and %d seconds" % MAX_TIMEOUT)
     pending_path = _path(fw, PENDING)
     with fw.store.lock(timeout=600):
-        current = _read_json(pending_path)
+        current = fw.store.read_json(pending_path)
         if current is None or current.get("id") != ident:
             done = outcome_of(fw, ident)
             if done is not None:
@@ -512,7 +477,7 @@ def countdown(fw, ident, seconds):
             raise NetxfwError("no pending rollback %s" % ident)
         current["deadline"] = time.time() + seconds
         current["timeout"] = seconds
-        _write_json(pending_path, current)
+        fw.store.write_json(pending_path, current)
     return {"id": ident, "deadline": current["deadline"], "rolled_back": None}
 
 
@@ -521,7 +486,7 @@ def confirm(fw, ident=None):
     happened to window `ident` (rolled_back holds the report of its rollback, if it had one)."""
     pending_path = _path(fw, PENDING)
     with fw.store.lock(timeout=600):
-        current = _read_json(pending_path)
+        current = fw.store.read_json(pending_path)
         if current is not None and (ident is None or current.get("id") == ident):
             if current.get("last_error"):
                 raise NetxfwError("window %s is past its deadline and its rollback is under way (it failed so far: "
@@ -530,12 +495,12 @@ def confirm(fw, ident=None):
                        "confirmed_at": time.time(), "armed": current.get("armed")}
             _history(fw, current["id"], outcome)
             for name in (PENDING, JOURNAL_FILE, BLOCKED):
-                _unlink(_path(fw, name))
+                fw.store.remove(_path(fw, name))
             return {"confirmed": True, "id": current["id"], "rolled_back": None,
                     "remaining": max(0.0, current["deadline"] - time.time())}
         done = outcome_of(fw, ident)
         if done is None and ident is None:
-            last = _read_json(_path(fw, ROLLED_BACK))
+            last = fw.store.read_json(_path(fw, ROLLED_BACK))
             done = last
         if done is not None:
             if done.get("confirmed"):
@@ -550,7 +515,7 @@ def confirm(fw, ident=None):
 def rollback_now(fw, ident=None):
     """Roll the open window back now, as its timer would (the snapshot plus others' changes)."""
     with fw.store.lock(timeout=600):
-        current = _read_json(_path(fw, PENDING))
+        current = fw.store.read_json(_path(fw, PENDING))
         if current is None or (ident and current["id"] != ident):
             done = outcome_of(fw, ident)
             if done is not None:

@@ -23,12 +23,14 @@ from ansible.module_utils.common.respawn import has_respawned, probe_interpreter
 
 try:
     from ansible_collections.netxfw.firewall.plugins.module_utils import engine as _engine
+    from ansible_collections.netxfw.firewall.plugins.module_utils import queries as _queries
 except ImportError:
-    _engine = None
+    _engine = _queries = None
     ENGINE_IMPORT_ERROR = traceback.format_exc()
 else:
     ENGINE_IMPORT_ERROR = None
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import rules
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 
 DEFAULT_PIN_PATH = "/sys/fs/bpf/netxfw"
@@ -95,6 +97,12 @@ def load_engine(module, need_bcc=False):
     return _engine
 
 
+def load_queries(module):
+    """The engine's read-only views (queries.py), with the same checks as load_engine."""
+    load_engine(module)
+    return _queries
+
+
 def run_engine(module, call, what):
     """Run call() and turn failures into fail_json: NetxfwError messages as they are (they say
     what to do), anything else as an unexpected error with its traceback."""
@@ -105,3 +113,42 @@ def run_engine(module, call, what):
     except Exception as exc:  # pylint: disable=broad-except
         module.fail_json(msg="%s failed unexpectedly: %s: %s" % (what, type(exc).__name__, exc),
                          exception=traceback.format_exc())
+
+
+# ---------------------------------------------------------------- rule entries in results and diffs
+def clean_entries(entries):
+    """Strip string entries and drop empty ones ('a, b,' from the command line)."""
+    out = []
+    for entry in entries or []:
+        if isinstance(entry, str):
+            entry = entry.strip()
+            if not entry:
+                continue
+        out.append(entry)
+    return out
+
+
+def compact_diff(kind, added, removed, changed, limit=None):
+    """Removed (before) and added (after) entries, one per line; at most `limit` of each (None: all)."""
+    header = "netxfw %s" % kind
+    if changed and not added and not removed:
+        # Only the live maps lagged behind rules.json and were brought back in step.
+        header += " (maps resynchronised from rules.json)"
+
+    def side(entries, verb):
+        count = "%s: %d %s" % (header, len(entries), verb)
+        if limit is not None and len(entries) > limit:
+            entries = entries[:limit]
+            count += ", the first %d shown" % limit
+        return "".join(rules.describe(kind, e) + "\n" for e in entries), count
+
+    before, before_header = side(removed, "removed")
+    after, after_header = side(added, "added")
+    return {"before": before, "after": after, "before_header": before_header, "after_header": after_header}
+
+
+def listed(entries, limit):
+    """(at most `limit` entries, whether some were left out)."""
+    if len(entries) > limit:
+        return list(entries[:limit]), True
+    return list(entries), False

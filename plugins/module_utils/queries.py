@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Read-only queries over a Firewall's desired state (rules.json) and runtime state
-(pinned maps): rule listings with search and paging, conntrack listing, counters.
+(pinned maps): rule listings with search and paging, conntrack listing, counters, the
+info summary (conntrack, rate limits, bans), sampled drops.
 
 Used by the host agent (CLI, API, metrics) and open to the modules. Nothing here
 writes: every change goes through engine.Firewall. Imports nothing from ansible.
@@ -12,42 +13,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+import os
+import struct
 import time
 
-from . import bpfsys, layout, rules
-from .errors import NetxfwError
+from . import bpfsys, flows, layout, program, rules, sources
 
-RULE_LISTS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
-
-
-def rule_record(kind, entry):
-    """A canonical rules.json entry as a flat record carrying its kind."""
-    if kind == "whitelist":
-        return {"kind": "whitelist", "cidr": entry}
-    if kind == "blacklist":
-        return {"kind": "blacklist", "cidr": entry["cidr"], "expires": entry["expires"]}
-    record = {"kind": "port"}
-    record.update(entry)
-    return record
-
-
-def record_entry(record):
-    """Inverse of rule_record for input: (kind, entry in a form engine.apply_rules accepts)."""
-    if not isinstance(record, dict):
-        raise NetxfwError("a rule must be an object with a 'kind', not %r" % (record,))
-    kind = record.get("kind")
-    if kind not in RULE_LISTS:
-        raise NetxfwError("rule kind must be one of %s, not %r" % (", ".join(sorted(RULE_LISTS)), kind))
-    fields = dict((k, v) for k, v in record.items() if k != "kind")
-    if kind == "whitelist":
-        unknown = sorted(set(fields) - {"cidr"})
-        if unknown or "cidr" not in fields:
-            raise NetxfwError("a whitelist rule has exactly one field, 'cidr' (got %s)" % ", ".join(sorted(fields)))
-        return kind, fields["cidr"]
-    if kind == "blacklist" and "cidr" not in fields:
-        raise NetxfwError("a blacklist rule needs a 'cidr'")
-    return kind, fields
+rule_record = rules.rule_record
+record_entry = rules.record_entry
 
 
 def _matcher(search):
@@ -82,14 +56,13 @@ def page(items, offset=0, limit=None):
 def list_rules(firewall, kind=None, search=None, offset=0, limit=None, include_expired=False):
     """Rules from rules.json (the desired state the maps hold) as records, in the engine's
     sort order, filtered by kind and search, one page of them."""
-    if kind is not None and kind not in RULE_LISTS:
-        raise NetxfwError("rule kind must be one of %s, not %r" % (", ".join(sorted(RULE_LISTS)), kind))
+    kinds = [rules.rule_kind(kind).name] if kind is not None else rules.KINDS
     data = firewall.store.read_rules()
     now = time.time()
     match = _matcher(search)
     records = []
-    for name in ([kind] if kind else ("whitelist", "blacklist", "port")):
-        for entry in data.get(RULE_LISTS[name], []):
+    for name in kinds:
+        for entry in data.get(rules.LIST_KEYS[name], []):
             if name == "blacklist" and not include_expired and rules.is_expired(entry, now):
                 continue
             record = rule_record(name, entry)
@@ -104,11 +77,8 @@ def rule_counts(firewall):
     """{kind: number of live rules} from rules.json."""
     data = firewall.store.read_rules()
     now = time.time()
-    return {
-        "whitelist": len(data.get("whitelist", [])),
-        "blacklist": sum(1 for e in data.get("blacklist", []) if not rules.is_expired(e, now)),
-        "port": len(data.get("port_rules", [])),
-    }
+    return dict((kind.name, sum(1 for e in data.get(kind.key, []) if not (kind.ttl and rules.is_expired(e, now))))
+                for kind in rules.REGISTRY)
 
 
 def read_counters(maps):
@@ -145,10 +115,14 @@ def rates(before, after, seconds):
     return out
 
 
+def _cfg(maps, index):
+    return layout.decode_u64(maps["config"].lookup(layout.encode_u32(index)))
+
+
 def runtime_settings(maps):
     """The runtime settings the data plane applies now, read from the config map."""
     def cfg(index):
-        return layout.decode_u64(maps["config"].lookup(layout.encode_u32(index)))
+        return _cfg(maps, index)
     policy = dict((code, name) for name, code in layout.POLICY_CODES.items()).get(cfg(layout.CFG_POLICY), "unknown")
     return {
         "policy": policy,
@@ -193,22 +167,125 @@ def conntrack(firewall, search=None, offset=0, limit=None, live_only=False):
         out.update(loaded=False, capacity=0)
         return out
     try:
-        timeouts = layout.ct_timeouts_ns(
-            lambda index: layout.decode_u64(maps["config"].lookup(layout.encode_u32(index))))
+        timeouts = flows.ct_timeouts(maps)
         capacity = maps["ct"].max_entries
         # embryonic inbound flows (syn_recv) wait in ct_syn until the handshake completes
         items = maps["ct"].items() + maps["ct_syn"].items()
     finally:
         firewall.close_maps(maps)
     now_ns = time.monotonic_ns()
-    flows = [_flow_record(k, v, now_ns, timeouts) for k, v in items]
+    records = [_flow_record(k, v, now_ns, timeouts) for k, v in items]
     if live_only:
-        flows = [f for f in flows if f["live"]]
+        records = [f for f in records if f["live"]]
     if search is not None and str(search).strip():
         text = str(search).strip().lower()
-        flows = [f for f in flows if any(text == str(f[k]).lower() or text in str(f[k]).lower()
-                                         for k in ("remote", "local", "proto", "remote_port", "local_port"))]
-    flows.sort(key=lambda f: f["age"])
-    out = page(flows, offset, limit)
+        records = [f for f in records if any(text == str(f[k]).lower() or text in str(f[k]).lower()
+                                             for k in ("remote", "local", "proto", "remote_port", "local_port"))]
+    records.sort(key=lambda f: f["age"])
+    out = page(records, offset, limit)
     out.update(loaded=True, capacity=capacity)
     return out
+
+
+# ---------------------------------------------------------------- info
+def info(firewall):
+    """Program, interfaces, counters, map usage, conntrack and rate-limit summaries, bans."""
+    config = firewall.store.read_config()
+    maps = firewall.open_maps()
+    try:
+        out = {"loaded": maps is not None, "pin_path": firewall.pin_path, "state_dir": firewall.store.state_dir,
+               "config": config}
+        if maps is None:
+            return out
+        out["identity"] = firewall.loaded_identity(maps)
+        out["counters"] = read_counters(maps)
+        out["maps"] = dict(
+            (name, {"entries": len(m.keys()), "capacity": m.max_entries})
+            for name, m in maps.items() if name not in ("config", "counters", "meta", "icmp_bucket")
+        )
+        out["conntrack"] = conntrack_summary(maps)
+        out["ratelimit"] = ratelimit_summary(maps)
+        out["bans"] = bans(maps)
+        names = sorted(set((config or {}).get("interfaces", [])) | set(firewall.attached_interfaces()))
+        out["interfaces"] = program.attachments(firewall.pin_path, names)
+        return out
+    finally:
+        firewall.close_maps(maps)
+
+
+# ---------------------------------------------------------------- drop sampling
+def drops(firewall, limit=100):
+    """Read (and consume) up to `limit` sampled drop events from the pinned drops ring buffer,
+    oldest first: [{"time" (epoch s), "reason", "proto", "src", "dst", "sport", "dport", "len"}].
+    The data plane writes at most drop_sampling_rate events per second; events not read before
+    the ring fills are lost (counters still count every drop)."""
+    fd = bpfsys.obj_get(os.path.join(firewall.pin_path, "drops"))
+    if fd is None:
+        return {"loaded": False, "events": []}
+    try:
+        records = bpfsys.ring_buffer_read(fd, limit=limit)
+    finally:
+        os.close(fd)
+    wall, mono = time.time(), time.monotonic_ns()
+    events = []
+    for raw in records:
+        ev = layout.decode_drop_event(raw)
+        events.append({
+            "time": round(wall - (mono - ev["ts_ns"]) / 1e9, 6), "reason": ev["reason"],
+            "proto": ev["proto"], "len": ev["len"], "sport": ev["sport"], "dport": ev["dport"],
+            "src": str(ipaddress.ip_address(ev["saddr"])) if ev["family"] else None,
+            "dst": str(ipaddress.ip_address(ev["daddr"])) if ev["family"] else None,
+        })
+    return {"loaded": True, "events": events}
+
+
+def bans(maps, now_ns=None):
+    """Live auto-bans of the rate limiter: [{"address", "expires_in" (seconds)}], soonest first."""
+    now_ns = time.monotonic_ns() if now_ns is None else now_ns
+    out = []
+    for name in sources.HOST_MAPS:
+        for key, value in maps[name].items():
+            bits, expires = layout.source_class(value)
+            if bits & layout.SRC_BAN and expires > now_ns:
+                out.append({"address": str(ipaddress.ip_address(key)),
+                            "expires_in": round((expires - now_ns) / 1e9, 3)})
+    return sorted(out, key=lambda b: b["expires_in"])
+
+
+def ratelimit_summary(maps, limit=100):
+    """Rate-limit rules (from the maps), global bucket settings, and the tracked sources
+    (at most `limit`, most dropped first) with their credit in packets."""
+    rules_out = []
+    for family in (4, 6):
+        for key, value in maps["rl%d_cfg" % family].items():
+            plen = struct.unpack_from("=I", key)[0]
+            rule = layout.decode_rl_cfg(value)
+            rule["source"] = "%s/%d" % (ipaddress.ip_address(key[4:]), plen)
+            rules_out.append(rule)
+    tracked = []
+    for family in (4, 6):
+        for key, value in maps["rl%d_state" % family].items():
+            state = layout.decode_rl_state(value)
+            tracked.append({"address": str(ipaddress.ip_address(key)), "dropped": state["dropped"],
+                            "idle_s": round(max(0, time.monotonic_ns() - state["last_ns"]) / 1e9, 3)})
+    tracked.sort(key=lambda s: -s["dropped"])
+    return {"rules": sorted(rules_out, key=lambda r: r["source"]), "sources_tracked": len(tracked),
+            "sources": tracked[:limit],
+            "global": {"rate": _cfg(maps, layout.CFG_RL_GLOBAL_RATE), "burst": _cfg(maps, layout.CFG_RL_GLOBAL_BURST)}}
+
+
+def conntrack_summary(maps):
+    """Table size and usage, live entries by state (ct plus the embryonic ct_syn)."""
+    timeouts, now = flows.ct_timeouts(maps), time.monotonic_ns()
+    by_state, expired, total = {}, 0, 0
+    for name in ("ct", "ct_syn"):
+        for _key, value in maps[name].items():
+            total += 1
+            if not layout.ct_live(value, timeouts, now):
+                expired += 1
+                continue
+            state = layout.ct_state(layout.decode_ct_value(value)[1])
+            by_state[state] = by_state.get(state, 0) + 1
+    capacity = maps["ct"].max_entries + maps["ct_syn"].max_entries
+    return {"entries": total, "live": total - expired, "expired": expired, "capacity": capacity,
+            "usage": round(total / capacity, 6), "by_state": by_state}

@@ -23,7 +23,9 @@ interface running either the old or the new program, each with complete maps; th
 (`recover_pending`) either discards the staging pins (no interface runs them) or completes the
 reload (some interface runs them).
 
-Imports nothing from ansible and nothing from engine at import time (engine imports this module).
+Its collaborators come as arguments: the StateStore (rules.json, config.json, the reload journal)
+and the pin path. The program's build and attach are program.py's, the rule maps' fill is
+rulemaps.py's. Imports nothing from ansible and nothing from engine (engine imports this module).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -34,21 +36,16 @@ import contextlib
 import ctypes
 import errno
 import os
-import socket
 import struct
 import time
 
-from . import bpfsys, layout, rules, sources
-from .bpf_source import SOURCE
+from . import bpfsys, layout, program, program_settings, rulemaps, rules, sources
 from .errors import NetxfwError
 
-# Test-only hooks (never set them in production):
-#   NETXFW_TEST_SOURCE=<file>  compile that C file instead of the shipped data plane (its identity
-#                              follows the file), to inject compile errors and verifier rejections.
+# Test-only hook (never set it in production; program.SOURCE_ENV is the other one):
 #   NETXFW_RELOAD_PAUSE_AT=<step>[,<step>...]  at that step, create <state_dir>/.reload-pause (holding the step
 #                              name and pid) and wait until that file is removed (at most
 #                              PAUSE_LIMIT_S seconds), so a test can SIGKILL the run there.
-SOURCE_ENV = "NETXFW_TEST_SOURCE"
 PAUSE_ENV = "NETXFW_RELOAD_PAUSE_AT"
 PAUSE_FILE = ".reload-pause"
 PAUSE_LIMIT_S = 300
@@ -84,15 +81,6 @@ QUIESCE_POLL_S = 0.005
 QUIESCE_MAX_POLLS = 40
 
 
-def data_plane_source():
-    """The C source the engine compiles: the shipped one, or the test override (SOURCE_ENV)."""
-    path = os.environ.get(SOURCE_ENV)
-    if not path:
-        return SOURCE
-    with open(path, encoding="utf-8") as stream:
-        return stream.read()
-
-
 def staging_path(pin_path):
     return pin_path.rstrip("/") + STAGING_SUFFIX
 
@@ -101,11 +89,11 @@ def _ms(seconds):
     return round(seconds * 1000.0, 3)
 
 
-def pause_point(fw, step):
+def pause_point(store, step):
     """Test hook: wait at `step` while <state_dir>/.reload-pause exists (see PAUSE_ENV)."""
     if step not in os.environ.get(PAUSE_ENV, "").split(","):
         return
-    path = fw.store.path(PAUSE_FILE)
+    path = store.path(PAUSE_FILE)
     with open(path, "w") as stream:
         stream.write("%s %d\n" % (step, os.getpid()))
     deadline = time.monotonic() + PAUSE_LIMIT_S
@@ -205,11 +193,11 @@ def _compatible(old, new):
     return (old.type, old.key_size, old.value_size) == (new.type, new.key_size, new.value_size)
 
 
-def _rules_in_step(fw, old_maps, data):
-    return "config" in old_maps and not fw._rules_generation_stale(old_maps, data)
+def _rules_in_step(old_maps, data):
+    return "config" in old_maps and not rulemaps.generation_stale(old_maps, data)
 
 
-def check_capacities(fw, old, capacities):
+def check_capacities(store, old, capacities):
     """Fail before anything changes when a map would get fewer slots than the live entries it holds.
 
     Only maps whose size shrinks are counted. Returns {map: live entries} of the counted maps."""
@@ -228,11 +216,11 @@ def check_capacities(fw, old, capacities):
         if count > wanted:
             problems.append("map %s holds %d live entries but would get room for %d" % (name, count, wanted))
     # whitelist and blacklist share the src maps (sized by a sum): their capacities are per list, family and
-    # exact address / prefix (engine._check_capacity), so a shrink is checked against rules.json
-    data = fw.store.read_rules()
+    # exact address / prefix (rulemaps.check_capacity), so a shrink is checked against rules.json
+    data = store.read_rules()
     data = dict(data, blacklist=[e for e in data.get("blacklist", []) if not rules.is_expired(e)])
-    stored = fw._capacities()
-    for kind in ("whitelist", "blacklist"):
+    stored = program_settings.stored_capacities(store.read_config())
+    for kind in rules.SRC_ONLY_KINDS:
         if kind not in capacities or capacities[kind] >= stored.get(kind, capacities[kind]):
             continue
         for (family, where), count in sorted(sources.counts(data, kind).items()):
@@ -245,41 +233,12 @@ def check_capacities(fw, old, capacities):
     return counted
 
 
-# ------------------------------------------------------------------ compile
-
-def compile_program(fw, settings):
-    """(bpf, xdp fd, tc fd) of a freshly compiled and verified object, or NetxfwError."""
-    from . import engine  # engine imports this module: import it lazily
-
-    engine.kernel_headers_dir()
-    fw._ensure_bpffs()
-    try:
-        from bcc import BPF
-    except ImportError:
-        raise NetxfwError(
-            "the BCC Python bindings are missing for this interpreter: install python3-bpfcc (Debian/Ubuntu) "
-            "or python3-bcc (RHEL/Fedora), and run netxfw with the system python3"
-        )
-    try:
-        bpf = BPF(text=data_plane_source().encode(), cflags=layout.cflags(settings["capacity"]) + ["-w"])
-    except Exception as exc:
-        raise NetxfwError("compiling the data plane failed (the running firewall is unchanged): %s" % exc)
-    try:
-        xdp_fn = bpf.load_func(b"xdp_ingress", BPF.XDP)  # bytes: BCC warns about str
-        tc_fn = bpf.load_func(b"tc_egress", BPF.SCHED_CLS)
-    except Exception as exc:
-        bpf.cleanup()
-        raise NetxfwError("loading the data plane failed, the verifier rejected it (the running firewall is "
-                          "unchanged): %s" % exc)
-    return bpf, xdp_fn.fd, tc_fn.fd
-
-
 # ------------------------------------------------------------------ migration
 
-def first_copy(fw, old, new_maps, settings, identity, report):
+def first_copy(store, old, new_maps, settings, identity, report):
     """Fill the new maps: copy from the old ones, refill rule maps from rules.json when needed."""
-    data = fw.store.read_rules()
-    refill = not old.loaded or not _rules_in_step(fw, old.maps, data) or \
+    data = store.read_rules()
+    refill = not old.loaded or not _rules_in_step(old.maps, data) or \
         any(name not in old.maps for name in RULE_MAPS)  # another layout: rebuilt from rules.json
     now = time.monotonic_ns()
     for name in sorted(old.maps):
@@ -328,16 +287,16 @@ def first_copy(fw, old, new_maps, settings, identity, report):
         report["migrated"][name] = entry
     if refill:
         start = time.monotonic()
-        fw._sync_all_rules(new_maps, data, settings["capacity"])  # checks capacity before writing
+        rulemaps.sync_all(new_maps, data, settings["capacity"])  # checks capacity before writing
         copy_bans(old.maps, new_maps, now)  # auto-bans are not in rules.json: carry them over
         per_map = _ms(time.monotonic() - start)
         for name in RULE_MAPS:
             if name in new_maps:
                 report["migrated"][name] = {"entries": len(new_maps[name].keys()), "source": "rules.json",
                                             "duration_ms": per_map}
-    fw._write_config(new_maps, settings)
+    program_settings.write_runtime_config(new_maps, settings)
     if refill:
-        fw._mark_generation(new_maps, data)
+        rulemaps.mark_generation(new_maps, data)
     new_maps["meta"].update(layout.encode_u32(0), layout.encode_meta(identity))
     report["rules_source"] = "rules.json" if refill else "maps"
 
@@ -391,7 +350,7 @@ def _add_u64s(a, b):
                                      for x, y in zip(struct.unpack("=%dQ" % n, a), struct.unpack("=%dQ" % n, b))])
 
 
-def recopy(fw, old, new_maps, report, fold_counters=True):
+def recopy(old, new_maps, report, fold_counters=True):
     """After the swap: copy what the old program wrote since the first copy, add the counters."""
     start = time.monotonic()
     # conntrack (every LRU map: ct, ct_syn, ...; values start with u64 last_seen_ns): entries the old
@@ -451,36 +410,28 @@ def sync_rule_maps(old, new_maps):
 
 # ------------------------------------------------------------------ interfaces
 
-def _mode_flags(mode):
-    return bpfsys.XDP_FLAGS_DRV_MODE if mode == "native" else bpfsys.XDP_FLAGS_SKB_MODE
-
-
 class Swap:
     """One interface: what ran there when the reload began, how it was swapped, how to undo it."""
 
-    def __init__(self, fw, name):
-        from . import engine
-
+    def __init__(self, name):
         self.name = name
-        self.index = engine.ifindex(name)
+        self.index = program.ifindex(name)
         xdp = bpfsys.xdp_query(self.index)
         self.mode = xdp["mode"]
         self.xdp_id = xdp["prog_id"] or 0
-        self.tc_id = bpfsys.tc_egress_query(self.index, engine.TC_HANDLE, engine.TC_PRIO) or 0
+        self.tc_id = bpfsys.tc_egress_query(self.index, program.TC_HANDLE, program.TC_PRIO) or 0
         self.xdp_fd = bpfsys.prog_fd_by_id(self.xdp_id) if self.xdp_id else None  # held: the old one cannot vanish
         self.tc_fd = bpfsys.prog_fd_by_id(self.tc_id) if self.tc_id else None
         self.tc_done = self.xdp_done = None  # None, or how it was done: "replace"/"attach"/"reattach:<mode>"
 
-    def swap(self, fw, wanted_mode, xdp_fd, tc_fd):
-        from . import engine
-
+    def swap(self, wanted_mode, xdp_fd, tc_fd):
         # TC first: new flows are then recorded in the new conntrack map a moment before the new XDP
         # program starts reading it (the reverse order leaves them in the old map until recopy()).
-        bpfsys.tc_egress_attach(self.index, tc_fd, engine.TC_HANDLE, engine.TC_PRIO)  # replaces in place
+        bpfsys.tc_egress_attach(self.index, tc_fd, program.TC_HANDLE, program.TC_PRIO)  # replaces in place
         self.tc_done = "replace" if self.tc_id else "attach"
         if self.xdp_id and self.mode in ("native", "generic") and wanted_mode in ("auto", self.mode):
             try:
-                bpfsys.xdp_replace(self.index, xdp_fd, self.xdp_fd, _mode_flags(self.mode))
+                bpfsys.xdp_replace(self.index, xdp_fd, self.xdp_fd, program.mode_flags(self.mode))
             except bpfsys.BpfCallError as exc:
                 if exc.errno == errno.EEXIST:
                     raise NetxfwError("the XDP program on %s changed while the reload ran (expected program id %d); "
@@ -492,40 +443,38 @@ class Swap:
             error = None
             for mode in (["native", "generic"] if wanted_mode == "auto" else [wanted_mode]):
                 try:
-                    bpfsys.xdp_attach(self.index, xdp_fd, _mode_flags(mode) | bpfsys.XDP_FLAGS_UPDATE_IF_NOEXIST)
+                    bpfsys.xdp_attach(self.index, xdp_fd, program.mode_flags(mode) | bpfsys.XDP_FLAGS_UPDATE_IF_NOEXIST)
                     self.xdp_done = "attach:" + mode
                     return
                 except NetxfwError as exc:
                     error = exc
             raise NetxfwError("cannot attach XDP to %s in %s mode: %s" % (self.name, wanted_mode, error))
         # The user asked for another XDP mode: the kernel holds one mode at a time, so this is a detach and an
-        # attach (not atomic); engine._attach does it.
-        fw._attach(self.name, wanted_mode, xdp_fd, tc_fd)
+        # attach (not atomic); program.attach does it.
+        program.attach(self.name, wanted_mode, xdp_fd, tc_fd)
         self.xdp_done = "reattach"
 
     def rollback(self, xdp_fd):
         """Put back what ran here when the reload began (best effort, every step tried)."""
-        from . import engine
-
         errors = []
         try:
             if self.xdp_done == "replace":
-                bpfsys.xdp_replace(self.index, self.xdp_fd, xdp_fd, _mode_flags(self.mode))
+                bpfsys.xdp_replace(self.index, self.xdp_fd, xdp_fd, program.mode_flags(self.mode))
             elif self.xdp_done and self.xdp_done.startswith("attach:"):
-                bpfsys.xdp_detach(self.index, _mode_flags(self.xdp_done.split(":", 1)[1]))
+                bpfsys.xdp_detach(self.index, program.mode_flags(self.xdp_done.split(":", 1)[1]))
             elif self.xdp_done == "reattach":
                 current = bpfsys.xdp_query(self.index)["mode"]
                 if current:
-                    bpfsys.xdp_detach(self.index, _mode_flags(current))
+                    bpfsys.xdp_detach(self.index, program.mode_flags(current))
                 if self.xdp_fd is not None:
-                    bpfsys.xdp_attach(self.index, self.xdp_fd, _mode_flags(self.mode))
+                    bpfsys.xdp_attach(self.index, self.xdp_fd, program.mode_flags(self.mode))
         except NetxfwError as exc:
             errors.append(str(exc))
         try:
             if self.tc_done and self.tc_fd is not None:
-                bpfsys.tc_egress_attach(self.index, self.tc_fd, engine.TC_HANDLE, engine.TC_PRIO)
+                bpfsys.tc_egress_attach(self.index, self.tc_fd, program.TC_HANDLE, program.TC_PRIO)
             elif self.tc_done:
-                bpfsys.tc_egress_detach(self.index, engine.TC_HANDLE, engine.TC_PRIO)
+                bpfsys.tc_egress_detach(self.index, program.TC_HANDLE, program.TC_PRIO)
         except NetxfwError as exc:
             errors.append(str(exc))
         self.xdp_done = self.tc_done = None
@@ -547,30 +496,13 @@ def _pin_set(path, maps, progs):
         bpfsys.obj_pin(fd, os.path.join(path, name))
 
 
-def _interfaces_running(prog_ids):
-    """Interfaces (all of this network namespace) where any of prog_ids runs at XDP or our TC slot."""
-    from . import engine
-
-    wanted = set(i for i in prog_ids if i)
-    out = []
-    for index, name in socket.if_nameindex():
-        try:
-            xdp = bpfsys.xdp_query(index)["prog_id"]
-            tc = bpfsys.tc_egress_query(index, engine.TC_HANDLE, engine.TC_PRIO)
-        except NetxfwError:
-            continue
-        if xdp in wanted or tc in wanted:
-            out.append(name)
-    return sorted(out)
-
-
 # ------------------------------------------------------------------ the reload
 
 def _new_report():
     return {"migrated": {}, "skipped": [], "steps_ms": {}, "duration_ms": 0.0, "interfaces": []}
 
 
-def reload(fw, settings, identity, stale):
+def reload(store, pin_path, settings, identity, stale):
     """Replace the loaded data plane by a freshly compiled one without losing state (caller holds the lock).
 
     Also the first load: with nothing pinned, the new maps are filled from rules.json."""
@@ -582,60 +514,60 @@ def reload(fw, settings, identity, stale):
         now = time.monotonic()
         report["steps_ms"][name] = _ms(now - mark[0])
         mark[0] = now
-        pause_point(fw, name)
+        pause_point(store, name)
 
-    recovered = recover_pending(fw)
+    recovered = recover_pending(store, pin_path)
     if recovered:
         report["recovered"] = recovered
-    staging = staging_path(fw.pin_path)
-    old = PinSet(fw.pin_path)
+    staging = staging_path(pin_path)
+    old = PinSet(pin_path)
     swaps = []
     bpf = None
     try:
         if old.loaded:
-            report["counted"] = check_capacities(fw, old, settings["capacity"])
+            report["counted"] = check_capacities(store, old, settings["capacity"])
         report["from_identity"] = old.identity()[1] if old.loaded else None
         # What runs on each interface now: REPLACE swaps against exactly that.
-        swaps = [Swap(fw, name) for name in settings["interfaces"]]
-        bpf, xdp_fd, tc_fd = compile_program(fw, settings)
+        swaps = [Swap(name) for name in settings["interfaces"]]
+        bpf, xdp_fd, tc_fd = program.compile_program(pin_path, settings["capacity"])
         step("compiled")
         new_maps = dict((name, bpfsys.Map(bpf[name.encode()].map_fd, name)) for name in layout.MAPS)
-        first_copy(fw, old, new_maps, settings, identity, report)
+        first_copy(store, old, new_maps, settings, identity, report)
         step("copied")
         _pin_set(staging, new_maps, {"prog_xdp": xdp_fd, "prog_tc": tc_fd})
         step("staged")
         try:
             for n, swap in enumerate(swaps):
-                swap.swap(fw, settings["xdp_mode"], xdp_fd, tc_fd)
+                swap.swap(settings["xdp_mode"], xdp_fd, tc_fd)
                 report["interfaces"].append(swap.name)
                 if n == 0:
                     step("swapped_first")
             step("swapped")
             report["quiesce_polls"] = quiesce(old)
-            recopy(fw, old, new_maps, report)
-            fw.store._write_json(JOURNAL_FILE, {"staging_prog_xdp": bpfsys.prog_info(xdp_fd)["id"], "folded": True})
+            recopy(old, new_maps, report)
+            store.write_json(JOURNAL_FILE, {"staging_prog_xdp": bpfsys.prog_info(xdp_fd)["id"], "folded": True})
             step("recopied")
             # Interfaces no longer wanted go before the pins move: after the exchange, no interface may run
             # the set under the staging dir (recover_pending tells the two cases apart by that).
             for name in stale:
-                fw._detach(name)
+                program.detach(name)
         except BaseException as exc:
             errors = []
             for swap in reversed(swaps):
                 errors.extend(swap.rollback(xdp_fd))
             _remove_pin_dir(staging)
-            _remove_journal(fw)
+            store.remove(JOURNAL_FILE)
             if isinstance(exc, NetxfwError):
                 raise NetxfwError("hot reload failed, %s rolled back to the running program: %s%s" % (
                     ", ".join(s.name for s in swaps) or "nothing to", exc,
                     ("; rollback errors: " + "; ".join(errors)) if errors else ""))
             raise
-        if not os.path.isdir(fw.pin_path):
-            os.mkdir(fw.pin_path, 0o700)
-        _rename_exchange(staging, fw.pin_path)
+        if not os.path.isdir(pin_path):
+            os.mkdir(pin_path, 0o700)
+        _rename_exchange(staging, pin_path)
         step("exchanged")
     except BaseException:
-        if not os.path.isdir(staging) or not _interfaces_running(_staged_prog_ids(staging)):
+        if not os.path.isdir(staging) or not program.interfaces_running(program.pinned_prog_ids(staging).values()):
             _remove_pin_dir(staging)
         raise
     finally:
@@ -645,74 +577,55 @@ def reload(fw, settings, identity, stale):
         if bpf is not None:
             bpf.cleanup()
     _remove_pin_dir(staging)  # the old pins: the old object goes with its last reference
-    _remove_journal(fw)
+    store.remove(JOURNAL_FILE)
     report["steps_ms"]["released"] = _ms(time.monotonic() - mark[0])
     report["duration_ms"] = _ms(time.monotonic() - t0)
     report["identity"] = identity
     return report
 
 
-def _staged_prog_ids(path):
-    ids = []
-    for pin in layout.PROGRAMS:
-        fd = bpfsys.obj_get(os.path.join(path, pin))
-        if fd is not None:
-            ids.append(bpfsys.prog_info(fd)["id"])
-            os.close(fd)
-    return ids
-
-
-def _remove_journal(fw):
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(fw.store.path(JOURNAL_FILE))
-
-
-def pending(fw):
-    return os.path.isdir(staging_path(fw.pin_path))
-
-
-def recover_pending(fw, check_mode=False):
+def recover_pending(store, pin_path, check_mode=False):
     """Finish what a killed reload left (caller holds the lock). Returns a description, or None.
 
     No interface runs the staged programs -> they were never swapped in, or the pins were already
     exchanged (the staging dir then holds the old set): remove the staging pins. Some interface runs
     them -> the swap was under way: bring the staged maps in step with the pinned ones, swap the
     remaining interfaces, copy again, exchange the pins."""
-    staging = staging_path(fw.pin_path)
+    staging = staging_path(pin_path)
     if not os.path.isdir(staging):
         return None
     new = PinSet(staging)
-    old = PinSet(fw.pin_path)
+    old = PinSet(pin_path)
     swaps = []
     try:
-        running_new = _interfaces_running(list(new.prog_ids.values())) if new.loaded else []
+        running_new = program.interfaces_running(list(new.prog_ids.values())) if new.loaded else []
         if not running_new:
             if check_mode:
                 return "remove the staging pins of an interrupted reload (%s)" % staging
             new.close()
             _remove_pin_dir(staging)
-            _remove_journal(fw)
+            store.remove(JOURNAL_FILE)
             return "removed the staging pins of an interrupted reload"
         if check_mode:
             return "complete an interrupted reload (%s runs the new program)" % ", ".join(running_new)
         report = _new_report()
-        journal = fw.store._read_json(JOURNAL_FILE, {})
+        journal = store.read_json(JOURNAL_FILE, {})
         folded = journal.get("folded") and journal.get("staging_prog_xdp") == new.prog_ids.get("prog_xdp")
         if old.loaded:
             sync_rule_maps(old, new.maps)  # rule edits made on the old maps since the crash
-            swaps = [Swap(fw, name) for name in _interfaces_running(list(old.prog_ids.values()))]
+            swaps = [Swap(name) for name in program.interfaces_running(list(old.prog_ids.values()))]
         for swap in swaps:
-            swap.swap(fw, "auto", new.progs["prog_xdp"], new.progs["prog_tc"])
+            swap.swap("auto", new.progs["prog_xdp"], new.progs["prog_tc"])
         if old.loaded:
             quiesce(old)
-            recopy(fw, old, new.maps, report, fold_counters=not folded)
-        if not os.path.isdir(fw.pin_path):
-            os.mkdir(fw.pin_path, 0o700)
-        _rename_exchange(staging, fw.pin_path)
+            recopy(old, new.maps, report, fold_counters=not folded)
+        if not os.path.isdir(pin_path):
+            os.mkdir(pin_path, 0o700)
+        _rename_exchange(staging, pin_path)
         new.close()
         old.close()
         _remove_pin_dir(staging)
-        _remove_journal(fw)
+        store.remove(JOURNAL_FILE)
         return "completed an interrupted reload (%s)" % ", ".join(running_new + [s.name for s in swaps])
     finally:
         for swap in swaps:
@@ -723,7 +636,8 @@ def recover_pending(fw, check_mode=False):
 
 # ------------------------------------------------------------------ netxfw_reload
 
-def _entry_counts(old):
+def entry_counts(old):
+    """{map: entries} of a pinned set (array maps: their size), what a reload would copy (check mode)."""
     counts = {}
     for name, m in old.maps.items():
         if name in NOT_COPIED:
@@ -734,67 +648,3 @@ def _entry_counts(old):
             counts[name] = len(m.items()) if m.type in (bpfsys.BPF_MAP_TYPE_HASH, bpfsys.BPF_MAP_TYPE_LRU_HASH) \
                 else len(m.keys())
     return counts
-
-
-def reload_program(fw, capacity=None, force=False, check_mode=False):
-    """Reload with the stored config.json plus `capacity` changes (the netxfw_reload module).
-
-    Reloads when the identity (source + capacities) differs from the loaded one, or with force."""
-    from . import engine
-
-    engine.require_root()
-    with fw.store.lock():
-        recovered = recover_pending(fw, check_mode)
-        stored = fw.store.read_config()
-        if not stored:
-            raise NetxfwError("nothing to reload: %s does not exist; load the data plane with "
-                              "netxfw.firewall.netxfw_program first" % fw.store.path(fw.store.CONFIG_FILE))
-        settings = dict(stored)
-        settings["capacity"] = dict(stored.get("capacity") or {})
-        settings["capacity"].update((k, v) for k, v in (capacity or {}).items() if v is not None)
-        wanted = engine.normalize_program(settings)
-        for name in wanted["interfaces"]:
-            engine.ifindex(name)
-        identity = engine.program_identity(wanted["capacity"])
-        old = PinSet(fw.pin_path)
-        try:
-            loaded_identity = old.identity()[1] if old.loaded else None
-            if old.loaded:
-                check_capacities(fw, old, wanted["capacity"])  # also in check mode: it would fail
-            counts = _entry_counts(old) if check_mode else {}
-        finally:
-            old.close()
-        needed = bool(force) or loaded_identity != identity
-        actions = [recovered] if recovered else []
-        if needed:
-            actions.append("compile and load the data plane (identity %s)" % identity[:12])
-            source = ("identity %s" % loaded_identity[:12]) if loaded_identity \
-                else "nothing (not loaded: fill from rules.json)"
-            actions.append("migrate the maps of %s" % source)
-            actions.extend("swap the programs on %s" % name for name in wanted["interfaces"])
-        result = {
-            "changed": needed or bool(recovered) or stored != wanted,
-            "compiled": False,
-            "identity": identity,
-            "previous_identity": loaded_identity,
-            "actions": actions,
-            "migrated": {},
-            "skipped": [],
-            "duration_ms": 0.0,
-            "diff": {"before": dict(stored, identity=loaded_identity), "after": dict(wanted, identity=identity)},
-        }
-        if check_mode:
-            if needed:
-                result["migrated"] = dict((name, {"entries": n, "source": "would copy"}) for name, n in counts.items())
-            return result
-        if not needed:
-            if stored != wanted:
-                fw.store.write_config(wanted)
-            return result
-        stale = [n for n in fw._attached_interfaces() if n not in wanted["interfaces"]]
-        report = reload(fw, wanted, identity, stale)
-        fw.store.write_config(wanted)
-        result.update(compiled=True, migrated=report["migrated"], skipped=report["skipped"],
-                      duration_ms=report["duration_ms"], steps_ms=report["steps_ms"],
-                      interfaces=report["interfaces"])
-        return result

@@ -9,12 +9,17 @@ Canonical forms (what normalize() returns and rules.json stores):
 - whitelist entry: CIDR string, e.g. "198.51.100.7/32", "2001:db8::/48";
 - blacklist entry: {"cidr": str, "expires": float or None} (wall-clock epoch seconds, None = never);
 - port rule: {"source": CIDR or "any", "proto": "tcp"|"udp", "ports": "22" or "1000-2000",
-  "action": "allow"|"deny"}; its identity is (source, proto, ports).
+  "action": "allow"|"deny"}; its identity is (source, proto, ports);
+- rate-limit rule: {"source": CIDR, "rate", "burst", "syn_only", "ban_ttl"}; its identity is the source.
+
+REGISTRY lists the kinds: everything that handles rules (engine, state, queries, exchange, the
+agent, rollback, the netxfw_rule module) reads the kinds and their facts from it.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import collections
 import ipaddress
 import math
 import re
@@ -24,7 +29,6 @@ import time
 
 from .errors import NetxfwError
 
-KINDS = ("whitelist", "blacklist", "port", "ratelimit")
 STATES = ("present", "absent")
 ANY_SOURCE = "any"
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
@@ -39,6 +43,108 @@ MAX_EXPIRES = 253402300799.0  # 9999-12-31T23:59:59Z: the largest expiry rules.j
 # Bits of a rules4/rules6 LPM key before the source address: proto (8) + port (16).
 RULE_KEY_FIXED_BITS = 24
 
+MAX_RATE = 10 ** 9
+RL_SYN_ONLY = 1  # rl_cfg.flags bit (bpf/netxfw.c RL_F_SYN_ONLY)
+
+RuleKind = collections.namedtuple("RuleKind", (
+    "name",      # what modules, CLI and API call it
+    "key",       # its list in rules.json (and in an export document)
+    "fields",    # the fields of its record (rule_record); a whitelist entry is the bare CIDR string
+    "identity",  # the fields that name an entry (its canonical key: two entries with the same one are one rule)
+    "plain",     # a plain list of CIDRs (one per line) is a form of its entries
+    "ttl",       # it takes a ttl (seconds until the entries expire)
+    "optional",  # rules.json holds its list only when the list has entries
+    "maps",      # its own maps besides the src maps (where every kind's sources go)
+    "capacity",  # the program setting that sizes it
+    "types",     # the types an entry may have as input (a str is a CIDR)
+    "entry",     # what one entry is, for messages
+    "absent",    # fields a removal may leave out (only the identity must match)
+))
+
+REGISTRY = (
+    RuleKind(name="whitelist", key="whitelist", fields=("cidr",), identity=("cidr",), plain=True, ttl=False,
+             optional=False, maps=(), capacity="whitelist", types=(str,), entry="an address or CIDR string",
+             absent={}),
+    RuleKind(name="blacklist", key="blacklist", fields=("cidr", "expires"), identity=("cidr",), plain=True, ttl=True,
+             optional=False, maps=(), capacity="blacklist", types=(str, dict),
+             entry="an address or CIDR string or a {cidr, expires} mapping", absent={}),
+    RuleKind(name="port", key="port_rules", fields=("source", "proto", "ports", "action"),
+             identity=("source", "proto", "ports"), plain=False, ttl=False, optional=False, maps=("rules4", "rules6"),
+             capacity="port_rules", types=(dict,), entry="a {source, proto, port or ports, action} mapping",
+             absent={}),
+    RuleKind(name="ratelimit", key="ratelimits", fields=("source", "rate", "burst", "syn_only", "ban_ttl"),
+             identity=("source",), plain=False, ttl=False, optional=True, maps=("rl4_cfg", "rl6_cfg"),
+             capacity="ratelimit (fixed: NETXFW_RL_SIZE)", types=(dict,),
+             entry="a {source, rate, burst, syn_only, ban_ttl} mapping", absent={"rate": 1}),
+)
+KIND = collections.OrderedDict((kind.name, kind) for kind in REGISTRY)
+KINDS = tuple(KIND)  # whitelist first: a restore lets a whitelisted controller in again before anything else
+LIST_KEYS = collections.OrderedDict((kind.name, kind.key) for kind in REGISTRY)
+PLAIN_KINDS = tuple(kind.name for kind in REGISTRY if kind.plain)
+# kinds with no maps of their own: their capacity counts their entries in the src maps (per family, exact / prefix)
+SRC_ONLY_KINDS = tuple(kind.name for kind in REGISTRY if not kind.maps)
+
+
+def _identity_of(kind):
+    if kind.name == "whitelist":
+        return lambda entry: entry
+    if len(kind.identity) == 1:
+        field = kind.identity[0]
+        return lambda entry: entry[field]
+    return lambda entry: tuple(entry[field] for field in kind.identity)
+
+
+_IDENTITY = dict((kind.name, _identity_of(kind)) for kind in REGISTRY)
+
+
+def rule_kind(name):
+    """The registry entry of a kind; NetxfwError naming the kinds for anything else."""
+    try:
+        return KIND[name]
+    except (KeyError, TypeError):
+        raise NetxfwError("invalid rule kind %r: expected one of %s" % (name, ", ".join(KINDS)))
+
+
+def rule_record(kind, entry):
+    """A canonical entry as a flat record carrying its kind (what listings, the API and CSV show)."""
+    if kind == "whitelist":
+        return {"kind": kind, "cidr": entry}
+    record = dict(entry)
+    record["kind"] = kind
+    return record
+
+
+def record_entry(record, kind=None):
+    """Inverse of rule_record for input: (kind, the entry in the form normalize() takes). `kind` is
+    the kind of a record without one. The fields are the engine's to check, but a whitelist entry is
+    the bare CIDR: its record has that one field."""
+    if not isinstance(record, dict):
+        raise NetxfwError("a rule must be an object with a 'kind', not %r" % (record,))
+    fields = dict(record)
+    kind = rule_kind(fields.pop("kind", kind)).name
+    if kind != "whitelist":
+        return kind, fields
+    if set(fields) != {"cidr"}:
+        raise NetxfwError("a whitelist rule has exactly one field, 'cidr' (got %s)"
+                          % (", ".join(sorted(fields)) or "none"))
+    return kind, fields["cidr"]
+
+
+def describe(kind, entry):
+    """One line for a canonical entry (diffs, CLI listings)."""
+    if kind == "whitelist":
+        return entry
+    if kind == "blacklist":
+        if entry.get("expires") is None:
+            return entry["cidr"]
+        return "%s expires %s" % (entry["cidr"], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["expires"])))
+    if kind == "ratelimit":
+        return "%s rate %d burst %d%s%s" % (entry["source"], entry["rate"], entry["burst"],
+                                            " syn_only" if entry["syn_only"] else "",
+                                            " ban_ttl %d" % entry["ban_ttl"] if entry["ban_ttl"] else "")
+    return "%s %s from %s %s" % (entry["proto"], entry["ports"], entry["source"], entry["action"])
+
+
 _PORT_RANGE_RE = re.compile(r"^(\d+)(?:\s*-\s*(\d+))?$", re.ASCII)
 _PORT_RULE_FIELDS = ("source", "proto", "port", "ports", "action")
 _BLACKLIST_FIELDS = ("cidr", "expires")
@@ -47,8 +153,17 @@ _ANY_NETWORKS = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0
 
 _inet_aton = socket.inet_aton
 _inet_ntoa = socket.inet_ntoa
+_inet_pton = socket.inet_pton
+_inet_ntop = socket.inet_ntop
+_AF_INET6 = socket.AF_INET6
 _from_bytes = int.from_bytes
 _V4_MASKS = tuple((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF for plen in range(33))
+_V6_MASKS = tuple(((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1) for plen in range(129))
+
+
+# prefix lengths written plainly (no sign, space or leading zero)
+_PLEN4 = dict((str(plen), plen) for plen in range(33))
+_PLEN6 = dict((str(plen), plen) for plen in range(129))
 
 
 def _fast_v4(text):
@@ -69,35 +184,70 @@ def _fast_v4(text):
         return None
     if not slash:
         return _from_bytes(packed, "big"), 32
-    if not (plen.isascii() and plen.isdigit()) or len(plen) > 2 or (len(plen) > 1 and plen[0] == "0"):
+    plen = _PLEN4.get(plen)
+    return None if plen is None else (_from_bytes(packed, "big"), plen)
+
+
+def _fast_v6(text):
+    """(address as int, prefixlen) of an IPv6 address or CIDR written as ipaddress prints it
+    (RFC 5952: lower case, the longest run of two or more zero groups as "::", no dotted quad),
+    else None (then parse_cidr decides). inet_ntop prints that same form, so an address it gives
+    back unchanged is canonical; ipaddress took about 20 us per IPv6 CIDR, this takes 1."""
+    addr, slash, plen = text.partition("/")
+    if "." in addr:  # ::ffff:a.b.c.d and the like: ipaddress and inet_ntop print them differently
         return None
-    plen = int(plen)
-    if plen > 32:
+    try:
+        packed = _inet_pton(_AF_INET6, addr)
+    except (OSError, ValueError):
         return None
-    return _from_bytes(packed, "big"), plen
+    if _inet_ntop(_AF_INET6, packed) != addr:
+        return None
+    if not slash:
+        return _from_bytes(packed, "big"), 128
+    plen = _PLEN6.get(plen)
+    return None if plen is None else (_from_bytes(packed, "big"), plen)
+
+
+def _fast_cidr(text):
+    """(family, address as int, prefixlen) of a plainly written IPv4 or canonical IPv6 address or
+    CIDR whose host bits are clear, else None (then parse_cidr decides)."""
+    if not isinstance(text, str):
+        return None
+    if ":" in text:
+        fast = _fast_v6(text)
+        if fast is not None and fast[0] & _V6_MASKS[fast[1]] == fast[0]:
+            return 6, fast[0], fast[1]
+        return None
+    fast = _fast_v4(text)
+    if fast is not None and fast[0] & _V4_MASKS[fast[1]] == fast[0]:
+        return 4, fast[0], fast[1]
+    return None
 
 
 def canonical_cidr(text):
-    """str(parse_cidr(text)), without building an ipaddress object for plain IPv4 input."""
-    fast = _fast_v4(text)
-    if fast is not None and fast[0] & _V4_MASKS[fast[1]] == fast[0]:
-        return text if "/" in text else text + "/32"
+    """str(parse_cidr(text)), without building an ipaddress object for plain input."""
+    fast = _fast_cidr(text)
+    if fast is not None:
+        return text if "/" in text else "%s/%d" % (text, 32 if fast[0] == 4 else 128)
     return str(parse_cidr(text))
 
 
 def cidr_key(cidr):
     """(family, "host" or "lpm", key bytes) of an address or CIDR: host_or_lpm(parse_cidr(cidr))
-    with the family, fast for IPv4."""
-    fast = _fast_v4(cidr)
+    with the family, fast for plain input."""
+    fast = _fast_cidr(cidr)
     if fast is None:
-        network = parse_cidr(cidr)
-        where, key = host_or_lpm(network)
-        return network.version, where, key
-    value, plen = fast
-    value &= _V4_MASKS[plen]
-    if plen == 32:
-        return 4, "host", struct.pack("!I", value)
-    return 4, "lpm", struct.pack("=I", plen) + struct.pack("!I", value)
+        fast = _fast_v4(cidr)
+        if fast is None:
+            network = parse_cidr(cidr)
+            where, key = host_or_lpm(network)
+            return network.version, where, key
+        fast = (4, fast[0] & _V4_MASKS[fast[1]], fast[1])  # "1.2.3.4/24": host bits masked
+    family, value, plen = fast
+    packed = value.to_bytes(4 if family == 4 else 16, "big")
+    if plen == (32 if family == 4 else 128):
+        return family, "host", packed
+    return family, "lpm", struct.pack("=I", plen) + packed
 
 
 def parse_cidr(text):
@@ -145,38 +295,41 @@ def format_ports(first, last):
 
 
 def identity(kind, entry):
-    """The part of a canonical entry that names it: CIDR, or (source, proto, ports)."""
-    if kind == "whitelist":
-        return entry
-    if kind == "blacklist":
-        return entry["cidr"]
-    if kind == "ratelimit":
-        return entry["source"]
-    return (entry["source"], entry["proto"], entry["ports"])
+    """The part of a canonical entry that names it (its kind's identity fields)."""
+    return _IDENTITY[kind](entry)
 
 
 def describe_port_rule(rule):
     return "%s %s from %s (%s)" % (rule["proto"], rule["ports"], rule["source"], rule["action"])
 
 
-def normalize(kind, entries, ttl=None, now=None):
-    """Canonical, deduplicated, sorted list of `kind` entries.
+def normalize(kind, entries, ttl=None, now=None, state="present"):
+    """Canonical, deduplicated, sorted list of `kind` entries: the one validation of rules, strict
+    about types (everything that takes rules passes them here as they came).
 
     For the blacklist, `ttl` (seconds) sets expires = now + ttl on entries that give no expiry.
+    With state absent, entries need only their identity (the kind's `absent` fields may be left out).
     """
-    _check_kind(kind)
+    spec = rule_kind(kind)
     if entries is None:
         entries = []
     if isinstance(entries, (str, bytes, dict)) or not hasattr(entries, "__iter__"):
         raise NetxfwError("%s entries must be a list, got %r" % (kind, entries))
-    if ttl is not None and kind != "blacklist":
-        raise NetxfwError("ttl applies to blacklist entries only; remove it from the %s rules" % kind)
-    if kind == "whitelist":
-        return _unique_whitelist(entries)  # sorted
-    if kind == "blacklist":
-        now = time.time() if now is None else now
-        default_expires = None if ttl is None else now + _positive_seconds(ttl)
-        return _unique_blacklist(entries, default_expires, now)  # sorted
+    if ttl is not None and not spec.ttl:
+        raise NetxfwError("ttl applies to %s entries only; remove it from the %s rules"
+                          % (" and ".join(k.name for k in REGISTRY if k.ttl), kind))
+    if state == "absent" and spec.absent:
+        entries = [dict(spec.absent, **entry) if isinstance(entry, dict) else entry for entry in entries]
+    if kind in PLAIN_KINDS:
+        try:
+            if kind == "whitelist":
+                return _unique_whitelist(entries)  # sorted
+            now = time.time() if now is None else now
+            default_expires = None if ttl is None else now + _positive_seconds(ttl)
+            return _unique_blacklist(entries, default_expires, now)  # sorted
+        except NetxfwError:
+            _check_entry_types(spec, entries)  # a clearer message for an entry of the wrong type
+            raise
     if kind == "ratelimit":
         canonical = _unique_ratelimits(entries)
     else:
@@ -206,18 +359,19 @@ def diff(kind, current, wanted, state, exclusive, now=None, wanted_sorted=False)
         for entry in current:
             (removed if is_expired(entry, now) else live).append(entry)
         current = live
-    current_by_id = dict((identity(kind, entry), entry) for entry in current)
+    key_of = _IDENTITY[kind]
+    current_by_id = dict((key_of(entry), entry) for entry in current)
     added = []
     if state == "absent":
         result = dict(current_by_id)
         for entry in wanted:
-            old = result.pop(identity(kind, entry), None)
+            old = result.pop(key_of(entry), None)
             if old is not None:
                 removed.append(old)
     else:
         result = {} if exclusive else dict(current_by_id)
         for entry in wanted:
-            key = identity(kind, entry)
+            key = key_of(entry)
             old = current_by_id.get(key)
             if old != entry:
                 added.append(entry)
@@ -287,8 +441,13 @@ def rule_keys(rule):
 
 
 def _check_kind(kind):
-    if kind not in KINDS:
-        raise NetxfwError("invalid rule kind '%s': expected one of %s" % (kind, ", ".join(KINDS)))
+    rule_kind(kind)
+
+
+def _check_entry_types(spec, entries):
+    for entry in entries:
+        if isinstance(entry, bool) or not isinstance(entry, spec.types):
+            raise NetxfwError("a %s entry is %s, not %r" % (spec.name, spec.entry, entry))
 
 
 def _check_fields(entry, allowed, what):
@@ -329,11 +488,11 @@ def _later(first, second):
 
 def _canonical_and_order(text):
     """(canonical_cidr(text), its sort key), computing both from one parse."""
-    fast = _fast_v4(text)
-    if fast is not None and fast[0] & _V4_MASKS[fast[1]] == fast[0]:
-        return (text if "/" in text else text + "/32"), (4, fast[0], fast[1])
-    cidr = str(parse_cidr(text))
-    return cidr, _cidr_order(cidr)
+    fast = _fast_cidr(text)
+    if fast is not None:
+        return (text if "/" in text else "%s/%d" % (text, 32 if fast[0] == 4 else 128)), fast
+    network = parse_cidr(text)
+    return str(network), (network.version, int(network.network_address), network.prefixlen)
 
 
 def _by_order(order_by_item):
@@ -400,18 +559,13 @@ def _unique_port_rules(entries):
     return list(rules_by_id.values())
 
 
-MAX_RATE = 10 ** 9
-RL_SYN_ONLY = 1  # rl_cfg.flags bit (bpf/netxfw.c RL_F_SYN_ONLY)
-_RATELIMIT_FIELDS = ("source", "rate", "burst", "syn_only", "ban_ttl")
-
-
 def _ratelimit(entry):
     """Canonical rate-limit rule: {"source": CIDR, "rate": packets/s, "burst": packets,
     "syn_only": bool, "ban_ttl": seconds (0 = drop only, no ban)}; its identity is the source."""
     if not isinstance(entry, dict):
         raise NetxfwError("rate-limit rule %r must be a mapping with source and rate, and optional burst, "
                           "syn_only and ban_ttl" % (entry,))
-    _check_fields(entry, _RATELIMIT_FIELDS, "rate-limit rule")
+    _check_fields(entry, KIND["ratelimit"].fields, "rate-limit rule")
     if "source" not in entry or "rate" not in entry:
         raise NetxfwError("rate-limit rule %r needs a 'source' CIDR and a 'rate' (packets per second)" % (entry,))
 
@@ -467,6 +621,9 @@ def _check_port_overlaps(rules):
 
 
 def _cidr_order(cidr):
+    fast = _fast_cidr(cidr)
+    if fast is not None:
+        return fast
     fast = _fast_v4(cidr)
     if fast is not None:
         return 4, fast[0] & _V4_MASKS[fast[1]], fast[1]

@@ -93,21 +93,33 @@ def resolve(whitelist, blacklist, port_rules, ratelimits=(), keys=None):
         k = key(entry["cidr"])
         cls[k] = cls.get(k, 0) | layout.SRC_BL
         expiry[k] = effective[entry["cidr"]]
+    others = set()  # the keys of every class but the blacklist: few next to a large blacklist
     for bit, listed in ((layout.SRC_RULES, port_rules), (layout.SRC_RL, ratelimits)):
         for source in set(rule["source"] for rule in listed):
             for k in ANY_SOURCE_KEYS if source == rules.ANY_SOURCE else (key(source),):
                 cls[k] = cls.get(k, 0) | bit
+                others.add(k)
+    others.update(key(cidr) for cidr in whitelist)
 
     # covering prefixes, by family and class: {(family, bit): {prefixlen: {network int: expiry}}}
     covering = {}
-    for k, bits in cls.items():
+
+    def cover(k, bits):
         family, where, raw = k
-        if where != "lpm":
-            continue
-        addr, plen, _width = _network(family, where, raw)
-        for bit in (layout.SRC_WL, layout.SRC_BL, layout.SRC_RULES, layout.SRC_RL):
-            if bits & bit:
-                covering.setdefault((family, bit), {}).setdefault(plen, {})[addr] = expiry.get(k)
+        if where == "lpm":
+            addr, plen, _width = _network(family, where, raw)
+            for bit in (layout.SRC_WL, layout.SRC_BL, layout.SRC_RULES, layout.SRC_RL):
+                if bits & bit:
+                    covering.setdefault((family, bit), {}).setdefault(plen, {})[addr] = expiry.get(k)
+
+    for k in others:
+        cover(k, cls[k] & ~layout.SRC_BL)
+    # a blacklist prefix covers only entries of another class that are not blacklisted or whitelisted
+    # (a port rule or rate-limit source); without one, a million blacklist keys need no covering map
+    for family in set(k[0] for k in others if not cls[k] & (layout.SRC_BL | layout.SRC_WL)):
+        for k, bits in cls.items():
+            if k[0] == family and bits & layout.SRC_BL:
+                cover(k, layout.SRC_BL)
     if not covering:
         return dict((k, (bits, expiry.get(k))) for k, bits in cls.items())
 

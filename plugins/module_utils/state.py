@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -23,11 +24,14 @@ import threading
 import time
 
 from .errors import NetxfwError
+from .rules import REGISTRY
 
 RULES_VERSION = 1
-RULE_LISTS = ("whitelist", "blacklist", "port_rules")
-OPTIONAL_LIST = "ratelimits"
+# rules.json's lists (the registry of rule kinds); an optional one is stored only when it has entries
+RULE_LISTS = tuple(kind.key for kind in REGISTRY if not kind.optional)
+OPTIONAL_LISTS = tuple(kind.key for kind in REGISTRY if kind.optional)
 LOCK_POLL_SECONDS = 0.1
+REQUESTS_KEPT = 4  # per kind, in <state_dir>/.requests.json
 ROLLBACK_DIR = "rollback"
 WINDOW_FILE = "pending"
 JOURNAL_FILE = "journal.jsonl"
@@ -57,11 +61,28 @@ def entry_key(entry):
     return json.dumps(entry, sort_keys=True)
 
 
+def request_digest(kind, entries, state, exclusive, ttl):
+    """A digest of an apply_rules request, or None when the same request may mean something else
+    next time (a ttl counts from now) or cannot be digested."""
+    if ttl is not None:
+        return None
+    count = len(entries) if isinstance(entries, list) else -1  # with it, no two lists of strings join alike
+    digest = hashlib.sha256(("%s\0%s\0%s\0%d\0" % (kind, state, bool(exclusive), count)).encode())
+    try:
+        if isinstance(entries, list) and all(isinstance(e, str) for e in entries):
+            digest.update(b"str\0" + "\0".join(entries).encode("utf-8", "surrogatepass"))
+        else:
+            digest.update(b"json\0" + json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
+    except (TypeError, ValueError):
+        return None
+    return digest.hexdigest()
+
+
 class StateStore:
     CONFIG_FILE = "config.json"
     RULES_FILE = "rules.json"
     LOCK_FILE = ".lock"
-    REQUESTS_FILE = ".requests.json"  # last request applied per rule kind (engine.Firewall.apply_rules)
+    REQUESTS_FILE = ".requests.json"  # the request cache: the last requests applied per rule kind (below)
 
     def __init__(self, state_dir):
         self.state_dir = state_dir
@@ -109,16 +130,15 @@ class StateStore:
             os.close(fd)  # closing the descriptor releases the flock
 
     def read_config(self):
-        return self._read_json(self.CONFIG_FILE, {})
+        return self.read_json(self.CONFIG_FILE, {})
 
     def write_config(self, config):
         self._journal_config(config)
-        self._write_json(self.CONFIG_FILE, config)
+        self.write_json(self.CONFIG_FILE, config)
 
     def remove_config(self):
         self._journal_config(None)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(self.CONFIG_FILE))
+        self.remove(self.CONFIG_FILE)
 
     # ---------------------------------------------------------------- rollback window journal
     def open_window(self):
@@ -150,7 +170,7 @@ class StateStore:
         window = self._foreign_window()
         if window is None:
             return
-        before = self._read_json(self.CONFIG_FILE, {}) or None
+        before = self.read_json(self.CONFIG_FILE, {}) or None
         if before != config:
             self._journal(window, {"config": {"before": before, "after": config}})
 
@@ -158,9 +178,9 @@ class StateStore:
         window = self._foreign_window()
         if window is None:
             return
-        before = self._read_json(self.RULES_FILE, {})
+        before = self.read_json(self.RULES_FILE, {})
         diff = {}
-        for name in RULE_LISTS + (OPTIONAL_LIST,):
+        for name in RULE_LISTS + OPTIONAL_LISTS:
             old = dict((entry_key(e), e) for e in before.get(name) or [])
             new = dict((entry_key(e), e) for e in stored.get(name) or [])
             added = [new[k] for k in new if k not in old]
@@ -175,9 +195,9 @@ class StateStore:
         return self.path(self.RULES_FILE)
 
     def read_rules(self):
-        """{"version": 1, "generation": N, "whitelist": [...], "blacklist": [...], "port_rules": [...]};
+        """{"version": 1, "generation": N, and each kind's list (RULE_LISTS, OPTIONAL_LISTS when stored)};
         no file = empty lists. `generation` counts writes; the maps record which one they hold."""
-        stored = self._read_json(self.RULES_FILE, {"version": RULES_VERSION})
+        stored = self.read_json(self.RULES_FILE, {"version": RULES_VERSION})
         if stored.get("version") != RULES_VERSION:
             raise NetxfwError("%s has version %r, this netxfw reads version %d; upgrade netxfw or restore the file"
                               % (self.path(self.RULES_FILE), stored.get("version"), RULES_VERSION))
@@ -188,35 +208,68 @@ class StateStore:
                 raise NetxfwError("%s: '%s' must be a list; fix or remove the file"
                                   % (self.path(self.RULES_FILE), name))
             rules[name] = entries
-        # rate-limit rules: stored only when there are some (files without them stay as they were)
-        if isinstance(stored.get(OPTIONAL_LIST), list):
-            rules[OPTIONAL_LIST] = stored[OPTIONAL_LIST]
+        for name in OPTIONAL_LISTS:  # stored only when there are some (files without them stay as they were)
+            if isinstance(stored.get(name), list):
+                rules[name] = stored[name]
         return rules
 
     def write_rules(self, rules):
         stored = {"version": RULES_VERSION, "generation": rules.get("generation", 0)}
         for name in RULE_LISTS:
             stored[name] = list(rules.get(name, []))
-        if rules.get(OPTIONAL_LIST):
-            stored[OPTIONAL_LIST] = list(rules[OPTIONAL_LIST])
+        for name in OPTIONAL_LISTS:
+            if rules.get(name):
+                stored[name] = list(rules[name])
         compact = sum(len(stored[name]) for name in RULE_LISTS) > COMPACT_ABOVE
         self._journal_rules(stored)
-        self._write_json(self.RULES_FILE, stored, compact=compact)
+        self.write_json(self.RULES_FILE, stored, compact=compact)
 
-    def read_requests(self):
-        """{kind: {"request", "generation", "next_expiry"}}; a cache, so an unreadable file is empty."""
+    # ---------------------------------------------------------------- request cache (.requests.json)
+    def _read_requests(self):
+        """{kind: [{"request", "generation", "next_expiry"}]}; a cache, so an unreadable file is empty."""
         try:
-            return self._read_json(self.REQUESTS_FILE, {})
+            return self.read_json(self.REQUESTS_FILE, {})
         except (NetxfwError, OSError):  # unreadable (not root, say): as if empty
             return {}
 
-    def write_requests(self, requests):
-        self._write_json(self.REQUESTS_FILE, requests)
+    def recent_requests(self, kind):
+        """The last requests of a kind (newest first) that each left rules.json as it was then."""
+        recent = self._read_requests().get(kind)
+        return [r for r in recent if isinstance(r, dict)] if isinstance(recent, list) else []
+
+    def request_applied(self, data, kind, request):
+        """`request` was applied to the rules.json that is still there (same generation), and no
+        blacklist entry has expired since (an expiry is a change)."""
+        now = time.time()
+        return any(r.get("request") == request and r.get("generation") == data.get("generation", 0) and
+                   (r.get("next_expiry") is None or r["next_expiry"] > now) for r in self.recent_requests(kind))
+
+    def record_request(self, kind, request, data):
+        """Remember the last few requests of a kind that left rules.json as it is now (a sweep between
+        two runs of a playbook is one of them)."""
+        if request is None:
+            return
+        expiries = [e["expires"] for e in data.get("blacklist", []) if e["expires"] is not None] \
+            if kind == "blacklist" else []
+        last = {"request": request, "generation": data.get("generation", 0),
+                "next_expiry": min(expiries) if expiries else None}
+        recent = self.recent_requests(kind)
+        if recent[:1] == [last]:
+            return
+        requests = self._read_requests()
+        requests[kind] = [last] + [r for r in recent if r.get("request") != request][:REQUESTS_KEPT - 1]
+        self.write_json(self.REQUESTS_FILE, requests)
 
     def _make_dir(self):
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
 
-    def _read_json(self, name, missing):
+    # ---------------------------------------------------------------- the JSON files it guards
+    # `name` is relative to state_dir (it may name a file in a subdirectory, e.g. "rollback/pending").
+    # Callers that keep files of their own there (the hot reload's journal, the rollback window)
+    # read and write them with these, under the lock.
+
+    def read_json(self, name, missing=None):
+        """The JSON object in `name`, or `missing` when there is no such file."""
         file_path = self.path(name)
         try:
             with open(file_path, encoding="utf-8") as stream:
@@ -229,10 +282,13 @@ class StateStore:
             raise NetxfwError("%s must hold a JSON object; fix it or restore it from a backup" % file_path)
         return data
 
-    def _write_json(self, name, data, compact=False):
+    def write_json(self, name, data, compact=False):
         """Replace `name` atomically: a crash leaves either the old or the new file, never a mix."""
-        self._make_dir()
-        fd, temp_path = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=self.state_dir)  # mode 0600
+        file_path = self.path(name)
+        directory = os.path.dirname(file_path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, temp_path = tempfile.mkstemp(prefix="." + os.path.basename(file_path) + ".", suffix=".tmp",
+                                         dir=directory)  # mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as stream:
                 if compact:
@@ -242,16 +298,21 @@ class StateStore:
                 stream.write("\n")
                 stream.flush()
                 os.fsync(stream.fileno())
-            os.replace(temp_path, self.path(name))
+            os.replace(temp_path, file_path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp_path)
             raise
-        dir_fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def remove(self, name):
+        """Remove `name` (nothing if it is not there)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(name))
 
 
 # Above this many rule entries rules.json is written compact: json.dump(indent=2) runs the

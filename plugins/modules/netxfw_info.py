@@ -157,6 +157,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.netxfw.firewall.plugins.module_utils.module_support import (
     common_argument_spec,
     load_engine,
+    load_queries,
     run_engine,
 )
 
@@ -184,7 +185,8 @@ def main():
                          exception=JMESPATH_IMPORT_ERROR)
     engine = load_engine(module)
     firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_info")
-    info = run_engine(module, firewall.info, "netxfw_info")
+    queries = load_queries(module)
+    info = run_engine(module, lambda: queries.info(firewall), "netxfw_info")
     output = dict(
         changed=False,
         loaded=bool(info.get("loaded")),
@@ -198,7 +200,7 @@ def main():
         bans=info.get("bans") or [],
     )
     if params["drops"] > 0:
-        output["drops"] = run_engine(module, lambda: firewall.drops(limit=params["drops"]), "netxfw_info")["events"]
+        output["drops"] = run_engine(module, lambda: queries.drops(firewall, limit=params["drops"]), "netxfw_info")["events"]
     if params["query"] is not None:
         data = dict((key, value) for key, value in output.items() if key != "changed")
         try:

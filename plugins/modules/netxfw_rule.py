@@ -73,19 +73,26 @@ options:
     description:
       - Path of a file B(on the managed host) holding the entries, instead of O(entries); copy it there
         first, for example with M(ansible.builtin.copy).
-      - Either a JSON list of the same items as O(entries) (the file's first non-blank character is C([)),
-        or plain text with one address or CIDR per line, for O(kind=whitelist) and O(kind=blacklist) only.
+      - The file takes every format C(netxfw import) on the host reads (one parser for both), told apart by
+        its content.
+      - A JSON list (the file's first non-blank character is C([)) of the same items as O(entries), or of
+        records carrying their C(kind) (those of other kinds are skipped).
+      - A JSON export document (C(netxfw export), first character C({)); only the list of O(kind) is read.
+      - CSV whose first line names its columns (C(kind), C(cidr), C(expires), C(source), C(proto), C(ports),
+        C(action), C(rate), C(burst), C(syn_only), C(ban_ttl)), as C(netxfw export --format csv) writes it.
+      - Plain text with one address or CIDR per line, for O(kind=whitelist) and O(kind=blacklist) only.
         In plain text, blank lines and everything from C(#) to the end of a line are ignored; a
         blacklist line is only a CIDR (its expiry comes from O(ttl)).
       - The file is read in check mode too. A file that is missing, unreadable, not UTF-8, not valid JSON
-        or holds items of the wrong type fails the task and nothing is changed.
+        or CSV, or holds items of the wrong type fails the task and nothing is changed.
       - With O(exclusive=true) and O(state=present), an empty file empties the list of O(kind).
       - Mutually exclusive with O(entries).
     type: path
   state:
     description:
       - V(present) adds the entries, or updates them (a new blacklist expiry, a new port rule action).
-      - V(absent) removes them; only the address (or, for port rules, source, proto and ports) must match.
+      - V(absent) removes them; only the address (for port rules source, proto and ports; for rate-limit rules
+        the source) must match, and the other fields may be left out.
     type: str
     choices: [present, absent]
     default: present
@@ -266,13 +273,15 @@ diff:
       sample: "netxfw blacklist: 5000 added, the first 1000 shown"
 """
 
-import datetime
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import exchange, rules
+from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 from ansible_collections.netxfw.firewall.plugins.module_utils.module_support import (
+    clean_entries,
     common_argument_spec,
+    compact_diff,
+    listed,
     load_engine,
     run_engine,
 )
@@ -280,7 +289,7 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.module_support imp
 
 def argument_spec():
     spec = dict(
-        kind=dict(type="str", choices=["whitelist", "blacklist", "port", "ratelimit"], required=True),
+        kind=dict(type="str", choices=list(rules.KINDS), required=True),
         entries=dict(type="list", elements="raw"),
         src=dict(type="path"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -292,127 +301,17 @@ def argument_spec():
     return spec
 
 
-def clean_entries(entries):
-    """Strip string entries and drop empty ones ('a, b,' from the command line)."""
-    out = []
-    for entry in entries or []:
-        if isinstance(entry, str):
-            entry = entry.strip()
-            if not entry:
-                continue
-        out.append(entry)
-    return out
-
-
-# What a JSON item of src may be, per kind (the engine then checks the contents).
-SRC_ITEM_TYPES = {
-    "whitelist": ((str,), "an address or CIDR string"),
-    "blacklist": ((str, dict), "an address or CIDR string or a {cidr, expires} mapping"),
-    "port": ((dict,), "a {source, proto, port or ports, action} mapping"),
-    "ratelimit": ((dict,), "a {source, rate, burst, syn_only, ban_ttl} mapping"),
-}
-JSON_TYPE_NAMES = {list: "a list", dict: "a mapping", str: "a string", int: "a number", float: "a number",
-                   bool: "a boolean", type(None): "null"}
-
-
-class SrcError(Exception):
-    """src cannot be used; the message says why."""
-
-
-def parse_lines(text):
-    """Entries of a plain-text src: one per line, blank lines and # comments ignored."""
-    lines = text.splitlines()
-    if "#" in text:
-        lines = [line.partition("#")[0] for line in lines]
-    return [line for line in map(str.strip, lines) if line]
-
-
-def parse_json_list(path, kind, text):
-    try:
-        items = json.loads(text)
-    except ValueError as exc:
-        raise SrcError("src %s is not valid JSON: %s" % (path, exc))
-    if not isinstance(items, list):
-        raise SrcError("src %s holds JSON %s; expected a list of %s entries"
-                       % (path, JSON_TYPE_NAMES.get(type(items)), kind))
-    types, what = SRC_ITEM_TYPES[kind]
-    for index, item in enumerate(items):
-        if not isinstance(item, types):
-            raise SrcError("src %s: item %d of %d is %s (%s); a %s entry is %s"
-                           % (path, index + 1, len(items), JSON_TYPE_NAMES.get(type(item), type(item).__name__),
-                              json.dumps(item)[:80], kind, what))
-    return clean_entries(items)
+SRC_MISSING = " on the managed host; copy it there first (e.g. with ansible.builtin.copy)"
 
 
 def read_src(path, kind):
-    """The entries held by the file at `path` on the managed host (a JSON list, or one CIDR per line
-    for the whitelist and the blacklist). Raises SrcError."""
-    try:
-        with open(path, "rb") as stream:
-            raw = stream.read()
-    except FileNotFoundError:
-        raise SrcError("src %s does not exist on the managed host; copy it there first (e.g. with "
-                       "ansible.builtin.copy)" % path)
-    except IsADirectoryError:
-        raise SrcError("src %s is a directory, not a file" % path)
-    except OSError as exc:
-        raise SrcError("cannot read src %s: %s" % (path, exc.strerror or exc))
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SrcError("src %s is not UTF-8 text: %s" % (path, exc))
-    first = text.lstrip()[:1]
-    if first == "[":
-        return parse_json_list(path, kind, text)
-    if first == "{":
-        raise SrcError("src %s holds a JSON mapping; expected a JSON list of %s entries" % (path, kind))
-    if kind not in ("whitelist", "blacklist"):
-        raise SrcError("src %s is not a JSON list (its first non-blank character is not '['); plain text, one "
-                       "CIDR per line, is only for the whitelist and the blacklist, %s rules need a JSON list"
-                       % (path, kind))
-    return parse_lines(text)
-
-
-def describe(kind, entry):
-    """One line per entry for the diff."""
-    if kind == "whitelist":
-        return entry
-    if kind == "blacklist":
-        if entry.get("expires") is None:
-            return entry["cidr"]
-        when = datetime.datetime.fromtimestamp(entry["expires"], datetime.timezone.utc)
-        return "%s expires %s" % (entry["cidr"], when.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    if kind == "ratelimit":
-        return "%s rate %d burst %d%s%s" % (entry["source"], entry["rate"], entry["burst"],
-                                            " syn_only" if entry["syn_only"] else "",
-                                            " ban_ttl %d" % entry["ban_ttl"] if entry["ban_ttl"] else "")
-    return "%s %s from %s %s" % (entry["proto"], entry["ports"], entry["source"], entry["action"])
-
-
-def compact_diff(kind, added, removed, changed, limit=None):
-    """Removed (before) and added (after) entries, one per line; at most `limit` of each (None: all)."""
-    header = "netxfw %s" % kind
-    if changed and not added and not removed:
-        # Only the live maps lagged behind rules.json and were brought back in step.
-        header += " (maps resynchronised from rules.json)"
-
-    def side(entries, verb):
-        count = "%s: %d %s" % (header, len(entries), verb)
-        if limit is not None and len(entries) > limit:
-            entries = entries[:limit]
-            count += ", the first %d shown" % limit
-        return "".join(describe(kind, e) + "\n" for e in entries), count
-
-    before, before_header = side(removed, "removed")
-    after, after_header = side(added, "added")
-    return {"before": before, "after": after, "before_header": before_header, "after_header": after_header}
-
-
-def listed(entries, limit):
-    """(at most `limit` entries, whether some were left out)."""
-    if len(entries) > limit:
-        return list(entries[:limit]), True
-    return list(entries), False
+    """The entries of `kind` held by the file at `path` on the managed host, in any form `netxfw import`
+    reads (exchange.parse_rules: a JSON list or export document, CSV, or one CIDR per line). NetxfwError."""
+    label = "src %s" % path
+    parsed = exchange.load(path, kind, label=label, missing=SRC_MISSING)
+    if kind not in parsed:
+        raise NetxfwError("%s holds no %s rules: an export document without '%s'" % (label, kind, rules.KIND[kind].key))
+    return parsed[kind]
 
 
 def main():
@@ -425,7 +324,7 @@ def main():
     if params["src"] is not None:
         try:
             entries = read_src(params["src"], params["kind"])
-        except SrcError as exc:
+        except NetxfwError as exc:
             module.fail_json(msg=str(exc))
     else:
         entries = clean_entries(params["entries"])

@@ -34,14 +34,14 @@ from netxfw_agent import devpath  # noqa: E402
 
 devpath.install(REPO)
 
-from netxfw_engine import engine, layout, sources  # noqa: E402
+from netxfw_engine import engine, layout, rulemaps, sources  # noqa: E402
 
 LAUNCHER = os.path.join(REPO, "agent", "bin", "netxfw")
 SYSTEM_PYTHON = "/usr/bin/python3"
 CLONE_NEWNET = 0x40000000
 PORT = 11811
 HOST_IF, PEER_IF = "nxah0", "nxap0"
-from agent_env import HOST4, HOST6, PEER4, PEER6  # noqa: E402,F401
+from agent_env import HOST4, HOST6, PEER4, PEER6, every_kind  # noqa: E402,F401
 CAPACITY = {"whitelist": 1024, "blacklist": 4096, "port_rules": 1024, "conntrack": 4096}
 DEFAULT_SETTINGS = {"policy": "allow", "icmp_rate": 0, "icmp_burst": 0, "conntrack": True, "conntrack_timeout": 300}
 
@@ -243,8 +243,8 @@ class Lab:
             assert gen == data.get("generation", 0) + 1, "maps hold generation %d, rules.json %d" % (
                 gen - 1, data.get("generation", 0))
             for kind, listname in engine.RULE_KINDS.items():
-                expected = engine.expected_entries(kind, data.get(listname, []))
-                for name in engine.kind_maps(kind):
+                expected = rulemaps.expected_entries(kind, data.get(listname, []))
+                for name in rulemaps.kind_maps(kind):
                     assert set(maps[name].keys()) == set(expected.get(name, {})), "map %s differs from rules.json" % name
             # the src maps: every listed source with its class (blacklist expiries aside), auto-bans aside
             for name, want in sources.expected(data).items():
@@ -257,9 +257,23 @@ class Lab:
             self.fw.close_maps(maps)
         return data
 
+    def rule_lists(self):
+        """{kind: its list in rules.json}, rules.json and the maps checked in step."""
+        data = self.assert_in_step()
+        return dict((kind, data.get(key, [])) for kind, key in engine.RULE_KINDS.items())
+
+    def fill_every_kind(self):
+        """Rules of every kind of the registry (agent_env.every_kind) through the engine; returns them."""
+        wanted = every_kind(time.time())
+        assert sorted(wanted) == sorted(engine.RULE_KINDS), "agent_env.every_kind must cover every kind"
+        for kind, entries in wanted.items():
+            self.fw.apply_rules(kind, entries)
+        assert self.rule_lists() == wanted
+        return wanted
+
     def reset(self):
         """Empty rule lists and default runtime settings (engine calls, like a module would)."""
-        for kind in ("whitelist", "blacklist", "port"):
+        for kind in engine.RULE_KINDS:
             self.fw.apply_rules(kind, [], state="present", exclusive=True)
         config = dict(self.fw.store.read_config())
         config.update(DEFAULT_SETTINGS)

@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 
 from agent_env import PEER4
+from netxfw_engine import rules
 
 
 def _operations(lab):
@@ -79,6 +80,17 @@ BAD = [
     ("POST", "/api/v1/rules", {"kind": "whitelist", "entries": [5]}, "whitelist"),
     ("POST", "/api/v1/rules", [1, 2], "object"),
     ("POST", "/api/v1/rules", None, "body"),
+    ("POST", "/api/v1/rules", {"kind": "ratelimit", "source": "203.0.113.0/24", "rate": "10"}, "rate"),
+    ("POST", "/api/v1/rules", {"kind": "ratelimit", "source": "203.0.113.0/24"}, "rate"),
+    ("POST", "/api/v1/rules", {"kind": "ratelimit", "source": "203.0.113.0/24", "rate": 5, "syn_only": "no"},
+     "syn_only"),
+    ("POST", "/api/v1/rules/import", {"document": "{"}, "not valid JSON"),
+    ("POST", "/api/v1/rules/import", {"document": "[]", "replace": "yes"}, "replace"),
+    ("POST", "/api/v1/rules/import", {"document": "198.51.100.9\n"}, "needs a kind"),
+    ("POST", "/api/v1/rules/import", {"text": "[]"}, "document"),
+    ("GET", "/api/v1/rules/export?format=yaml", None, "format"),
+    ("GET", "/api/v1/rules/export?format=plain&kind=ratelimit", None, "plain"),
+    ("DELETE", "/api/v1/rules?kind=ratelimit&cidr=198.51.100.9", None, "source"),
     ("DELETE", "/api/v1/rules?cidr=198.51.100.9", None, "kind"),
     ("DELETE", "/api/v1/rules?kind=port&proto=tcp", None, "ports"),
     ("DELETE", "/api/v1/rules?kind=whitelist&cidr=1.2.3.4&proto=tcp", None, "proto"),
@@ -164,6 +176,45 @@ def test_rules_create_list_search_page_delete(clean):
     assert status == 200 and not answer["changed"]
     data = lab.assert_in_step()
     assert data["blacklist"] == [] and data["port_rules"] == [] and len(data["whitelist"]) == 30
+
+
+def test_ratelimit_rules_create_list_delete(clean):
+    lab = clean
+    rule = {"kind": "ratelimit", "source": "203.0.113.128/25", "rate": 100, "syn_only": True, "ban_ttl": 60}
+    status, answer, dummy = lab.request("POST", "/api/v1/rules", rule)
+    assert status == 201 and answer["added"] == [dict(rule, burst=100)], answer
+    assert lab.request("POST", "/api/v1/rules", dict(rule, burst=100))[0] == 200  # the same rule: no change
+    status, answer, dummy = lab.request("POST", "/api/v1/rules", {"kind": "ratelimit", "entries": [
+        {"source": "2001:db8:44::/48", "rate": 5}]})
+    assert status == 201 and answer["added"][0]["source"] == "2001:db8:44::/48"
+    status, page, dummy = lab.request("GET", "/api/v1/rules?kind=ratelimit")
+    assert [r["source"] for r in page["items"]] == ["203.0.113.128/25", "2001:db8:44::/48"]
+    assert len(lab.map_keys("rl4_cfg")) == 1 and len(lab.map_keys("rl6_cfg")) == 1
+    lab.assert_in_step()
+    status, answer, dummy = lab.request("DELETE", "/api/v1/rules?kind=ratelimit&source=2001:db8:44::/48")
+    assert status == 200 and answer["changed"] and answer["removed"][0]["rate"] == 5
+    data = lab.assert_in_step()
+    assert [r["source"] for r in data["ratelimits"]] == ["203.0.113.128/25"] and lab.map_keys("rl6_cfg") == set()
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_export_import_round_trip_of_every_kind(clean, fmt):
+    """A state holding every kind of the registry: GET /api/v1/rules/export, an empty state,
+    POST /api/v1/rules/import gives back the same rules (rules.json and the maps)."""
+    lab = clean
+    wanted = lab.fill_every_kind()
+    status, exported, dummy = lab.request("GET", "/api/v1/rules/export?format=" + fmt)
+    assert status == 200 and exported["format"] == fmt
+    lab.reset()
+    assert not any(lab.rule_lists().values())
+    status, imported, dummy = lab.request("POST", "/api/v1/rules/import", {"document": exported["document"]})
+    assert status == 200, imported
+    assert dict((k, r["added"]) for k, r in imported["results"].items()) == dict((k, len(v)) for k, v in wanted.items())
+    assert lab.rule_lists() == wanted
+    status, page, dummy = lab.request("GET", "/api/v1/rules?limit=1000")
+    assert [r["kind"] for r in page["items"]] == [kind for kind in rules.KINDS for dummy in wanted[kind]]
+    status, again, dummy = lab.request("POST", "/api/v1/rules/import", {"document": exported["document"]})
+    assert status == 200 and not any(r["changed"] for r in again["results"].values())
 
 
 def test_blacklist_through_the_api_drops_packets(clean):

@@ -134,6 +134,14 @@ def test_login_block_unblock_through_the_ui(browser, clean, tmp_path):
     d.find_element(By.ID, "port-add").click()
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#port-table tr[data-rule="any tcp 443"]')))
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#wl-table tr[data-rule="203.0.113.0/24"]')))
+    d.find_element(By.ID, "rl-source").send_keys("203.0.113.128/25")
+    d.find_element(By.ID, "rl-rate").send_keys("50")
+    d.find_element(By.ID, "rl-syn").click()
+    d.find_element(By.ID, "rl-add").click()
+    rl_row = '#rl-table tr[data-rule="203.0.113.128/25"]'
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, rl_row)))
+    assert lab.rules_json()["ratelimits"] == [{"source": "203.0.113.128/25", "rate": 50, "burst": 50,
+                                                "syn_only": True, "ban_ttl": 0}]
     shot(d, tmp_path, "rules.png")
 
     # the dashboard now counts blacklist drops
@@ -152,6 +160,9 @@ def test_login_block_unblock_through_the_ui(browser, clean, tmp_path):
     wait_until(lambda: PEER_KEY not in lab.map_keys("src4_host"), what="the map entry to go")
     assert lab.rules_json()["blacklist"] == []
     assert lab.ping(HOST4)
+    click(d, rl_row + " button.remove")
+    wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, rl_row)))
+    assert not lab.rules_json().get("ratelimits")
     lab.assert_in_step()
 
     # conntrack view renders real flows

@@ -10,6 +10,7 @@ import struct
 import pytest
 
 from agent_env import HOST4, PEER4
+from netxfw_engine import queries, rules
 
 
 def test_rule_round_trip_every_kind(clean):
@@ -47,6 +48,48 @@ def test_rule_round_trip_every_kind(clean):
     assert lab.map_keys("src6_lpm") == set() and len(lab.map_keys("src4_lpm")) == 2  # /25 whitelisted, /24 a source
 
 
+def test_ratelimit_rules_add_list_remove(clean):
+    lab = clean
+    lab.cli("rule", "add", "ratelimit", "203.0.113.128/25", "2001:db8:44::/48", "--rate", "100", "--burst", "200",
+            "--syn-only", "--ban-ttl", "60")
+    data = lab.assert_in_step()
+    assert data["ratelimits"] == [
+        {"source": "203.0.113.128/25", "rate": 100, "burst": 200, "syn_only": True, "ban_ttl": 60},
+        {"source": "2001:db8:44::/48", "rate": 100, "burst": 200, "syn_only": True, "ban_ttl": 60}]
+    assert len(lab.map_keys("rl4_cfg")) == 1 and len(lab.map_keys("rl6_cfg")) == 1
+    text = lab.cli("rule", "list", "ratelimit").stdout
+    assert "ratelimit  203.0.113.128/25 rate 100 burst 200 syn_only ban_ttl 60" in text
+    assert "no change" in lab.cli("rule", "add", "ratelimit", "203.0.113.128/25", "--rate", "100", "--burst", "200",
+                                  "--syn-only", "--ban-ttl", "60").stdout
+    lab.cli("rule", "remove", "ratelimit", "2001:db8:44::/48")  # the source names the rule
+    data = lab.assert_in_step()
+    assert [r["source"] for r in data["ratelimits"]] == ["203.0.113.128/25"] and lab.map_keys("rl6_cfg") == set()
+    missing = lab.cli("rule", "add", "ratelimit", "203.0.113.0/24", check=False)  # the engine's message
+    assert missing.returncode == 1 and "needs a 'source' CIDR and a 'rate'" in missing.stderr, missing.stderr
+    wrong = lab.cli("rule", "add", "whitelist", "203.0.113.9", "--rate", "5", check=False)
+    assert wrong.returncode == 2 and "--rate apply to ratelimit rules only" in wrong.stderr, wrong.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_export_import_round_trip_of_every_kind(clean, fmt, tmp_path):
+    """A state holding every kind of the registry: `netxfw export`, an empty state, `netxfw import` gives
+    back the same rules (rules.json and the maps)."""
+    lab = clean
+    wanted = lab.fill_every_kind()
+    out = tmp_path / ("rules." + fmt)
+    lab.cli("export", "-o", str(out))
+    lab.reset()
+    assert not any(lab.rule_lists().values())
+    imported = json.loads(lab.cli("--json", "import", str(out)).stdout)
+    assert dict((kind, r["added"]) for kind, r in imported.items()) == dict((k, len(v)) for k, v in wanted.items())
+    assert lab.rule_lists() == wanted
+    listing = json.loads(lab.cli("--json", "rule", "list").stdout)
+    assert [r["kind"] for r in listing["items"]] == [kind for kind in rules.KINDS for dummy in wanted[kind]]
+    # the same file again: nothing to do
+    again = json.loads(lab.cli("--json", "import", str(out)).stdout)
+    assert not any(r["changed"] for r in again.values())
+
+
 def test_cli_blacklist_drops_packets(clean):
     lab = clean
     assert lab.ping(HOST4)
@@ -62,6 +105,7 @@ def test_export_import_round_trip(clean, fmt, tmp_path):
     lab.cli("rule", "add", "blacklist", "203.0.113.8/29", "198.51.100.200")
     lab.cli("rule", "add", "whitelist", "2001:db8:1::/64")
     lab.cli("rule", "add", "port", "tcp:443")
+    lab.cli("rule", "add", "ratelimit", "203.0.113.64/26", "--rate", "100")
     before = lab.rules_json()
     kind_args = ["--kind", "blacklist"] if fmt == "plain" else []
     out = tmp_path / ("rules." + {"json": "json", "csv": "csv", "plain": "txt"}[fmt])
@@ -73,7 +117,7 @@ def test_export_import_round_trip(clean, fmt, tmp_path):
     if fmt == "plain":
         assert [e["cidr"] for e in after["blacklist"]] == [e["cidr"] for e in before["blacklist"]]
     else:
-        for name in ("whitelist", "blacklist", "port_rules"):
+        for name in rules.LIST_KEYS.values():
             assert after[name] == before[name]
     # import --replace makes the kind exactly the file's list
     lab.cli("import", "-", "--format", "plain", "--kind", "blacklist", "--replace", stdin="# one\n203.0.113.99\n")
@@ -135,7 +179,7 @@ def test_reload_and_boot_restore(clean):
     try:
         lab.fw.remove_program()  # detaches, unpins, drops config.json: the state after a reboot, but for it
         shutil.copy(saved, os.path.join(lab.state_dir, "config.json"))
-        assert not lab.fw.info()["loaded"]
+        assert not queries.info(lab.fw)["loaded"]
         assert lab.ping(HOST4)
         out = json.loads(lab.cli("restore", "--json").stdout)
         assert out["restored"] and out["compiled"]
@@ -143,7 +187,7 @@ def test_reload_and_boot_restore(clean):
         assert not lab.ping(HOST4)
         lab.assert_in_step()
     finally:
-        if not lab.fw.info()["loaded"]:
+        if not queries.info(lab.fw)["loaded"]:
             lab.fw.apply_program(json.load(open(saved)))
     lab.cli("rule", "remove", "blacklist", PEER4)
     assert lab.ping(HOST4)

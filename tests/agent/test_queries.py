@@ -2,10 +2,12 @@
 """Engine queries and import/export formats, without a loaded program (no root needed)."""
 
 import json
+import time
 
 import pytest
 
-from netxfw_engine import exchange, queries
+from agent_env import every_kind
+from netxfw_engine import exchange, queries, rules
 from netxfw_engine.errors import NetxfwError
 from netxfw_engine.state import StateStore
 
@@ -47,7 +49,7 @@ def test_list_rules_paging_search_and_expiry(fw):
     assert queries.list_rules(fw, "blacklist", search="nothing-like-this")["total"] == 0
     with pytest.raises(NetxfwError):
         queries.list_rules(fw, "everything")
-    assert queries.rule_counts(fw) == {"whitelist": 2, "blacklist": 1, "port": 2}
+    assert queries.rule_counts(fw) == {"whitelist": 2, "blacklist": 1, "port": 2, "ratelimit": 0}
 
 
 def test_conntrack_and_counters_without_a_program(fw):
@@ -72,6 +74,20 @@ def test_export_parse_round_trip(fmt):
     assert parsed["port"] == DATA["port_rules"]
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_every_kind_round_trips_through_json_and_csv(fmt):
+    wanted = every_kind(time.time())
+    assert sorted(wanted) == sorted(rules.KINDS)  # a new kind must be added to every_kind
+    data = dict((rules.LIST_KEYS[kind], entries) for kind, entries in wanted.items())
+    text = exchange.export_rules(dict(data, version=1, generation=7), fmt)
+    assert exchange.detect_format(text) == fmt
+    parsed = exchange.parse_rules(text)  # the format told by the content, as `netxfw import` and src do
+    assert parsed == wanted
+    for kind, entries in parsed.items():
+        assert rules.normalize(kind, entries) == wanted[kind]
+        assert exchange.parse_rules(text, kind=kind) == {kind: wanted[kind]}
+
+
 def test_plain_and_kind_filters():
     assert exchange.export_rules(DATA, "plain", ["blacklist"]) == "203.0.113.7/32\n203.0.113.8/32\n"
     assert exchange.parse_rules(" 198.51.100.1 # a host\n\n# comment only\n2001:db8::/32\n", "plain", "whitelist") == \
@@ -93,6 +109,11 @@ def test_plain_and_kind_filters():
     ("kind,cidr,expires\nblacklist,198.51.100.1,soon\n", "csv", None, "expires"),
     ("198.51.100.1\n", "plain", None, "needs a kind"),
     ("198.51.100.1\n", "yaml", "whitelist", "format"),
+    ("kind,source,rate\nratelimit,203.0.113.0/24,fast\n", "csv", None, "rate must be an integer"),
+    ("kind,source,rate,syn_only\nratelimit,203.0.113.0/24,5,maybe\n", "csv", None, "true or false"),
+    ("kind,cidr,proto\nwhitelist,198.51.100.1,tcp\n", "csv", None, "whitelist rules have no proto"),
+    ('["198.51.100.1"]', "json", None, "without a kind"),
+    ("[" * 100000, None, None, "not valid JSON"),
 ])
 def test_parse_errors(text, fmt, kind, needle):
     with pytest.raises(NetxfwError, match=needle):

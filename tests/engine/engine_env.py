@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, sources
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, rulemaps, rules, sources
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -23,9 +23,9 @@ SETTINGS = {
     "policy": "deny",
     "capacity": {"whitelist": 8, "blacklist": 65536, "port_rules": 256, "conntrack": 1024},
 }
-RULE_MAPS = sources.SRC_MAPS + ("rules4", "rules6")
+RULE_MAPS = sources.SRC_MAPS + tuple(name for kind in rules.REGISTRY for name in kind.maps)
 SNAPSHOT_MAPS = RULE_MAPS + ("config", "ct", "meta")
-KINDS = {"whitelist": "whitelist", "blacklist": "blacklist", "port": "port_rules"}
+KINDS = rules.LIST_KEYS  # {kind: its list in rules.json}
 
 
 def make_public_root():
@@ -82,7 +82,7 @@ class Env:
         want = dict((name, {}) for name in RULE_MAPS)
         want.update(sources.expected(data))
         for kind, key in KINDS.items():
-            for name, pairs in engine.expected_entries(kind, data.get(key, [])).items():
+            for name, pairs in rulemaps.expected_entries(kind, data.get(key, [])).items():
                 want[name].update(pairs)
         return dict((name, sorted(pairs.items())) for name, pairs in want.items())
 

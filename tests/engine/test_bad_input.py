@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import layout, reload
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 
 from engine_env import SETTINGS
@@ -141,8 +141,8 @@ def test_prefixes_have_their_own_capacity(fresh):
 def test_shrinking_the_whitelist_below_its_entries_is_refused(fresh):
     """The src maps are sized by a sum of capacities: the shrink is checked per list, like a write."""
     fresh.fw.apply_rules("whitelist", ["198.51.100.%d" % n for n in range(1, 6)] + ["203.0.113.0/24"])
-    message = fails_cleanly(fresh, r"cannot shrink below the current number of entries", reload.reload_program,
-                            fresh.fw, capacity={"whitelist": 4})
+    message = fails_cleanly(fresh, r"cannot shrink below the current number of entries", fresh.fw.reload,
+                            capacity={"whitelist": 4})
     assert "the whitelist holds 5 exact-address entries (IPv4) but capacity.whitelist would be 4" in message
     assert fresh.fw.store.read_config()["capacity"]["whitelist"] == 8
 

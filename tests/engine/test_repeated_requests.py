@@ -10,7 +10,7 @@ import json
 import os
 import time
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, rules
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout, rulemaps, rules, state
 
 
 def requests_file(env):
@@ -74,7 +74,7 @@ def test_maps_out_of_step_are_rebuilt_even_for_a_repeated_request(fresh):
     maps = fresh.fw.open_maps()
     try:
         maps["src4_host"].delete(bytes([198, 51, 100, 77]))
-        fresh.fw._mark_generation(maps, None)  # as a run killed half-way leaves them
+        rulemaps.mark_generation(maps, None)  # as a run killed half-way leaves them
     finally:
         fresh.fw.close_maps(maps)
     again = fresh.fw.apply_rules("whitelist", entries)
@@ -85,7 +85,7 @@ def test_maps_out_of_step_are_rebuilt_even_for_a_repeated_request(fresh):
 
 
 def test_ttl_requests_are_never_answered_from_the_record(fresh):
-    assert engine.request_digest("blacklist", ["203.0.113.30"], "present", False, 60) is None
+    assert state.request_digest("blacklist", ["203.0.113.30"], "present", False, 60) is None
     first = fresh.fw.apply_rules("blacklist", ["203.0.113.30"], ttl=60)
     time.sleep(0.05)
     second = fresh.fw.apply_rules("blacklist", ["203.0.113.30"], ttl=60)
@@ -94,7 +94,7 @@ def test_ttl_requests_are_never_answered_from_the_record(fresh):
 
 
 def test_digest_tells_lists_apart():
-    digest = engine.request_digest
+    digest = state.request_digest
     assert digest("whitelist", ["203.0.113.1", "203.0.113.2"], "present", False, None) != \
         digest("whitelist", ["203.0.113.1\x00203.0.113.2"], "present", False, None)
     assert digest("whitelist", ["203.0.113.1"], "present", False, None) != \

@@ -204,10 +204,13 @@ def test_api_change_during_a_failing_play_is_kept(lab, ansible_env):
            "data=json.dumps({'kind': 'blacklist', 'cidr': '%s'}).encode(), "
            "headers={'Authorization': 'Bearer %s', 'Content-Type': 'application/json'})\n"
            "print(u.urlopen(r, timeout=120).status)\n" % (emergency, token))
+    # the play's module pauses once its window is open (NETXFW_TEST_APPLY_PAUSE, test only) until the
+    # API change is made: the change falls inside the window whatever the timing
+    pause = "/var/lib/netxfw/.apply-pause"
     helper = subprocess.Popen(
         ["nsenter", "--net=/run/netns/%s" % HOST, "--mount=/proc/%d/ns/mnt" % lab.host(HOST)["sshd_pid"], "--",
-         "sh", "-c", "for i in $(seq 6000); do [ -e /var/lib/netxfw/rollback/pending ] && break; sleep 0.05; done; "
-                     "exec /usr/bin/python3 -c \"$0\"", api],
+         "sh", "-c", "for i in $(seq 6000); do [ -e %s ] && break; sleep 0.05; done; "
+                     "/usr/bin/python3 -c \"$0\"; rc=$?; rm -f %s; exit $rc" % (pause, pause), api],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # the play's own change: a new blocklist entry, then a port rule the module rejects
@@ -215,7 +218,8 @@ def test_api_change_during_a_failing_play_is_kept(lab, ansible_env):
                           "netxfw_service_ports": [{"source": "any", "proto": "tcp", "port": 22, "action": "allow"},
                                                    {"source": "any", "proto": "tcp", "port": 70000,
                                                     "action": "allow"}]})
-        r, out = harden(lab, ansible_env, "-e", bad, check=False)[:2]
+        paused = "ansible_python_interpreter='env NETXFW_TEST_APPLY_PAUSE=%s /usr/bin/python3'" % pause
+        r, out = harden(lab, ansible_env, "-e", bad, "-e", paused, check=False)[:2]
         api_out, api_err = helper.communicate(timeout=300)
     finally:
         if helper.poll() is None:

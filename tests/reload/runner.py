@@ -23,7 +23,7 @@ import traceback
 
 sys.path.insert(0, sys.argv[1])
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, sources  # noqa: E402
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, program, queries, rulemaps, sources  # noqa: E402
 from ansible_collections.netxfw.firewall.plugins.module_utils import reload as hot_reload  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def state(fw, interfaces):
         idx = socket.if_nametoindex(name)
         xdp = bpfsys.xdp_query(idx)
         running[name] = {"xdp": xdp["prog_id"], "mode": xdp["mode"],
-                         "tc": bpfsys.tc_egress_query(idx, engine.TC_HANDLE, engine.TC_PRIO)}
+                         "tc": bpfsys.tc_egress_query(idx, program.TC_HANDLE, program.TC_PRIO)}
     return {"pins": pins, "identity": identity, "running": running,
             "staging": os.path.isdir(hot_reload.staging_path(fw.pin_path))}
 
@@ -141,7 +141,7 @@ def mark_rules_stale(fw):
     """Rule maps out of step with rules.json: the next run refills them from it."""
     maps = fw.open_maps()
     try:
-        fw._mark_generation(maps, None)
+        rulemaps.mark_generation(maps, None)
     finally:
         fw.close_maps(maps)
 
@@ -153,7 +153,7 @@ def main():
         "remove_program": fw.remove_program,
         "apply_rules": lambda **args: summary(fw.apply_rules(**args)),
         "reload": fw.reload,
-        "info": fw.info,
+        "info": lambda: queries.info(fw),
         "dump": lambda: dump(fw),
         "counts": lambda: counts(fw),
         "has_keys": lambda name, addresses: has_keys(fw, name, addresses),

@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netns  # noqa: E402
 
-KINDS = ("whitelist", "blacklist", "port", "ratelimit")
+from ansible_collections.netxfw.firewall.plugins.module_utils.rules import KINDS  # noqa: E402
 
 
 def collections_root():

@@ -21,7 +21,7 @@ import traceback
 
 sys.path.insert(0, sys.argv[1])
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, queries  # noqa: E402
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, engine, layout, program, queries  # noqa: E402
 from ansible_collections.netxfw.firewall.plugins.module_utils.reload import RULE_MAPS  # noqa: E402
 
 
@@ -54,18 +54,18 @@ def conntrack(fw):
 
 def reboot(fw):
     """What a reboot does to the runtime state: programs detached, pins gone; state_dir survives."""
-    for name in fw._attached_interfaces():
-        fw._detach(name)
+    for name in fw.attached_interfaces():
+        program.detach(name)
     for name in list(layout.MAPS) + list(layout.PROGRAMS):
         path = os.path.join(fw.pin_path, name)
         if os.path.exists(path):
             os.unlink(path)
-    return {"attached": fw._attached_interfaces(), "pins": sorted(os.listdir(fw.pin_path))}
+    return {"attached": fw.attached_interfaces(), "pins": sorted(os.listdir(fw.pin_path))}
 
 
 def xdp_state(fw, ifname):
     idx = socket.if_nametoindex(ifname)
-    return {"xdp": bpfsys.xdp_query(idx), "tc": bpfsys.tc_egress_query(idx, engine.TC_HANDLE, engine.TC_PRIO)}
+    return {"xdp": bpfsys.xdp_query(idx), "tc": bpfsys.tc_egress_query(idx, program.TC_HANDLE, program.TC_PRIO)}
 
 
 def main():
@@ -74,14 +74,14 @@ def main():
         "apply_program": fw.apply_program,
         "remove_program": fw.remove_program,
         "apply_rules": fw.apply_rules,
-        "info": fw.info,
+        "info": lambda: queries.info(fw),
         "dump": lambda: dump(fw),
         "conntrack": lambda: conntrack(fw),
         "reboot": lambda: reboot(fw),
         "xdp_state": lambda ifname: xdp_state(fw, ifname),
         "gc_conntrack": fw.gc_conntrack,
         "sweep": fw.sweep,
-        "drops": fw.drops,
+        "drops": lambda limit=100: queries.drops(fw, limit),
         "flows": lambda: queries.conntrack(fw)["items"],  # with state, inbound, live, expires_in
     }
     for line in sys.stdin:

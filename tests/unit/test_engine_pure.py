@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import engine, sources
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout, program, program_settings, sources
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 
 
@@ -35,13 +35,13 @@ def test_wall_to_monotonic():
 
 
 def test_program_defaults_and_identity():
-    settings = engine.normalize_program({"interfaces": ["b", "a", "a"], "icmp_rate": 7})
+    settings = program_settings.normalize_program({"interfaces": ["b", "a", "a"], "icmp_rate": 7})
     assert settings["interfaces"] == ["a", "b"]
     assert settings["icmp_burst"] == 7
     assert settings["policy"] == "allow"
     small = dict(settings["capacity"], blacklist=1024)
-    assert engine.program_identity(settings["capacity"]) != engine.program_identity(small)
-    assert engine.program_identity(small) == engine.program_identity(dict(small))
+    assert program.program_identity(settings["capacity"]) != program.program_identity(small)
+    assert program.program_identity(small) == program.program_identity(dict(small))
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -51,7 +51,26 @@ def test_program_defaults_and_identity():
     ({"capacity": {"nope": 1}}, "unknown capacity 'nope'"),
     ({"conntrack_timeout": "x"}, "conntrack_timeout must be an integer"),
     ({"colour": "red"}, "unknown program setting 'colour'"),
+    # strict about types: what only converts to a boolean or an integer is refused, never guessed
+    ({"conntrack": "false"}, "conntrack must be true or false, not 'false'"),
+    ({"conntrack": 1}, "conntrack must be true or false, not 1"),
+    ({"sanity": {"bogon": "no"}}, "sanity.bogon must be true or false, not 'no'"),
+    ({"sanity": "on"}, "sanity must be a mapping"),
+    ({"icmp_rate": True}, "icmp_rate must be an integer, not True"),
+    ({"icmp_rate": "10"}, "icmp_rate must be an integer, not '10'"),
+    ({"capacity": {"blacklist": 2.5}}, "capacity.blacklist must be an integer, not 2.5"),
+    ({"capacity": [1]}, "capacity must be a mapping"),
+    ({"interfaces": "eth1"}, "interfaces must be a list of interface names"),
+    ({"policy": ["deny"]}, "policy must be allow or deny"),
 ])
 def test_program_settings_are_checked(settings, message):
     with pytest.raises(NetxfwError, match=message):
-        engine.normalize_program(settings)
+        program_settings.normalize_program(settings)
+
+
+def test_program_settings_booleans_are_booleans():
+    settings = program_settings.normalize_program({"conntrack": False, "sanity": {"bogon": True}})
+    assert settings["conntrack"] is False and settings["sanity"]["bogon"] is True
+    cfg = program_settings.runtime_config(settings)
+    assert cfg[layout.CFG_CT_ENABLED] == 0
+    assert cfg[layout.CFG_SANITY] & layout.SANITY_BITS["bogon"]

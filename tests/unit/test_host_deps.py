@@ -39,7 +39,7 @@ echo "$*" >> "$FAKE_LOG"
 BASE = "python3-bpfcc libbpf1 python3-pyroute2 python3-jmespath"
 
 
-def run_deps(tmp_path, installed, available):
+def run_deps(tmp_path, installed, available, mode="all"):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     for name, text in (("dpkg-query", DPKG_QUERY), ("apt-cache", APT_CACHE), ("apt-get", APT_GET)):
@@ -48,7 +48,7 @@ def run_deps(tmp_path, installed, available):
     log = tmp_path / "apt.log"
     env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ["PATH"]), FAKE_INSTALLED=" ".join(installed),
                FAKE_AVAILABLE=" ".join(available), FAKE_LOG=str(log))
-    p = subprocess.run(["bash", SCRIPT, "all"], capture_output=True, text=True, timeout=120, env=env, check=False)
+    p = subprocess.run(["bash", SCRIPT, mode], capture_output=True, text=True, timeout=120, env=env, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     calls = log.read_text().splitlines() if log.exists() else []
     return [c.split(" install ", 1)[1].split() for c in calls if " install " in c], p.stdout
@@ -73,3 +73,21 @@ def test_an_equipped_host_installs_nothing(tmp_path):
     installed = BASE.split() + ["python3-prometheus-client", "linux-image-amd64", "linux-headers-amd64"]
     calls, out = run_deps(tmp_path, installed, [])
     assert calls == [] and "changed" not in out, (calls, out)
+
+
+def test_check_names_what_all_would_install_and_changes_nothing(tmp_path):
+    # the netxfw_host module runs `check` on every play: its "missing" lines are exactly what
+    # `all` installs, and it calls no package tool that changes anything (apt-get is not called)
+    installed = BASE.split() + ["linux-image-cloud-amd64", "linux-image-6.1.0-28-cloud-amd64",
+                                "linux-image-6.1.0-27-amd64-unsigned"]
+    available = ["python3-prometheus-client", "linux-headers-cloud-amd64", "linux-headers-6.1.0-28-cloud-amd64"]
+    calls, out = run_deps(tmp_path, installed, available, mode="check")
+    assert calls == [] and "changed" not in out, (calls, out)
+    missing = sorted(p for line in out.splitlines() if line.startswith("netxfw-host-deps: missing: ")
+                     for p in line.split(": ", 2)[2].split())
+    assert missing == ["linux-headers-6.1.0-28-cloud-amd64", "linux-headers-cloud-amd64",
+                       "python3-prometheus-client"], out
+    equipped = BASE.split() + ["python3-prometheus-client", "linux-image-amd64", "linux-headers-amd64"]
+    (tmp_path / "equipped").mkdir()
+    calls, out = run_deps(tmp_path / "equipped", equipped, [], mode="check")
+    assert calls == [] and out == "", (calls, out)

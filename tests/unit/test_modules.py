@@ -12,7 +12,7 @@ import re
 import pytest
 import yaml
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, module_support
+from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, module_support, program_settings, rules
 from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info, netxfw_program, netxfw_reload, netxfw_rule
 from ansible_collections.netxfw.firewall.plugins.doc_fragments import common as common_fragment
 
@@ -97,20 +97,22 @@ def test_program_defaults_are_the_engine_defaults():
         if setting in ("conntrack_timeouts", "sanity"):
             defaults = dict((name, opt.get("default")) for name, opt in spec[setting]["options"].items()
                             if opt.get("default") is not None)
-            assert defaults == engine.PROGRAM_DEFAULTS[setting], setting
+            assert defaults == program_settings.PROGRAM_DEFAULTS[setting], setting
             continue
-        assert spec[setting]["default"] == engine.PROGRAM_DEFAULTS[setting], setting
+        assert spec[setting]["default"] == program_settings.PROGRAM_DEFAULTS[setting], setting
     capacity = spec["capacity"]["options"]
     assert sorted(capacity) == sorted(layout.CAPACITIES)
     for name, macros_and_default in layout.CAPACITIES.items():
         assert capacity[name]["default"] == macros_and_default[1]
-    assert spec["xdp_mode"]["choices"] == list(engine.XDP_MODES)
+    assert spec["xdp_mode"]["choices"] == list(program_settings.XDP_MODES)
     assert sorted(spec["policy"]["choices"]) == sorted(layout.POLICY_CODES)
-    assert set(netxfw_program.SETTINGS) == set(engine.PROGRAM_DEFAULTS)
+    assert set(netxfw_program.SETTINGS) == set(program_settings.PROGRAM_DEFAULTS)
 
 
 def test_rule_kinds_are_the_engine_kinds():
     assert sorted(netxfw_rule.argument_spec()["kind"]["choices"]) == sorted(engine.RULE_KINDS)
+    # DOCUMENTATION stays literal (ansible-test reads it without running the module): it must list the registry
+    assert yaml.safe_load(netxfw_rule.DOCUMENTATION)["options"]["kind"]["choices"] == list(rules.KINDS)
 
 
 def test_clean_entries_drops_blank_command_line_items():

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, rules
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout, program_settings, rulemaps, rules
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 from ansible_collections.netxfw.firewall.plugins.module_utils.state import StateStore
 
@@ -63,8 +63,8 @@ def test_map_encoding():
     family, key, value = rules.ratelimit_key(rule)
     assert family == 4 and key == struct.pack("=I", 24) + bytes([198, 51, 100, 0])
     assert layout.decode_rl_cfg(value) == {"rate": 7, "burst": 9, "syn_only": True, "ban_ttl": 3}
-    assert engine.kind_maps("ratelimit") == ["rl4_cfg", "rl6_cfg"]
-    assert engine.expected_entries("ratelimit", [rule]) == {"rl4_cfg": {key: value}, "rl6_cfg": {}}
+    assert rulemaps.kind_maps("ratelimit") == ["rl4_cfg", "rl6_cfg"]
+    assert rulemaps.expected_entries("ratelimit", [rule]) == {"rl4_cfg": {key: value}, "rl6_cfg": {}}
 
 
 def test_ban_value_and_settings():
@@ -80,11 +80,11 @@ def test_ban_value_and_settings():
     # a ban keeps the rule bits of the class it replaces, nothing else
     assert layout.source_class(layout.encode_ban(9, layout.SRC_RL | layout.SRC_WL)) == \
         (layout.SRC_BAN | layout.SRC_BL | layout.SRC_RL, 9)
-    cfg = engine.runtime_config(engine.normalize_program({"ratelimit_global_rate": 100, "drop_sampling_rate": 3}))
+    cfg = program_settings.runtime_config(program_settings.normalize_program({"ratelimit_global_rate": 100, "drop_sampling_rate": 3}))
     assert cfg[layout.CFG_RL_GLOBAL_RATE] == 100 and cfg[layout.CFG_RL_GLOBAL_BURST] == 100
     assert cfg[layout.CFG_DROPLOG_RATE] == 3 and cfg[layout.CFG_DROPLOG_BURST] == 3
     with pytest.raises(NetxfwError):
-        engine.normalize_program({"ratelimit_global_rate": -1})
+        program_settings.normalize_program({"ratelimit_global_rate": -1})
 
 
 def test_rules_json_keeps_ratelimits_only_when_there_are_some(tmp_path):

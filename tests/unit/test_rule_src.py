@@ -13,13 +13,17 @@ import time
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import exchange
+from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 from ansible_collections.netxfw.firewall.plugins.modules import netxfw_rule
 
 
 def test_plain_lines_skip_blanks_and_comments():
     text = "# head\n\n 203.0.113.9 \r\n203.0.113.0/28# tail\n\t\n2001:db8::/48\n#203.0.113.1\n"
-    assert netxfw_rule.parse_lines(text) == ["203.0.113.9", "203.0.113.0/28", "2001:db8::/48"]
-    assert netxfw_rule.parse_lines("") == [] and netxfw_rule.parse_lines("\n# only\n") == []
+    assert exchange.parse_rules(text, "plain", "whitelist") == {"whitelist": ["203.0.113.9", "203.0.113.0/28",
+                                                                             "2001:db8::/48"]}
+    assert exchange.parse_rules("", kind="whitelist") == {"whitelist": []}
+    assert exchange.parse_rules("\n# only\n", kind="whitelist") == {"whitelist": []}
 
 
 def test_json_detected_by_first_non_blank_character(tmp_path):
@@ -44,15 +48,15 @@ def test_json_detected_by_first_non_blank_character(tmp_path):
 def test_src_errors(tmp_path, kind, text, message):
     path = tmp_path / "src"
     path.write_text(text)
-    with pytest.raises(netxfw_rule.SrcError) as error:
+    with pytest.raises(NetxfwError) as error:
         netxfw_rule.read_src(str(path), kind)
     assert message in str(error.value) and str(path) in str(error.value)
 
 
 def test_missing_and_unreadable_src(tmp_path):
-    with pytest.raises(netxfw_rule.SrcError, match="does not exist on the managed host"):
+    with pytest.raises(NetxfwError, match="does not exist on the managed host"):
         netxfw_rule.read_src(str(tmp_path / "nope"), "whitelist")
-    with pytest.raises(netxfw_rule.SrcError, match="is a directory"):
+    with pytest.raises(NetxfwError, match="is a directory"):
         netxfw_rule.read_src(str(tmp_path), "whitelist")
 
 
@@ -88,3 +92,29 @@ def test_compact_diff_caps_each_side_and_keeps_exact_counts():
     }
     assert netxfw_rule.compact_diff("whitelist", added, removed, True, 5) == \
         netxfw_rule.compact_diff("whitelist", added, removed, True)
+
+
+def test_src_reads_every_format_netxfw_import_reads(tmp_path):
+    """src and `netxfw import` share exchange's parser: an export in any format is a src."""
+    data = {"version": 1, "whitelist": ["198.51.100.0/24"],
+            "blacklist": [{"cidr": "203.0.113.7/32", "expires": None}, {"cidr": "203.0.113.8/32", "expires": 1.5}],
+            "port_rules": [{"source": "any", "proto": "tcp", "ports": "22", "action": "allow"}],
+            "ratelimits": [{"source": "203.0.113.0/24", "rate": 10, "burst": 20, "syn_only": True, "ban_ttl": 0}]}
+    records = [{"kind": "blacklist", "cidr": "198.51.100.9"}, {"kind": "ratelimit", "source": "2001:db8::/32",
+                                                               "rate": 5}]
+    files = {"export.json": exchange.export_rules(data, "json"), "export.csv": exchange.export_rules(data, "csv"),
+             "records.json": json.dumps(records), "blocked.txt": exchange.export_rules(data, "plain", ["blacklist"])}
+    for name, text in files.items():
+        path = tmp_path / name
+        path.write_text(text)
+        everything = exchange.load(str(path), kind="blacklist" if name.endswith(".txt") else None)
+        assert everything, name
+        for kind, entries in everything.items():
+            assert netxfw_rule.read_src(str(path), kind) == entries, (name, kind)
+    assert netxfw_rule.read_src(str(tmp_path / "export.csv"), "ratelimit") == data["ratelimits"]
+    assert netxfw_rule.read_src(str(tmp_path / "export.json"), "port") == data["port_rules"]
+    assert netxfw_rule.read_src(str(tmp_path / "records.json"), "blacklist") == [{"cidr": "198.51.100.9"}]
+    assert netxfw_rule.read_src(str(tmp_path / "blocked.txt"), "blacklist") == ["203.0.113.7/32", "203.0.113.8/32"]
+    (tmp_path / "partial.json").write_text(exchange.export_rules(data, "json", ["whitelist"]))
+    with pytest.raises(NetxfwError, match="holds no ratelimit rules"):
+        netxfw_rule.read_src(str(tmp_path / "partial.json"), "ratelimit")

@@ -439,3 +439,35 @@ def test_non_string_proto_or_action_is_a_clear_error(field):
     rule[field] = ["tcp"]
     with pytest.raises(NetxfwError, match="%s must be one of" % field):
         rules.normalize("port", [rule])
+
+
+@pytest.mark.parametrize("kind, entries, message", [
+    ("whitelist", [5], "a whitelist entry is an address or CIDR string, not 5"),
+    ("whitelist", ["198.51.100.1", {"cidr": "198.51.100.2"}], "a whitelist entry is an address or CIDR string, not {"),
+    ("blacklist", [None], "a blacklist entry is an address or CIDR string or a {cidr, expires} mapping, not None"),
+    ("blacklist", [True], "a blacklist entry is"),
+    ("ratelimit", [{"source": "203.0.113.0/24"}], "needs a 'source' CIDR and a 'rate'"),
+])
+def test_entries_of_the_wrong_type_are_named_by_their_kind(kind, entries, message):
+    with pytest.raises(NetxfwError) as error:
+        rules.normalize(kind, entries)
+    assert message in str(error.value)
+
+
+def test_a_removal_needs_only_the_identity():
+    assert rules.normalize("ratelimit", [{"source": "203.0.113.0/24"}], state="absent") == [
+        {"source": "203.0.113.0/24", "rate": 1, "burst": 1, "syn_only": False, "ban_ttl": 0}]
+    current = rules.normalize("ratelimit", [{"source": "203.0.113.0/24", "rate": 50, "syn_only": True}])
+    wanted = rules.normalize("ratelimit", [{"source": "203.0.113.0/24"}], state="absent")
+    assert rules.diff("ratelimit", current, wanted, "absent", False) == ([], [], current)
+
+
+def test_registry_is_the_one_list_of_kinds():
+    assert rules.KINDS == tuple(kind.name for kind in rules.REGISTRY) == ("whitelist", "blacklist", "port", "ratelimit")
+    for kind in rules.REGISTRY:
+        assert set(kind.identity) <= set(kind.fields) and set(kind.absent) <= set(kind.fields) - set(kind.identity)
+        record = rules.rule_record(kind.name, rules.normalize(kind.name, [
+            {"whitelist": "198.51.100.0/24", "blacklist": "198.51.100.0/24",
+             "port": {"proto": "tcp", "port": 22}, "ratelimit": {"source": "198.51.100.0/24", "rate": 5}}[kind.name]])[0])
+        assert sorted(record) == sorted(kind.fields + ("kind",))
+        assert rules.record_entry(record) == (kind.name, rules.normalize(kind.name, [rules.record_entry(record)[1]])[0])

@@ -111,6 +111,27 @@ def test_modes_and_no_leftovers(store):
     assert state_files(store) == ["config.json", "rules.json"]
 
 
+def test_json_of_others_in_state_dir(store):
+    """The public JSON API: the hot reload's journal and the rollback window's files (in a subdirectory)
+    get the same atomic, private writes as config.json."""
+    assert store.read_json(".reload.json", {}) == {}
+    assert store.read_json("rollback/pending") is None
+    store.write_json("rollback/pending", {"id": "w1"})
+    store.write_json(".reload.json", {"folded": True})
+    assert store.read_json("rollback/pending") == {"id": "w1"}
+    assert store.read_json(".reload.json", {}) == {"folded": True}
+    assert mode(store.path("rollback")) == 0o700
+    assert mode(store.path("rollback/pending")) == 0o600
+    assert sorted(os.listdir(store.path("rollback"))) == ["pending"]
+    store.remove("rollback/pending")
+    store.remove("rollback/pending")  # nothing there: no error
+    assert store.read_json("rollback/pending") is None
+    with open(store.path("rollback/bad"), "w") as stream:
+        stream.write("[1]")
+    with pytest.raises(NetxfwError, match="must hold a JSON object"):
+        store.read_json("rollback/bad")
+
+
 def test_write_replaces_previous_content(store):
     store.write_config({"policy": "allow", "old": True})
     store.write_config({"policy": "deny"})

@@ -8,7 +8,7 @@ const HISTORY = 150; // 5 min at 2 s
 const PAGE = 50;
 
 const $ = (sel) => document.querySelector(sel);
-const state = { history: [], last: null, timer: null, pages: { whitelist: 0, blacklist: 0, port: 0, conntrack: 0 } };
+const state = { history: [], last: null, timer: null, pages: { whitelist: 0, blacklist: 0, port: 0, ratelimit: 0, conntrack: 0 } };
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -134,7 +134,7 @@ function renderSummary(s) {
     ["program", s.loaded ? (s.identity || "").slice(0, 16) : "not loaded"],
     ["policy", cfg.policy], ["conntrack", cfg.conntrack ? "on, timeout " + cfg.conntrack_timeout + " s" : "off"],
     ["ICMP limit", cfg.icmp_rate ? cfg.icmp_rate + "/s, burst " + cfg.icmp_burst : "none"],
-    ["rules", s.rules ? "whitelist " + s.rules.whitelist + ", blacklist " + s.rules.blacklist + ", port " + s.rules.port : ""],
+    ["rules", s.rules ? Object.entries(s.rules).map(([kind, n]) => kind + " " + n).join(", ") : ""],
     ["pins", s.pin_path], ["state", s.state_dir],
   ];
   for (const [k, v] of rows) { dl.append(el("dt", k), el("dd", v === undefined ? "–" : v)); }
@@ -277,30 +277,38 @@ function removeButton(label, query) {
   return td;
 }
 
+// one table per rule kind: its cells, the fields that name a rule (the DELETE query) and its label
+const RULE_TABLES = {
+  blacklist: { id: "#bl-table", cells: (r) => [r.cidr, r.expires ? new Date(r.expires * 1000).toLocaleString() : "never"],
+    key: (r) => ({ cidr: r.cidr }), label: (r) => r.cidr },
+  whitelist: { id: "#wl-table", cells: (r) => [r.cidr], key: (r) => ({ cidr: r.cidr }), label: (r) => r.cidr },
+  port: { id: "#port-table", cells: (r) => [r.source, r.proto, r.ports, r.action],
+    key: (r) => ({ proto: r.proto, ports: r.ports, source: r.source }),
+    label: (r) => r.proto + " " + r.ports + " from " + r.source, rule: (r) => [r.source, r.proto, r.ports].join(" ") },
+  ratelimit: { id: "#rl-table", cells: (r) => [r.source, r.rate, r.burst, r.syn_only ? "yes" : "no", r.ban_ttl || "none"],
+    key: (r) => ({ source: r.source }), label: (r) => "rate limit of " + r.source, rule: (r) => r.source },
+};
+
 async function loadKind(kind) {
   const q = new URLSearchParams({ kind, limit: PAGE, offset: state.pages[kind] * PAGE });
   const search = $("#rule-search").value.trim();
   if (search) q.set("search", search);
   const page = await api("GET", "/api/v1/rules?" + q.toString());
-  const id = { whitelist: "#wl-table", blacklist: "#bl-table", port: "#port-table" }[kind];
-  const tb = document.querySelector(id + " tbody");
+  const table = RULE_TABLES[kind];
+  const tb = document.querySelector(table.id + " tbody");
   tb.replaceChildren();
   for (const r of page.items) {
     const tr = el("tr");
-    tr.dataset.rule = kind === "port" ? [r.source, r.proto, r.ports].join(" ") : r.cidr;
-    if (kind === "whitelist") tr.append(el("td", r.cidr), removeButton(r.cidr, { kind, cidr: r.cidr }));
-    if (kind === "blacklist") tr.append(el("td", r.cidr), el("td", r.expires ? new Date(r.expires * 1000).toLocaleString() : "never"),
-      removeButton(r.cidr, { kind, cidr: r.cidr }));
-    if (kind === "port") tr.append(el("td", r.source), el("td", r.proto), el("td", r.ports), el("td", r.action),
-      removeButton(r.proto + " " + r.ports + " from " + r.source, { kind, proto: r.proto, ports: r.ports, source: r.source }));
+    tr.dataset.rule = table.rule ? table.rule(r) : r.cidr;
+    tr.append(...table.cells(r).map((c) => el("td", String(c))), removeButton(table.label(r), Object.assign({ kind }, table.key(r))));
     tb.append(tr);
   }
-  if (!page.items.length) tb.append(emptyRow(kind === "port" ? 5 : kind === "blacklist" ? 3 : 2, search ? "no match" : "no rules"));
+  if (!page.items.length) tb.append(emptyRow(table.cells({}).length + 1, search ? "no match" : "no rules"));
   pager(kind, page, () => loadKind(kind));
 }
 
 async function loadRules() {
-  try { await Promise.all(["blacklist", "whitelist", "port"].map(loadKind)); } catch (e) { if (e.message !== "unauthorized") toast(e.message); }
+  try { await Promise.all(Object.keys(RULE_TABLES).map(loadKind)); } catch (e) { if (e.message !== "unauthorized") toast(e.message); }
 }
 
 async function addRule(body, form) {
@@ -383,6 +391,14 @@ document.addEventListener("DOMContentLoaded", () => {
     const body = { kind: "port", proto: $("#port-proto").value, ports: $("#port-ports").value.trim(), action: $("#port-action").value };
     const src = $("#port-source").value.trim();
     if (src) body.source = src;
+    addRule(body, ev.target);
+  });
+  $("#rl-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const body = { kind: "ratelimit", source: $("#rl-source").value.trim(), rate: Number($("#rl-rate").value) };
+    if ($("#rl-burst").value.trim()) body.burst = Number($("#rl-burst").value);
+    if ($("#rl-ban").value.trim()) body.ban_ttl = Number($("#rl-ban").value);
+    if ($("#rl-syn").checked) body.syn_only = true;
     addRule(body, ev.target);
   });
   let searchTimer = null;
