@@ -45,6 +45,15 @@ def import_root():
     return root
 
 
+def gen_bpf_source():
+    """scripts/gen_bpf_source.py as a module (joined(): the data plane as the one source BCC compiles)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gen_bpf_source", os.path.join(REPO, "scripts", "gen_bpf_source.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def log(msg):
     sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
     sys.stderr.flush()

@@ -160,6 +160,9 @@ def goals(d):
                 add("%s: default policy / bare LPM miss, %s entries (%s)" % (pname, human(big), kind),
                     p[prog + ":default_policy"][key] / p["bare_lpm:miss"][key], 1.5)
             for key, kind in (("net_hot_ns", "warm"), ("net_cold_ns", "cold")):
+                add("%s: conntrack hit / bare hash hit, %s entries (%s)" % (pname, human(big), kind),
+                    p[prog + ":conntrack"][key] / p["bare_hash:hit"][key], 2.0, note="issue 12")
+            for key, kind in (("net_hot_ns", "warm"), ("net_cold_ns", "cold")):
                 add("%s: blacklist exact hit / bare hash hit, %s entries (%s)" % (pname, human(big), kind),
                     p[prog + ":blacklist_host"][key] / p["bare_hash:hit"][key], 2.0)
             for s in (small, big):
@@ -199,7 +202,7 @@ def goals(d):
                 m["src_add"]["wall_seconds"] if "src_add" in m else None, 15, note=cpu_note(m.get("src_add")))
             add("netxfw_rule task with `src:`: no-op re-run, seconds",
                 m["src_noop"]["wall_seconds"] if "src_noop" in m else None, 5, note=cpu_note(m.get("src_noop")))
-    return "| goal (issue 7) | measured ratio or seconds | target | | note |\n|---|---:|---|---|---|\n" + \
+    return "| goal (issues 7, 12) | measured ratio or seconds | target | | note |\n|---|---:|---|---|---|\n" + \
         "\n".join(rows)
 
 
@@ -286,7 +289,8 @@ def generated(d):
     if x:
         pr = x["params"]
         out += ["### Per-packet cost by path (BPF_PROG_TEST_RUN)", "",
-                "%d distinct packets per path, %d rounds (median of the per-round means), TCP SYN to port 443; "
+                "%d distinct packets per path, %d rounds (median of the per-round means), TCP SYN to port 443 "
+                "(the conntrack path: ACK segments, the packets of an established flow); "
                 "whitelist %d hosts + %d prefixes, %d IP+port rules, %s conntrack entries; blacklist = N /32 "
                 "hosts **and** N prefixes (/16-/30). xdp-filter %s (`%s`), deny list capacity %s."
                 % (pr["packets_per_path"], pr["rounds"], pr["whitelist"][0], pr["whitelist"][1], pr["port_rules"],

@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--no-report", action="store_true", help="do not regenerate docs/benchmarks.md and plots")
     ap.add_argument("--compare-rev", default="", help="also test-run bpf/netxfw.c as of this git revision "
                     "(e.g. HEAD~1), side by side: before/after numbers of a data-plane change")
-    ap.add_argument("--source", default="", help="test-run this netxfw.c instead of the engine's embedded "
+    ap.add_argument("--source", default="", help="test-run this netxfw.c (and the lib/ beside it) instead of the engine's embedded "
                     "source (xdp section only)")
     ap.add_argument("--label", default="", help="free text stored with the results (e.g. 'before', 'after')")
     args = ap.parse_args()

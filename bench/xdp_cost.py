@@ -107,6 +107,14 @@ def hold(fd, name, devs):
     os.unlink(path)
 
 
+def data_plane_file(path):
+    """A netxfw.c as BCC compiles it: with the lib/ headers beside it joined in (scripts/gen_bpf_source.py)."""
+    def read(rel):
+        with open(os.path.join(os.path.dirname(path), rel)) as f:
+            return f.read()
+    return common.gen_bpf_source().joined(lambda rel: read(os.path.basename(path) if rel == "netxfw.c" else rel))
+
+
 def measure(combos, repeat, rounds, cold_rounds):
     """combos: list of (label, fd, packets). Returns {label: {...}} of absolute ns."""
     from ansible_collections.netxfw.firewall.plugins.module_utils.bpfsys import test_run
@@ -222,17 +230,16 @@ def run(opts, cleanup):
     if opts.get("compare_rev"):
         # the data plane as of another commit, measured side by side with the same maps and packets
         if os.path.isfile(opts["compare_rev"]):
-            with open(opts["compare_rev"]) as f:
-                before_src = f.read()
+            before_src = data_plane_file(opts["compare_rev"])
         else:
-            before_src = sh(["git", "-C", common.REPO, "show", "%s:bpf/netxfw.c" % opts["compare_rev"]]).stdout
+            before_src = common.gen_bpf_source().joined(
+                lambda rel: sh(["git", "-C", common.REPO, "show", "%s:bpf/%s" % (opts["compare_rev"], rel)]).stdout)
         before = BPF(text=before_src, cflags=layout.cflags(caps) + ["-w"])
         cleanup.push(before.cleanup)
         before_fd = before.load_func(b"xdp_ingress", BPF.XDP).fd
     main_src = SOURCE
     if opts.get("source"):  # another netxfw.c in place of the engine's (a change not yet in bpf_source.py)
-        with open(opts["source"]) as f:
-            main_src = f.read()
+        main_src = data_plane_file(opts["source"])
     nx = BPF(text=main_src, cflags=layout.cflags(caps) + ["-w"])
     cleanup.push(nx.cleanup)
     nx_fd = nx.load_func(b"xdp_ingress", BPF.XDP).fd

@@ -40,11 +40,12 @@ CANARY = os.path.join("agent", "netxfw_agent", "installed-canary.txt")
 
 # What a user gets (galaxy.yml says why each is there), top level of the tarball
 SHIPPED = {"FILES.json", "MANIFEST.json", "README.md", "COPYING", "meta", "playbooks", "plugins", "roles",
-           "agent", "bpf", "tools", "docs"}
+           "agent", "bpf", "scripts", "docs"}
 # Shipped whole: every file of the checkout under these is in the tarball
-SHIPPED_WHOLE = ("meta", "playbooks", "plugins", "roles", "agent", "bpf", "tools")
+SHIPPED_WHOLE = ("meta", "playbooks", "plugins", "roles", "agent", "bpf", "scripts/gen_bpf_source.py")
 # Development harness, results and output that must stay out
-NOT_SHIPPED = ("harden.yml", "bench", "tests", "lab", "extensions", "scripts",
+NOT_SHIPPED = ("harden.yml", "bench", "tests", "lab", "extensions", "scripts/install-deps", "scripts/main-job",
+               "scripts/sanity", "scripts/test", "scripts/venv-requirements.txt",
                "docs/benchmarks", "docs/benchmarks.md", "docs/screenshots", ".ci", ".lab", ".gitignore")
 
 pytestmark = _harden.pytestmark
@@ -70,6 +71,8 @@ def installed():
 
 def checkout_files(part):
     top = os.path.join(REPO, part)
+    if os.path.isfile(top):
+        yield part
     for directory, dirs, files in os.walk(top):
         dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
         for name in files:

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Verdict tests: compile bpf/netxfw.c with BCC once, feed it packets with
+"""Verdict tests: compile the data plane (bpf/netxfw.c and bpf/lib/, joined as scripts/gen_bpf_source.py
+joins them for plugins/module_utils/bpf_source.py) with BCC once, feed it packets with
 BPF_PROG_TEST_RUN, and check verdicts and counters against docs/internals.md.
 
 Nothing is attached to any interface and nothing is pinned.
@@ -10,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib.util
 import ipaddress
 import os
 import struct
@@ -19,12 +21,14 @@ import pytest
 bcc = pytest.importorskip("bcc", reason="needs the distro BCC bindings (python3-bpfcc)")
 scapy_all = pytest.importorskip("scapy.all", reason="needs scapy (python3-scapy)")
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, rules, sources  # noqa: E402
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, layout, rules, sources  # noqa: E402
 from ansible_collections.netxfw.firewall.plugins.module_utils.bpfsys import ring_buffer_read, test_run  # noqa: E402
 from ansible_collections.netxfw.firewall.plugins.module_utils.layout import decode_drop_event  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SRC = os.path.join(REPO, "bpf", "netxfw.c")
+_spec = importlib.util.spec_from_file_location("gen_bpf_source", os.path.join(REPO, "scripts", "gen_bpf_source.py"))
+gen_bpf_source = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen_bpf_source)
 CFLAGS = [
     "-DNETXFW_WL_LPM_SIZE=64",
     "-DNETXFW_WL_HOST_SIZE=64",
@@ -36,19 +40,9 @@ CFLAGS = [
 
 XDP_DROP, XDP_PASS = 1, 2
 
-# docs/internals.md, "counter reasons (index order)"
-REASONS = (
-    "pass_conntrack", "pass_whitelist", "drop_blacklist", "pass_rule", "drop_rule",
-    "pass_icmp", "drop_icmp_rate", "pass_policy", "drop_policy", "pass_neighbor",
-    "pass_non_ip", "drop_malformed", "egress_tracked", "pass_related", "drop_bogon",
-    "drop_fragment", "drop_tcp_flags", "drop_land", "drop_ratelimit", "drop_rate_global", "auto_ban",
-    "pass_fragment", "pass_dhcp",
-)
-# docs/internals.md, "config indices"
-CFG = {"policy": 0, "icmp_rate": 1, "icmp_burst": 2, "ct_enabled": 3, "ct_timeout_ns": 4,
-       "ct_syn_ns": 5, "ct_fin_ns": 6, "ct_udp_ns": 7, "ct_udp_stream_ns": 8, "ct_icmp_ns": 9,
-       "sanity": 10, "rl_global_rate": 11, "rl_global_burst": 12,
-       "droplog_rate": 13, "droplog_burst": 14, "rules_generation": 15}
+# the registry (plugins/module_utils/layout.py, checked against the C by tests/unit/test_bpf_constants.py)
+REASONS = layout.REASONS
+CFG = dict((name[len("CFG_"):].lower(), value) for name, value in vars(layout).items() if name.startswith("CFG_"))
 
 SET_MAPS = ("src4_host", "src6_host", "src4_lpm", "src6_lpm", "rules4", "rules6", "ct", "ct_syn",
             "rl4_cfg", "rl6_cfg", "rl4_state", "rl6_state", "frags", "dhcp_expect")
@@ -59,9 +53,9 @@ def packed(addr):
 
 
 class Dataplane:
-    def __init__(self, bpf):
+    def __init__(self, bpf, source):
         self.b = bpf
-        self.src, self.cflags = SRC, CFLAGS
+        self.source, self.cflags = source, CFLAGS
         self.xdp_fd = bpf.load_func(b"xdp_ingress", bcc.BPF.XDP).fd
         self.tc_fd = bpf.load_func(b"tc_egress", bcc.BPF.SCHED_CLS).fd
         # the src maps through the engine's own map wrapper (the fds stay BCC's)
@@ -85,7 +79,7 @@ class Dataplane:
             table = self.t(name)
             for key in list(table.keys()):
                 del table[key]
-        for idx in range(16):
+        for idx in range(layout.MAPS["config"][3]):
             self.t("config")[idx] = self.t("config").Leaf(0)
         self.generation = 1
         self.config(rules_generation=self.generation)
@@ -234,9 +228,10 @@ class Dataplane:
 def dataplane():
     if os.geteuid() != 0:
         pytest.skip("verdict tests load BPF programs: run as root")
-    bpf = bcc.BPF(src_file=SRC.encode(), cflags=CFLAGS)
+    source = gen_bpf_source.joined()
+    bpf = bcc.BPF(text=source.encode(), cflags=CFLAGS)
     try:
-        yield Dataplane(bpf)
+        yield Dataplane(bpf, source)
     finally:
         bpf.cleanup()
 

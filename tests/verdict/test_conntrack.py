@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 from verdict_packets import (
     ADDR, ARP, FAMILIES, TC_ACT_OK, TCP, TCP_P, UDP_P, ct_key, eth, host, ip, now_ns, tcp, udp,
 )
@@ -18,7 +19,7 @@ protos = pytest.mark.parametrize("proto", ["tcp", "udp"])
 
 TIMEOUT = 60 * 10**9
 # every per-state timeout (docs/internals.md, config indices 4-9)
-CT_ALL = dict(ct_timeout_ns=TIMEOUT, ct_syn_ns=TIMEOUT, ct_fin_ns=TIMEOUT, ct_udp_ns=TIMEOUT,
+CT_ALL = dict(ct_timeout_ns=TIMEOUT, ct_tcp_syn_ns=TIMEOUT, ct_tcp_fin_ns=TIMEOUT, ct_udp_ns=TIMEOUT,
               ct_udp_stream_ns=TIMEOUT, ct_icmp_ns=TIMEOUT)
 LOCAL_PORT, REMOTE_PORT = 40000, 443
 
@@ -171,7 +172,7 @@ def test_whitelisted_exact_address_with_a_tracked_flow(fw, fam):
 
 def vouched(fw, fam, proto):
     """The generation the reply's flow was vouched for (ct flags bits 32-63), 0 = none."""
-    return fw.ct_entries()[reply_key(fam, proto)][1] >> 32
+    return fw.ct_entries()[reply_key(fam, proto)][1] >> layout.CT_GEN_SHIFT
 
 
 def established(fam):
@@ -193,7 +194,7 @@ def test_a_flow_vouched_for_skips_its_source(fw, fam, proto):
         fw.ct_put(reply_key(fam, proto), now_ns(), 3)  # established
     fw.expect(pkt, "pass_conntrack")
     assert vouched(fw, fam, proto) == fw.generation
-    fw.set_list_value(ADDR[fam]["src"], 1 << 62)  # whitelisted, generation unchanged
+    fw.set_list_value(ADDR[fam]["src"], layout.SRC_WL)  # whitelisted, generation unchanged
     fw.expect(pkt, "pass_conntrack")
     fw.config(rules_generation=fw.generation + 1)
     fw.expect(pkt, "pass_whitelist")
@@ -220,9 +221,9 @@ def test_generation_zero_vouches_for_nothing(fw, fam):
     fw.expect(reply(fam, "udp"), "pass_conntrack")
     gen = fw.generation
     fw.config(rules_generation=0)
-    fw.set_list_value(ADDR[fam]["src"], 1 << 61)  # blacklisted mid-write
+    fw.set_list_value(ADDR[fam]["src"], layout.SRC_BL)  # blacklisted mid-write
     fw.expect(reply(fam, "udp"), "drop_blacklist")
-    fw.set_list_value(ADDR[fam]["src"], 1 << 60)  # a port rule's source: neither listed nor blocked
+    fw.set_list_value(ADDR[fam]["src"], layout.SRC_RULES)  # a port rule's source: neither listed nor blocked
     fw.expect(reply(fam, "udp"), "pass_conntrack")
     assert vouched(fw, fam, "udp") == gen
 
@@ -231,9 +232,9 @@ def test_generation_zero_vouches_for_nothing(fw, fam):
 def test_a_syn_looks_its_source_up_first(fw, fam):
     """A TCP SYN never takes the shortcut: a listed attacker's SYN flood costs one hash lookup."""
     fw.config(policy=1, ct_enabled=1, **CT_ALL)
-    fw.ct_put(reply_key(fam, "tcp"), now_ns(), 3 | (fw.generation << 32))
+    fw.ct_put(reply_key(fam, "tcp"), now_ns(), 3 | (fw.generation << layout.CT_GEN_SHIFT))
     fw.expect(established(fam), "pass_conntrack")
-    fw.set_list_value(ADDR[fam]["src"], 1 << 61)  # blacklisted, generation unchanged
+    fw.set_list_value(ADDR[fam]["src"], layout.SRC_BL)  # blacklisted, generation unchanged
     fw.expect(reply(fam, "tcp"), "drop_blacklist")
     fw.expect(established(fam), "pass_conntrack")
 

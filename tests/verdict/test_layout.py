@@ -28,14 +28,12 @@ def test_maps_match_layout(dataplane):
 
 
 def test_layout_version_matches(dataplane):
-    with open(dataplane.src) as f:
-        version = re.search(r"^#define NETXFW_LAYOUT_VERSION (\d+)$", f.read(), re.M).group(1)
+    version = re.search(r"^#define NETXFW_LAYOUT_VERSION (\d+)$", dataplane.source, re.M).group(1)
     assert int(version) == layout.LAYOUT_VERSION
 
 
 def test_capacity_defaults_match(dataplane):
-    with open(dataplane.src) as f:
-        src = f.read()
+    src = dataplane.source
     for names, default in layout.CAPACITIES.values():
         for macro in names:
             assert re.search(r"#ifndef %s\n#define %s %d\n#endif" % (macro, macro, default), src), macro

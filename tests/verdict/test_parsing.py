@@ -160,7 +160,7 @@ def test_ipv4_later_fragment_still_meets_drop_stages(fw):
 
 
 def test_ipv4_later_fragment_not_conntrack(fw):
-    fw.config(policy=1, ct_enabled=1, ct_timeout_ns=60 * 10**9, ct_syn_ns=60 * 10**9)
+    fw.config(policy=1, ct_enabled=1, ct_timeout_ns=60 * 10**9, ct_tcp_syn_ns=60 * 10**9)
     fw.tc(tcp(4, src=ADDR[4]["local"], dst=ADDR[4]["src"], sport=40000, dport=443))
     fw.expect(tcp(4, sport=443, dport=40000), "pass_conntrack")
     fw.expect(eth() / ip(4, proto=TCP_P, frag=100) / Raw(_tcp_bytes(40000)), "drop_policy")

@@ -17,7 +17,7 @@ from scapy.all import BOOTP, DHCP, DHCP6_Advertise, Ether, DHCP6_Reply, DHCP6_Re
 from verdict_packets import ADDR, IP, UDP, IPv6, TC_ACT_OK, eth, host, now_ns
 
 S = 10**9
-DHCP_EXPECT_NS = 30 * S  # bpf/netxfw.c DHCP_EXPECT_NS
+DHCP_EXPECT_NS = 30 * S  # bpf/lib/dhcp.h DHCP_EXPECT_NS
 MAC = bytes.fromhex("020000000002")
 OTHER_MAC = bytes.fromhex("020000000099")
 XID = 0x5EC0_1D42

@@ -24,7 +24,7 @@ fams = pytest.mark.parametrize("fam", FAMILIES)
 S = 10**9
 ALLOW = 1
 PORT = 5353
-FRAG_TIMEOUT_NS = 60 * S  # bpf/netxfw.c FRAG_TIMEOUT_NS
+FRAG_TIMEOUT_NS = 60 * S  # bpf/lib/fragments.h FRAG_TIMEOUT_NS
 
 
 def datagram(fam, size=3000, sport=40000, dport=PORT, src=None, dst=None, ident=0x4242):

@@ -73,7 +73,7 @@ def test_over_the_rate_drops_without_a_ban(fw, fam):
 @fams
 def test_proven_excess_bans_with_expiry(fw, fam):
     """Completed handshakes beyond rate and burst ban the source; their SYNs' tokens come back."""
-    fw.config(ct_enabled=1, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
+    fw.config(ct_enabled=1, ct_tcp_syn_ns=60 * S, ct_timeout_ns=300 * S)
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=2, syn_only=True, ban_ttl_ns=60 * S)
     for sport in (41000, 41001):
         dummy, (dummy, delta, length) = handshake(fw, fam, sport)
@@ -98,7 +98,7 @@ def test_proven_excess_bans_with_expiry(fw, fam):
 
 def test_ban_expiry_saturates(fw):
     """A ban_ttl beyond the 59-bit expiry saturates instead of wrapping into the past."""
-    fw.config(ct_enabled=1, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
+    fw.config(ct_enabled=1, ct_tcp_syn_ns=60 * S, ct_timeout_ns=300 * S)
     fw.ratelimit(ADDR[4]["net"], rate=1, burst=1, syn_only=True, ban_ttl_ns=EXPIRY)
     handshake(fw, 4, 41000)
     dummy, (dummy, delta, length) = handshake(fw, 4, 41001)
@@ -168,7 +168,7 @@ def test_permanent_blacklist_value_unchanged(fw):
 def test_flows_the_peer_opened_stay_limited(fw, fam):
     """A tracked flow opened by a rate-limited peer takes the peer's tokens on the conntrack path (its
     entry carries CT_F_RL); a flow this host opened to the same peer never does."""
-    fw.config(policy=1, ct_enabled=1, ct_udp_ns=30 * S, ct_udp_stream_ns=180 * S, ct_syn_ns=60 * S,
+    fw.config(policy=1, ct_enabled=1, ct_udp_ns=30 * S, ct_udp_stream_ns=180 * S, ct_tcp_syn_ns=60 * S,
               ct_timeout_ns=300 * S)
     fw.rule(ADDR[fam]["net"], 17, 53, 1)
     fw.rule(ADDR[fam]["net"], 6, 443, 1)

@@ -220,7 +220,7 @@ def _age_rl_state(fw, fam):
 def _ban(fw, fam, passed):
     """Two handshakes completed by src under a syn_only rule of rate 1, burst 1 with a ban: the second
     is proven excess and bans src. Its packets pass with `passed` (a port rule or the policy)."""
-    fw.config(ct_enabled=1, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
+    fw.config(ct_enabled=1, ct_tcp_syn_ns=60 * S, ct_timeout_ns=300 * S)
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, syn_only=True, ban_ttl_ns=60 * S)
     (dummy, d_syn, l_syn), (dummy, d_ack, l_ack) = handshake(fw, fam, 40001)
     assert (d_syn, d_ack) == ({passed: (1, l_syn)}, {passed: (1, l_ack)})
@@ -361,7 +361,7 @@ def back_tcp(fam, sport=40003):
 def test_auto_ban_spares_the_flows_the_address_holds(fw, fam):
     """A ban (after proven excess) drops new connections and what the address cannot prove, and spares
     the flows it really holds: the ones this host opened and the TCP connections it completed."""
-    fw.config(ct_enabled=1, ct_udp_ns=60 * S, ct_udp_stream_ns=60 * S, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
+    fw.config(ct_enabled=1, ct_udp_ns=60 * S, ct_udp_stream_ns=60 * S, ct_tcp_syn_ns=60 * S, ct_timeout_ns=300 * S)
     fw.ratelimit(ADDR[fam]["net"], rate=1000, burst=1000)
     _flows(fw, fam)
     _age_rl_state(fw, fam)
@@ -379,7 +379,7 @@ def test_auto_ban_spares_the_flows_the_address_holds(fw, fam):
 def test_spoofed_syns_over_the_rate_never_ban(fw, fam):
     """Anyone can send SYNs in src's name: over the rate they are dropped, src is not banned, and
     src's real connection goes on."""
-    fw.config(policy=1, ct_enabled=1, ct_syn_ns=60 * S, ct_timeout_ns=300 * S)
+    fw.config(policy=1, ct_enabled=1, ct_tcp_syn_ns=60 * S, ct_timeout_ns=300 * S)
     fw.rule(ADDR[fam]["net"], TCP_P, 443, ALLOW)
     fw.ratelimit(ADDR[fam]["net"], rate=1, burst=1, syn_only=True, ban_ttl_ns=60 * S)
     dummy, (dummy, delta, length) = handshake(fw, fam, 40003)  # proven: its SYN's token comes back

@@ -16,7 +16,7 @@ from scapy.all import ICMPv6EchoReply, ICMPv6PacketTooBig, ICMPv6DestUnreach  # 
 
 fams = pytest.mark.parametrize("fam", FAMILIES)
 S = 10**9
-T = dict(ct_timeout_ns=300 * S, ct_syn_ns=60 * S, ct_fin_ns=30 * S, ct_udp_ns=30 * S,
+T = dict(ct_timeout_ns=300 * S, ct_tcp_syn_ns=60 * S, ct_tcp_fin_ns=30 * S, ct_udp_ns=30 * S,
          ct_udp_stream_ns=180 * S, ct_icmp_ns=30 * S)
 STATE = {"legacy": 0, "syn_sent": 1, "syn_recv": 2, "established": 3, "fin_wait": 4,
          "time_wait": 5, "close": 6, "udp": 7, "udp_stream": 8, "icmp_echo": 9}
@@ -110,9 +110,9 @@ def test_rst_answers_a_syn(deny, fam):
 
 
 @fams
-@pytest.mark.parametrize("st,index", [("syn_sent", "ct_syn_ns"), ("established", "ct_timeout_ns"),
-                                      ("fin_wait", "ct_fin_ns"), ("time_wait", "ct_fin_ns"),
-                                      ("close", "ct_fin_ns"), ("legacy", "ct_timeout_ns")])
+@pytest.mark.parametrize("st,index", [("syn_sent", "ct_tcp_syn_ns"), ("established", "ct_timeout_ns"),
+                                      ("fin_wait", "ct_tcp_fin_ns"), ("time_wait", "ct_tcp_fin_ns"),
+                                      ("close", "ct_tcp_fin_ns"), ("legacy", "ct_timeout_ns")])
 def test_each_state_has_its_timeout(deny, fam, st, index):
     fw = deny
     flags = "SA" if st == "syn_sent" else "A"
