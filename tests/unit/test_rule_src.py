@@ -9,7 +9,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import time
 
 import pytest
 
@@ -60,17 +59,15 @@ def test_missing_and_unreadable_src(tmp_path):
         netxfw_rule.read_src(str(tmp_path), "whitelist")
 
 
-def test_a_million_lines_parse_in_well_under_two_seconds(tmp_path):
+def test_a_million_lines_parse_whole(tmp_path):
+    """Speed is bench/lists.py's to measure; here: nothing lost or reordered at 1M lines."""
     cidrs = ["10.%d.%d.%d/32" % (i >> 16, (i >> 8) & 255, i & 255) for i in range(1000000)]
     plain, listed = tmp_path / "plain", tmp_path / "json"
     plain.write_text("# blocklist\n" + "\n".join(cidrs) + "\n")
     listed.write_text(json.dumps(cidrs))
     for path in (plain, listed):
-        started = time.perf_counter()
         entries = netxfw_rule.read_src(str(path), "blacklist")
-        elapsed = time.perf_counter() - started
-        assert len(entries) == 1000000 and entries[-1] == cidrs[-1]
-        assert elapsed < 2.0, (path, elapsed)  # about 0.15 s on an idle core
+        assert entries == cidrs
 
 
 def test_listed_caps_and_says_so():
