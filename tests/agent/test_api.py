@@ -44,9 +44,31 @@ def test_every_protected_route_needs_the_token(lab, token):
 
 
 def test_other_auth_schemes_are_refused(lab):
-    for header in ("Basic " + lab.token, lab.token, "Bearer", "bearer " + lab.token, "Bearer  " + lab.token + "x"):
+    for header in ("Basic " + lab.token, lab.token, "Bearer", "Bearer  " + lab.token + "x", "Bearer" + lab.token,
+                   "Bearer\t" + lab.token, "Bearerx " + lab.token):
         status, dummy, dummy = lab.request("GET", "/api/v1/status", token=None, headers={"Authorization": header})
         assert status == 401, header
+
+
+def test_the_scheme_name_is_case_insensitive(lab):
+    """RFC 9110 11.1: clients that send 'bearer' or 'BEARER' are not refused."""
+    for scheme in ("bearer", "BEARER"):
+        status, dummy, dummy = lab.request("GET", "/api/v1/status", token=None,
+                                           headers={"Authorization": scheme + " " + lab.token})
+        assert status == 200, scheme
+
+
+def test_head_answers_like_get_without_a_body(lab):
+    """Uptime checks probe with HEAD (RFC 9110 9.1: a server that answers GET answers HEAD)."""
+    for path, token in (("/health", None), ("/api/v1/status", "default"), ("/metrics", "default"),
+                        ("/openapi.json", "default"), ("/", None)):
+        got, body, headers = lab.request("GET", path, token=token)
+        status, head_body, head_headers = lab.request("HEAD", path, token=token)
+        assert (status, head_body) == (got, ""), path
+        assert head_headers["Content-Type"] == headers["Content-Type"], path
+    assert lab.request("HEAD", "/api/v1/status", token=None)[0] == 401
+    status, dummy, headers = lab.request("HEAD", "/api/v1/rules/import")
+    assert status == 405 and headers["Allow"] == "POST"
 
 
 def test_unknown_route_and_method(lab):
