@@ -79,6 +79,10 @@ class Firewall:
             program.ifindex(name)
         return wanted, program.program_identity(wanted["capacity"])
 
+    def check_program(self, settings):
+        """`settings` normalised, their interfaces checked: a NetxfwError before anything is read or changed."""
+        return self._wanted(settings)[0]
+
     def apply_program(self, settings, check_mode=False, merge=False):
         """Make the program match `settings`; merge=True treats them as changes to the stored
         config, read under the same lock so that concurrent changes are never lost."""
