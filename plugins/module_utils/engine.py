@@ -154,7 +154,7 @@ class Firewall:
 
         Reloads when the identity (source + capacities) differs from the loaded one, or with force."""
         program.require_root()
-        with self.store.lock():
+        with self.store.lock(create=not check_mode):
             recovered = hot_reload.recover_pending(self.store, self.pin_path, check_mode)
             stored = self.store.read_config()
             if not stored:

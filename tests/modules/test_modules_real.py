@@ -288,6 +288,21 @@ def test_rule_without_loaded_program_persists_and_warns(env):
     assert not env.ping_from_peer()
 
 
+@pytest.mark.parametrize("module, args", [
+    ("netxfw_program", {"interfaces": ["vm0"]}),
+    ("netxfw_program", {"state": "absent"}),
+    ("netxfw_rule", {"kind": "blacklist", "entries": [PEER_ADDR]}),
+    ("netxfw_reload", {"capacity": {"blacklist": 4096}}),
+    ("netxfw_info", {}),
+    ("netxfw_apply", {"program": {"interfaces": ["vm0"]}, "whitelist": [PEER_ADDR]}),
+])
+def test_check_mode_on_a_fresh_host_creates_nothing(env, module, args):
+    """Not even the state directory or its lock file (netxfw_reload in check mode made both)."""
+    env.run(module, args, check=True)
+    assert not os.path.exists(env.state_dir), os.listdir(env.state_dir)
+    assert env.pins() == [] and not env.xdp_attached("vm0")
+
+
 # ---------------------------------------------------------------- netxfw_info
 
 def test_info_not_loaded(env):
