@@ -100,15 +100,20 @@ def status(fw, sample=0.0):
     cannot happen, a failed pull, rule maps left half written), and rates over
     `sample` seconds when > 0."""
     from . import pull, rollback
-    data = fw.store.read_rules()
+    try:
+        data, unreadable = fw.store.read_rules(), None
+    except NetxfwError as exc:  # status is where a person looks first: it still shows the rest
+        data, unreadable = None, str(exc)
     info = queries.info(fw, data)
-    info["rules"] = queries.rule_counts(fw, data)
+    info["rules"] = queries.rule_counts(fw, data) if data is not None else {}
     info["rollback"] = rollback.status(fw)
     info["restore_failed"] = restore_failure(fw)
     info["pull"] = pull.last_result(fw)
     info["alerts"] = ["BOOT RESTORE FAILED at %s (kernel %s): %s" % (
         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f["time"])), f["kernel"], f["error"])
         for f in [info["restore_failed"]] if f] + rollback.problems(fw) + pull.problems(fw)
+    if unreadable:
+        info["alerts"].append("RULES UNREADABLE: %s; a restore or reload fails until it is fixed" % unreadable)
     if info.get("rules_in_step") is False:
         info["alerts"].append(OUT_OF_STEP % fw.store.rules_path)
     if info.get("loaded") and sample > 0:
