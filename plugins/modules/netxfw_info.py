@@ -192,6 +192,8 @@ def main():
         module.fail_json(msg=missing_required_lib("jmespath", reason="to evaluate query")
                          + " (Debian/Ubuntu: python3-jmespath, RHEL/Fedora: python3-jmespath)",
                          exception=JMESPATH_IMPORT_ERROR)
+    if params["drops"] < 0:
+        module.fail_json(msg="drops must be 0 (none) or more, not %d" % params["drops"])
     engine = load_engine(module)
     firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_info")
     queries = load_queries(module)

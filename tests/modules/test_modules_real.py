@@ -310,6 +310,8 @@ def test_info_not_loaded(env):
     assert result["rc"] == 0 and result["changed"] is False
     assert result["loaded"] is False and result["config"] == {} and result["identity"] is None
     assert result["counters"] == {} and result["maps"] == {} and result["interfaces"] == {}
+    bad = env.run("netxfw_info", {"drops": -1})
+    assert bad["failed"] is True and bad["msg"] == "drops must be 0 (none) or more, not -1"
 
 
 def test_info_counters_maps_and_query(loaded):
