@@ -68,18 +68,15 @@ def test_a_device_is_refused_not_read_until_memory_runs_out(device):
 def test_a_pipe_is_read(tmp_path):
     """`netxfw import <(command)` names a pipe: it stays readable."""
     import os
-    import threading
+    import subprocess
     fifo = str(tmp_path / "pipe")
     os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: open(fifo, "w").write("203.0.113.9\n"))
-    writer.start()
+    writer = subprocess.Popen(["sh", "-c", 'printf "203.0.113.9\\n" > "$1"', "sh", fifo])
     try:
         assert exchange.load(fifo, "blacklist") == {"blacklist": ["203.0.113.9"]}
     finally:
-        if writer.is_alive():  # the load never opened the pipe: let the writer go
-            with open(fifo) as stream:
-                stream.read()
-        writer.join()
+        writer.kill()  # blocked in open() if the load never opened the pipe
+        writer.wait()
 
 
 def test_a_million_lines_parse_whole(tmp_path):
