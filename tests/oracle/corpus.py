@@ -150,10 +150,16 @@ def frag_tcp_syn(fam, dport, size=2000):
     return build
 
 
-def tiny_tcp_first(fam):
+def tiny_tcp_first(fam, padded=False):
+    """A SYN whose first fragment holds 8 bytes of TCP. padded: the frame of that first fragment goes on
+    with the rest of a TCP header claiming ACK, past the IP length (the kernel trims it)."""
     def build(c):
         data = l4_bytes(fam, TCP(sport=c.port, dport=22, flags="S", seq=1000))
-        return frag_frames(fam, c, 6, data, [(0, 8, True), (8, len(data) - 8, False)])
+        frames = frag_frames(fam, c, 6, data, [(0, 8, True), (8, len(data) - 8, False)])
+        if padded:
+            disguise = l4_bytes(fam, TCP(sport=c.port, dport=22, flags="A", seq=1000, ack=1))
+            frames[0] = Ether(bytes(frames[0]) + disguise[8:])
+        return frames
     return build
 
 
@@ -294,10 +300,11 @@ def echo_reply(fam, id_delta=0):
                  / Raw(bytes(o[ICMPv6EchoRequest].payload)))
 
 
-def error_about(fam, kind, src=None):
-    """An ICMP error quoting the captured outbound packet (related), sent by its peer or by src."""
+def error_about(fam, kind, src=None, quote_len=None):
+    """An ICMP error quoting the captured outbound packet (related), sent by its peer or by src;
+    quote_len: how much of it (default: the IP header and 8 bytes)."""
     def l4(c, o):
-        quote = bytes(o)[:28 if fam == 4 else 48]
+        quote = bytes(o)[:quote_len or (28 if fam == 4 else 48)]
         if fam == 4:
             if kind == "unreach":
                 return ICMP(type=3, code=3) / Raw(quote)
@@ -357,6 +364,7 @@ def _items():
         add("%s-frag-udp53-bl" % f, fam, frag_udp(fam, 53, "in", src="bl"))
         add("%s-frag-echo" % f, fam, frag_echo(fam))
         add("%s-frag-tcp22-tiny-first" % f, fam, tiny_tcp_first(fam))
+        add("%s-frag-tcp22-tiny-first-padded" % f, fam, tiny_tcp_first(fam, padded=True))
         add("%s-frag-tcp22-syn" % f, fam, frag_tcp_syn(fam, 22))
         add("%s-frag-tcp25-syn" % f, fam, frag_tcp_syn(fam, 25))
         # VLAN
@@ -378,6 +386,9 @@ def _items():
         add("%s-echo-reply-unsolicited" % f, fam, echo_reply(fam, id_delta=1), flow=("ping", "cli"))
         add("%s-flow-error-unreach" % f, fam, error_about(fam, "unreach"), flow=("udp", "cli"))
         add("%s-flow-error-pmtu-tcp" % f, fam, error_about(fam, "pmtu"), flow=("tcp", "cli"))
+        # errors about a large datagram the target sent in fragments: they quote its first fragment
+        add("%s-flow-frag-error-unreach" % f, fam, error_about(fam, "unreach", quote_len=548 if fam == 4 else 1232),
+            flow=("udp-big", "cli"))
         add("%s-flow-error-from-bl-prefix" % f, fam, error_about(fam, "unreach", src="router"), flow=("udp", "cli"))
         add("%s-flow-error-from-bl-host" % f, fam, error_about(fam, "unreach", src="bl"), flow=("udp", "cli"))
         add("%s-flow-udp-reply-bl-host" % f, fam, udp_reply(fam), flow=("udp", "bl"))
@@ -396,6 +407,7 @@ def _items():
         # the ICMP limit: one bucket, 3 deep at 1/s; twice as many echo requests in a burst
         for n in range(3):
             add("%s-limit-echo-%d" % (f, n), fam, echo(fam), policies=("icmp-limit",))
+    add("v6-flow-frag-error-pmtu", 6, error_about(6, "pmtu", quote_len=1232), flow=("udp-big", "cli"))
     add("v6-mapped-src-udp53", 6, udp(6, 53, src="::ffff:198.51.100.2"), policies=("mapped",))
 
     # every ICMP and ICMPv6 type
