@@ -175,6 +175,21 @@ def vlan(fam, vid, dport, outer=None, proto="udp", src="cli"):
     return build
 
 
+def other_l2(fam, kind, dport=55):
+    """IP in an encapsulation that netxfw passes as non-IP: an 802.3 frame with LLC/SNAP (OUI 0,
+    the IP ethertype), or a tag with the old QinQ TPID 0x9100. The kernel must deliver neither as IP,
+    or port rules would be bypassed."""
+    ethertype = b"\x08\x00" if fam == 4 else b"\x86\xdd"
+
+    def build(c):
+        datagram = bytes(ip(fam, c) / UDP(sport=c.port, dport=dport) / Raw(b"l" * 8))
+        if kind == "snap":
+            payload = b"\xaa\xaa\x03\x00\x00\x00" + ethertype + datagram
+            return [Ether(src=SENDER_MAC, dst=TARGET_MAC, type=len(payload)) / Raw(payload)]
+        return [Ether(src=SENDER_MAC, dst=TARGET_MAC, type=0x9100) / Raw(b"\x00\x00" + ethertype + datagram)]
+    return build
+
+
 def triple_tag(fam):
     return lambda c: [eth() / Dot1AD(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) / ip(fam, c) / UDP(sport=c.port, dport=53)]
 
@@ -376,6 +391,8 @@ def _items():
         add("%s-qinq0-udp55" % f, fam, vlan(fam, 0, 55, outer=0))
         add("%s-vlan100-udp53" % f, fam, vlan(fam, 100, 53))
         add("%s-triple-tag-udp53" % f, fam, triple_tag(fam))
+        add("%s-llc-snap-udp55" % f, fam, other_l2(fam, "snap"))
+        add("%s-tpid9100-udp55" % f, fam, other_l2(fam, "9100"))
         # replies to flows the target opened
         add("%s-flow-udp-reply" % f, fam, udp_reply(fam), flow=("udp", "cli"))
         add("%s-flow-udp-reply-3000-frag" % f, fam, udp_reply_frag(fam), flow=("udp", "cli"))
