@@ -333,6 +333,8 @@ class Handler(BaseHTTPRequestHandler):
                     raise HttpError(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>' "
                                          "(the token is in the agent's token file)",
                                     {"WWW-Authenticate": 'Bearer realm="netxfw"'})
+                if method == "HEAD" and "GET" in methods:
+                    method = "GET"  # the GET answer's status and headers, no body (send_body); RFC 9110 9.3.2
                 if method not in methods:
                     self._drain()
                     raise HttpError(405, "%s does not allow %s (allowed: %s)" % (path, method, ", ".join(methods)),

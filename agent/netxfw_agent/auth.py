@@ -79,7 +79,8 @@ class TokenFile:
             self.reload()
         except (OSError, TokenError):
             pass  # keep the last good token
-        if not header or not header.startswith("Bearer "):
+        scheme, dummy, offered = (header or "").partition(" ")
+        if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110 11.1)
             return False
-        offered = header[len("Bearer "):].strip().encode("utf-8", "replace")
+        offered = offered.strip().encode("utf-8", "replace")
         return hmac.compare_digest(offered, self._token)

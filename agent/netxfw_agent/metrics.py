@@ -29,12 +29,18 @@ class EngineCollector:
 
     def collect(self):
         started = time.monotonic()
-        info = queries.info(self.fw)
+        data = self.fw.store.read_rules()
+        info = queries.info(self.fw, data)
         loaded = GaugeMetricFamily("netxfw_loaded", "1 when the data plane is loaded and its pins match the layout")
         loaded.add_metric([], 1 if info.get("loaded") else 0)
         yield loaded
+        if info.get("rules_in_step") is not None:
+            in_step = GaugeMetricFamily("netxfw_rules_in_step", "1 when the rule maps hold rules.json; 0 when a write "
+                                        "to them was interrupted (netxfw reload rebuilds them)")
+            in_step.add_metric([], 1 if info["rules_in_step"] else 0)
+            yield in_step
 
-        counts = queries.rule_counts(self.fw)
+        counts = queries.rule_counts(self.fw, data)
         rules = GaugeMetricFamily("netxfw_rules", "Rules in rules.json by kind (live blacklist entries only)",
                                   labels=["kind"])
         for kind, number in sorted(counts.items()):

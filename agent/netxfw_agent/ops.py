@@ -16,6 +16,8 @@ from netxfw_engine.errors import NetxfwError
 RESTORE_FAILED = "restore-failed.json"  # in state_dir: the last boot restore failed (`netxfw restore`)
 # the program settings the settings route changes (runtime ones: a map update, never a recompile)
 SETTINGS = ("policy", "icmp_rate", "icmp_burst", "conntrack", "conntrack_timeout")
+OUT_OF_STEP = ("RULE MAPS OUT OF STEP with %s: a write to them was interrupted, the data plane does not enforce "
+               "the stored rules; `netxfw reload` rebuilds them (so does the next rule change)")
 
 
 class NotDeployed(NetxfwError):
@@ -95,17 +97,25 @@ def restore_failure(fw):
 def status(fw, sample=0.0):
     """engine info() plus rule counts, the rollback window, the last ansible-pull run (`pull`),
     `alerts` (a failed boot restore, an unconfirmed change without a timer, a due rollback that
-    cannot happen, a failed pull), and rates over
+    cannot happen, a failed pull, rule maps left half written), and rates over
     `sample` seconds when > 0."""
     from . import pull, rollback
-    info = queries.info(fw)
-    info["rules"] = queries.rule_counts(fw)
+    try:
+        data, unreadable = fw.store.read_rules(), None
+    except NetxfwError as exc:  # status is where a person looks first: it still shows the rest
+        data, unreadable = None, str(exc)
+    info = queries.info(fw, data)
+    info["rules"] = queries.rule_counts(fw, data) if data is not None else {}
     info["rollback"] = rollback.status(fw)
     info["restore_failed"] = restore_failure(fw)
     info["pull"] = pull.last_result(fw)
     info["alerts"] = ["BOOT RESTORE FAILED at %s (kernel %s): %s" % (
         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f["time"])), f["kernel"], f["error"])
         for f in [info["restore_failed"]] if f] + rollback.problems(fw) + pull.problems(fw)
+    if unreadable:
+        info["alerts"].append("RULES UNREADABLE: %s; a restore or reload fails until it is fixed" % unreadable)
+    if info.get("rules_in_step") is False:
+        info["alerts"].append(OUT_OF_STEP % fw.store.rules_path)
     if info.get("loaded") and sample > 0:
         before, t0 = info["counters"], time.monotonic()
         time.sleep(sample)

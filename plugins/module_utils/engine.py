@@ -79,6 +79,10 @@ class Firewall:
             program.ifindex(name)
         return wanted, program.program_identity(wanted["capacity"])
 
+    def check_program(self, settings):
+        """`settings` normalised, their interfaces checked: a NetxfwError before anything is read or changed."""
+        return self._wanted(settings)[0]
+
     def apply_program(self, settings, check_mode=False, merge=False):
         """Make the program match `settings`; merge=True treats them as changes to the stored
         config, read under the same lock so that concurrent changes are never lost."""
@@ -150,7 +154,7 @@ class Firewall:
 
         Reloads when the identity (source + capacities) differs from the loaded one, or with force."""
         program.require_root()
-        with self.store.lock():
+        with self.store.lock(create=not check_mode):
             recovered = hot_reload.recover_pending(self.store, self.pin_path, check_mode)
             stored = self.store.read_config()
             if not stored:

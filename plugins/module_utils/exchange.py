@@ -16,6 +16,8 @@ __metaclass__ = type
 import csv
 import io
 import json
+import os
+import stat
 
 from . import rules
 from .errors import NetxfwError
@@ -110,6 +112,9 @@ def read_text(path, label=None, missing=""):
     label = label or path
     try:
         with open(path, "rb") as stream:
+            mode = os.fstat(stream.fileno()).st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):  # /dev/zero, /dev/urandom: read until memory runs out
+                raise NetxfwError("cannot read %s: it is a device, not a file of rules" % label)
             raw = stream.read()
     except FileNotFoundError:
         raise NetxfwError("cannot read %s: it does not exist%s" % (label, missing))

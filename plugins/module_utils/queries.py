@@ -12,12 +12,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fcntl
 import ipaddress
 import os
 import struct
 import time
 
-from . import bpfsys, flows, layout, program, rules, sources
+from . import bpfsys, flows, layout, program, rulemaps, rules, sources
+from .errors import NetxfwError
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 rule_record = rules.rule_record
@@ -73,9 +75,9 @@ def list_rules(firewall, kind=None, search=None, offset=0, limit=None, include_e
     return out
 
 
-def rule_counts(firewall):
-    """{kind: number of live rules} from rules.json."""
-    data = firewall.store.read_rules()
+def rule_counts(firewall, data=None):
+    """{kind: number of live rules} from rules.json (or its contents `data`, read already)."""
+    data = firewall.store.read_rules() if data is None else data
     now = time.time()
     return dict((kind.name, sum(1 for e in data.get(kind.key, []) if not (kind.ttl and rules.is_expired(e, now))))
                 for kind in rules.REGISTRY)
@@ -188,8 +190,9 @@ def conntrack(firewall, search=None, offset=0, limit=None, live_only=False):
 
 
 # ---------------------------------------------------------------- info
-def info(firewall):
-    """Program, interfaces, counters, map usage, conntrack and rate-limit summaries, bans."""
+def info(firewall, data=None):
+    """Program, interfaces, counters, map usage, conntrack and rate-limit summaries, bans, and whether
+    the rule maps hold rules.json (its contents `data`, when read already)."""
     config = firewall.store.read_config()
     maps = firewall.open_maps()
     try:
@@ -208,9 +211,38 @@ def info(firewall):
         out["bans"] = bans(maps)
         names = sorted(set((config or {}).get("interfaces", [])) | set(firewall.attached_interfaces()))
         out["interfaces"] = program.attachments(firewall.pin_path, names)
+        out["rules_in_step"] = _maps_in_step(firewall, maps, data)
         return out
     finally:
         firewall.close_maps(maps)
+
+
+def _maps_in_step(firewall, maps, data=None):
+    """True when the open rule `maps` hold what rules.json says; False when they do not and no run is
+    writing them: a write died half way (killed, a crash, a reboot in the middle), the data plane
+    enforces neither the old rules nor the new ones, and only the next write run, `netxfw reload` or
+    a restore rebuilds them. None when rules.json cannot be read, or when a run holds the state lock
+    (a write under way marks the maps dirty until it ends: that is not a fault)."""
+    try:
+        if not rulemaps.generation_stale(maps, firewall.store.read_rules() if data is None else data):
+            return True
+        # Stale: a fault only if no run is writing. Look again under a shared hold of the run lock
+        # (taken only in this rare case; no writer starts while it is held).
+        try:
+            fd = os.open(firewall.store.path(firewall.store.LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return not rulemaps.generation_stale(maps, firewall.store.read_rules())
+        finally:
+            if fd is not None:
+                os.close(fd)
+    except BlockingIOError:
+        return None
+    except (NetxfwError, OSError):
+        return None
 
 
 # ---------------------------------------------------------------- drop sampling

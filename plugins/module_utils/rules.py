@@ -384,6 +384,11 @@ def diff(kind, current, wanted, state, exclusive, now=None, wanted_sorted=False)
         for entry in wanted:
             key = key_of(entry)
             old = current_by_id.get(key)
+            if kind == "blacklist" and is_expired(entry, now):
+                # its expiry is past: the entry ends now, not stored to be dropped (and changed) every run
+                if result.pop(key, None) is not None:
+                    removed.append(old)
+                continue
             if old != entry:
                 added.append(entry)
                 if old is not None:

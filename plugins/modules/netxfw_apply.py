@@ -16,6 +16,8 @@ description:
     (as M(netxfw.firewall.netxfw_rule) with C(exclusive=true)), then the data plane O(program)
     (as M(netxfw.firewall.netxfw_program) with C(state=present)), in one run on the host. The rules go first, so
     that the controller is whitelisted before a default deny goes live.
+  - O(program) and O(port) are checked before any part is applied (a mistake there changes nothing, also with
+    O(rollback=false)); the lists' entries are checked as each list is applied.
   - With O(rollback) (the default), the change is confirm-or-rollback, as C(community.general.iptables_state).
     On the host, before anything changes, C(netxfw rollback-after) opens a rollback window (a snapshot of the last
     confirmed state and a detached timer; one window per host, waiting up to O(rollback_wait) for another one).
@@ -147,6 +149,7 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.module_support imp
     compact_diff,
     listed,
     load_engine,
+    run_engine,
 )
 from ansible_collections.netxfw.firewall.plugins.module_utils.payload import clean_entries
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
@@ -244,6 +247,14 @@ def main():
         module.fail_json(msg="max_listed must be 0 or more, not %d" % params["max_listed"])
     # first: a respawn under the system python (BCC) starts this module again from the top
     engine = load_engine(module, need_bcc=True)
+    if params["program"].get("interfaces") is None:
+        module.fail_json(msg="program.interfaces is required: the interfaces to attach to (without it the data plane "
+                             "would be detached from every interface; [] loads it attached nowhere)")
+    firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_apply")
+    # what is cheap to check goes first, so that a mistake there fails before any part is applied (without
+    # rollback nothing would undo the parts before it); a long blacklist is checked as it is applied
+    run_engine(module, lambda: (firewall.check_program(params["program"]),
+                                engine.rules.normalize("port", clean_entries(params["port"]))), "netxfw_apply")
     armed = None
     if params["rollback"] and not module.check_mode:
         armed = arm(module)
@@ -254,7 +265,6 @@ def main():
         window = dict(id=armed["id"], previous_rollback=armed.get("previous_rollback"),
                       waited_for=armed.get("waited_for") or [], confirmed=None)
     try:
-        firewall = engine.Firewall(params["pin_path"], params["state_dir"])
         parts, diffs = apply_all(module, firewall)
     except Exception as exc:  # pylint: disable=broad-except
         error = str(exc) if isinstance(exc, NetxfwError) else "%s: %s" % (type(exc).__name__, exc)

@@ -134,6 +134,15 @@ bans:
   type: list
   elements: dict
   sample: [{"address": "203.0.113.66", "expires_in": 598.2}]
+rules_in_step:
+  description:
+    - V(true) when the rule maps hold what rules.json says. V(false) when a write to them was interrupted (the
+      module or the agent killed, a crash); the data plane then enforces neither the old rules nor the new ones
+      until a netxfw.firewall.netxfw_rule or netxfw.firewall.netxfw_program run, or C(netxfw reload), rebuilds
+      them; the module warns. V(null) when not loaded, when rules.json cannot be read, or while a run writes.
+  returned: always
+  type: bool
+  sample: true
 drops:
   description:
     - Sampled drop events read (and consumed) from the data plane's ring buffer, oldest first, when
@@ -183,6 +192,8 @@ def main():
         module.fail_json(msg=missing_required_lib("jmespath", reason="to evaluate query")
                          + " (Debian/Ubuntu: python3-jmespath, RHEL/Fedora: python3-jmespath)",
                          exception=JMESPATH_IMPORT_ERROR)
+    if params["drops"] < 0:
+        module.fail_json(msg="drops must be 0 (none) or more, not %d" % params["drops"])
     engine = load_engine(module)
     firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_info")
     queries = load_queries(module)
@@ -198,7 +209,12 @@ def main():
         conntrack=info.get("conntrack") or {},
         ratelimit=info.get("ratelimit") or {},
         bans=info.get("bans") or [],
+        rules_in_step=info.get("rules_in_step"),
     )
+    if output["rules_in_step"] is False:
+        module.warn("the rule maps under %s do not hold %s: a write to them was interrupted, the data plane does not "
+                    "enforce the stored rules; any netxfw.firewall.netxfw_rule or netxfw_program run (or `netxfw "
+                    "reload` on the host) rebuilds them" % (params["pin_path"], firewall.store.rules_path))
     if params["drops"] > 0:
         output["drops"] = run_engine(module, lambda: queries.drops(firewall, limit=params["drops"]), "netxfw_info")["events"]
     if params["query"] is not None:

@@ -46,7 +46,8 @@ options:
       - For V(whitelist) and V(blacklist), IPv4 or IPv6 addresses or CIDRs such as V(203.0.113.9)
         or V(2001:db8::/48); host bits are masked.
       - For V(blacklist), an entry may also be a mapping C({cidr, expires}) where C(expires) is
-        epoch seconds (wall clock) or V(null) for never.
+        epoch seconds (wall clock) or V(null) for never. An C(expires) already past ends the entry (it is removed
+        if present, never added), so a play that keeps it past the date stays unchanged.
       - For V(port), each entry is a mapping with C(proto) (V(tcp) or V(udp)), exactly one of C(port)
         (a port) or C(ports) (a port such as V(22) or a range such as V(8000-8100)), optional C(source)
         (a CIDR or V(any), the default) and optional C(action) (V(allow), the default, or V(deny)).

@@ -9,8 +9,8 @@ import pytest
 
 from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 
-from agent_env import PEER4
-from netxfw_engine import rules
+from agent_env import HOST4, PEER4
+from netxfw_engine import rulemaps, rules
 
 
 def _operations(lab):
@@ -44,9 +44,31 @@ def test_every_protected_route_needs_the_token(lab, token):
 
 
 def test_other_auth_schemes_are_refused(lab):
-    for header in ("Basic " + lab.token, lab.token, "Bearer", "bearer " + lab.token, "Bearer  " + lab.token + "x"):
+    for header in ("Basic " + lab.token, lab.token, "Bearer", "Bearer  " + lab.token + "x", "Bearer" + lab.token,
+                   "Bearer\t" + lab.token, "Bearerx " + lab.token):
         status, dummy, dummy = lab.request("GET", "/api/v1/status", token=None, headers={"Authorization": header})
         assert status == 401, header
+
+
+def test_the_scheme_name_is_case_insensitive(lab):
+    """RFC 9110 11.1: clients that send 'bearer' or 'BEARER' are not refused."""
+    for scheme in ("bearer", "BEARER"):
+        status, dummy, dummy = lab.request("GET", "/api/v1/status", token=None,
+                                           headers={"Authorization": scheme + " " + lab.token})
+        assert status == 200, scheme
+
+
+def test_head_answers_like_get_without_a_body(lab):
+    """Uptime checks probe with HEAD (RFC 9110 9.1: a server that answers GET answers HEAD)."""
+    for path, token in (("/health", None), ("/api/v1/status", "default"), ("/metrics", "default"),
+                        ("/openapi.json", "default"), ("/", None)):
+        got, body, headers = lab.request("GET", path, token=token)
+        status, head_body, head_headers = lab.request("HEAD", path, token=token)
+        assert (status, head_body) == (got, ""), path
+        assert head_headers["Content-Type"] == headers["Content-Type"], path
+    assert lab.request("HEAD", "/api/v1/status", token=None)[0] == 401
+    status, dummy, headers = lab.request("HEAD", "/api/v1/rules/import")
+    assert status == 405 and headers["Allow"] == "POST"
 
 
 def test_unknown_route_and_method(lab):
@@ -288,6 +310,42 @@ def test_metrics(clean):
     assert 'netxfw_map_capacity{map="src4_host"} %.1f' % (6144 + layout.RL_SIZE) in text
     assert "netxfw_conntrack_entries" in text and "netxfw_loaded 1.0" in text
     assert 'netxfw_rules{kind="blacklist"} 1.0' in text
+
+
+def has_prometheus_client():
+    return subprocess.run(["/usr/bin/python3", "-c", "import prometheus_client"], check=False).returncode == 0
+
+
+def test_half_written_rule_maps_are_reported_until_reload(clean):
+    """What a write killed half way leaves (tests/engine/test_crash_and_concurrency.py makes it with a
+    real SIGKILL): the maps marked dirty and without an entry rules.json holds. The firewall then lets
+    a blacklisted peer in; status, the CLI and /metrics say so until `netxfw reload` rebuilds the maps."""
+    lab = clean
+    assert lab.request("POST", "/api/v1/rules", {"kind": "blacklist", "cidr": PEER4})[0] == 201
+    assert not lab.ping(HOST4)
+    assert lab.request("GET", "/api/v1/status")[1]["alerts"] == []
+    maps = lab.fw.open_maps()
+    try:
+        rulemaps.mark_generation(maps, None)
+        maps["src4_host"].delete(bytes([198, 51, 100, 2]))
+    finally:
+        lab.fw.close_maps(maps)
+    assert lab.ping(HOST4), "the peer should get in through the half-written maps"
+
+    status = lab.request("GET", "/api/v1/status")[1]
+    assert status["rules_in_step"] is False
+    assert [a for a in status["alerts"] if a.startswith("RULE MAPS OUT OF STEP")], status["alerts"]
+    assert lab.cli("status").stdout.startswith("!! RULE MAPS OUT OF STEP")
+    if has_prometheus_client():
+        assert "\nnetxfw_rules_in_step 0.0\n" in lab.request("GET", "/metrics")[1]
+
+    lab.cli("reload")
+    assert not lab.ping(HOST4)
+    status = lab.request("GET", "/api/v1/status")[1]
+    assert status["rules_in_step"] is True and status["alerts"] == []
+    assert not lab.cli("status").stdout.startswith("!!")
+    if has_prometheus_client():
+        assert "\nnetxfw_rules_in_step 1.0\n" in lab.request("GET", "/metrics")[1]
 
 
 def test_openapi_document(lab):

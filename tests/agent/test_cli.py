@@ -156,6 +156,26 @@ def test_exit_codes_and_messages(clean, args, code, needle):
     assert re.match(r"netxfw( [a-z]+)*: error: ", proc.stderr.strip().splitlines()[-1])
 
 
+def test_status_with_an_unreadable_rules_json_still_shows_the_host(clean):
+    """A hand edit gone wrong: status names the problem first and shows the rest, instead of failing."""
+    lab = clean
+    lab.cli("rule", "add", "blacklist", "203.0.113.9")
+    path = lab.fw.store.rules_path
+    with open(path) as stream:
+        good = stream.read()
+    try:
+        with open(path, "w") as stream:
+            stream.write(good[:20])
+        text = lab.cli("status", "--sample", "0").stdout
+        assert text.startswith("!! RULES UNREADABLE: %s is not valid JSON" % path), text
+        assert "nxah0" in text and "src4_host" in text
+        assert lab.request("GET", "/api/v1/status")[1]["alerts"][0].startswith("RULES UNREADABLE")
+    finally:
+        with open(path, "w") as stream:
+            stream.write(good)
+    assert not lab.cli("status", "--sample", "0").stdout.startswith("!!")
+
+
 def test_status_and_conntrack(clean):
     lab = clean
     assert lab.ping(HOST4, count=2)

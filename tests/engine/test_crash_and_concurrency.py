@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, layout, rules
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, layout, queries, rules
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 from ansible_collections.netxfw.firewall.plugins.module_utils.state import StateStore
 
@@ -183,6 +183,17 @@ def test_crash_then_other_kind_resyncs_everything(crashed):
     assert result["changed"]
     env.assert_maps_match_json()
     assert blacklist_cidrs(env) == norm(BASE)
+
+
+def test_crash_is_reported_until_repaired(crashed):
+    """Until the next write run repairs them, half-written maps are reported (status, /metrics and
+    netxfw_info read this), and a write under way (the lock held) is not mistaken for one."""
+    env, dummy, dummy = crashed
+    assert queries.info(env.fw)["rules_in_step"] is False
+    with env.fw.store.lock():
+        assert queries.info(env.fw)["rules_in_step"] is None
+    env.fw.apply_rules("whitelist", ["198.51.100.7"])
+    assert queries.info(env.fw)["rules_in_step"] is True
 
 
 # --------------------------------------------------------------- conntrack purge on every path

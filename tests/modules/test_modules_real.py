@@ -14,7 +14,7 @@ import subprocess
 import pytest
 import yaml
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, layout
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, layout, rulemaps
 from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info
 
 FW_ADDR = "198.51.100.1"  # conftest.py: vm0, where the firewall attaches
@@ -288,6 +288,21 @@ def test_rule_without_loaded_program_persists_and_warns(env):
     assert not env.ping_from_peer()
 
 
+@pytest.mark.parametrize("module, args", [
+    ("netxfw_program", {"interfaces": ["vm0"]}),
+    ("netxfw_program", {"state": "absent"}),
+    ("netxfw_rule", {"kind": "blacklist", "entries": [PEER_ADDR]}),
+    ("netxfw_reload", {"capacity": {"blacklist": 4096}}),
+    ("netxfw_info", {}),
+    ("netxfw_apply", {"program": {"interfaces": ["vm0"]}, "whitelist": [PEER_ADDR]}),
+])
+def test_check_mode_on_a_fresh_host_creates_nothing(env, module, args):
+    """Not even the state directory or its lock file (netxfw_reload in check mode made both)."""
+    env.run(module, args, check=True)
+    assert not os.path.exists(env.state_dir), os.listdir(env.state_dir)
+    assert env.pins() == [] and not env.xdp_attached("vm0")
+
+
 # ---------------------------------------------------------------- netxfw_info
 
 def test_info_not_loaded(env):
@@ -295,6 +310,8 @@ def test_info_not_loaded(env):
     assert result["rc"] == 0 and result["changed"] is False
     assert result["loaded"] is False and result["config"] == {} and result["identity"] is None
     assert result["counters"] == {} and result["maps"] == {} and result["interfaces"] == {}
+    bad = env.run("netxfw_info", {"drops": -1})
+    assert bad["failed"] is True and bad["msg"] == "drops must be 0 (none) or more, not -1"
 
 
 def test_info_counters_maps_and_query(loaded):
@@ -323,6 +340,28 @@ def test_info_counters_maps_and_query(loaded):
     assert total["query_result"] == 3, total
     bad = env.run("netxfw_info", {"query": "counters.["})
     assert bad["failed"] is True and "invalid query" in bad["msg"]
+
+
+def test_info_reports_half_written_rule_maps_until_a_run_repairs_them(loaded):
+    """A netxfw_rule run killed between marking the maps dirty and writing rules.json leaves the data plane
+    enforcing neither list (tests/engine/test_crash_and_concurrency.py kills one for real)."""
+    env = loaded
+    assert env.run("netxfw_rule", {"kind": "blacklist", "entries": [PEER_ADDR]})["changed"]
+    assert env.run("netxfw_info")["rules_in_step"] is True
+    with bpfsys.Map.open_pinned(os.path.join(env.pin_path, "config")) as config:
+        rulemaps.mark_generation({"config": config}, None)
+    with bpfsys.Map.open_pinned(os.path.join(env.pin_path, "src4_host")) as host:
+        host.delete(bytes([198, 51, 100, 2]))
+    assert env.ping_from_peer()
+    info = env.run("netxfw_info")
+    assert info["rc"] == 0 and info["rules_in_step"] is False
+    assert "a write to them was interrupted" in str(info["warnings"]), info.get("warnings")
+    # the same rule again (no change to rules.json) repairs the maps, and says it changed something
+    assert env.run("netxfw_rule", {"kind": "blacklist", "entries": [PEER_ADDR]}, check=True)["changed"] is True
+    assert env.run("netxfw_rule", {"kind": "blacklist", "entries": [PEER_ADDR]})["changed"] is True
+    info = env.run("netxfw_info")
+    assert info["rules_in_step"] is True and not info.get("warnings")
+    assert not env.ping_from_peer()
 
 
 # ---------------------------------------------------------------- through ansible, with respawn

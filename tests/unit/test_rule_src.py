@@ -59,6 +59,26 @@ def test_missing_and_unreadable_src(tmp_path):
         netxfw_rule.read_src(str(tmp_path), "whitelist")
 
 
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_a_device_is_refused_not_read_until_memory_runs_out(device):
+    with pytest.raises(NetxfwError, match="cannot read src %s: it is a device, not a file of rules" % device):
+        netxfw_rule.read_src(device, "blacklist")
+
+
+def test_a_pipe_is_read(tmp_path):
+    """`netxfw import <(command)` names a pipe: it stays readable."""
+    import os
+    import subprocess
+    fifo = str(tmp_path / "pipe")
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", 'printf "203.0.113.9\\n" > "$1"', "sh", fifo])
+    try:
+        assert exchange.load(fifo, "blacklist") == {"blacklist": ["203.0.113.9"]}
+    finally:
+        writer.kill()  # blocked in open() if the load never opened the pipe
+        writer.wait()
+
+
 def test_a_million_lines_parse_whole(tmp_path):
     """Speed is bench/lists.py's to measure; here: nothing lost or reordered at 1M lines."""
     cidrs = ["10.%d.%d.%d/32" % (i >> 16, (i >> 8) & 255, i & 255) for i in range(1000000)]

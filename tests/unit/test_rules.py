@@ -338,6 +338,17 @@ def test_diff_blacklist_readds_expired_entry():
     assert rules.diff("blacklist", [expired], [wanted], "present", False, now=NOW) == ([wanted], [wanted], [expired])
 
 
+def test_diff_blacklist_entry_wanted_with_a_past_expiry_is_not_added():
+    """A playbook that keeps "block until <date>" past the date must not report a change on every run
+    (the entry was added, stored, then dropped as expired by the next run, and added again)."""
+    past = {"cidr": "203.0.113.1/32", "expires": NOW - 5}
+    assert rules.diff("blacklist", [], [past], "present", False, now=NOW) == ([], [], [])
+    # still blocked until then: the entry stops at its wanted expiry, reported once as removed
+    live = {"cidr": "203.0.113.1/32", "expires": None}
+    assert rules.diff("blacklist", [live], [past], "present", False, now=NOW) == ([], [], [live])
+    assert rules.diff("blacklist", [live], [past], "present", True, now=NOW) == ([], [], [live])
+
+
 def test_diff_blacklist_absent_by_cidr_only():
     entry = {"cidr": "203.0.113.1/32", "expires": None}
     wanted = rules.normalize("blacklist", ["203.0.113.1"], ttl=5, now=NOW)

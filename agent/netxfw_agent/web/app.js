@@ -101,7 +101,8 @@ async function poll() {
   try { status = await api("GET", "/api/v1/status"); } catch (e) { if (e.message !== "unauthorized") toast(e.message); return; }
   const pill = $("#host-state");
   pill.textContent = status.loaded ? "loaded · " + ((status.config || {}).policy || "?") : "not loaded";
-  pill.className = "pill " + (status.loaded ? "ok" : "bad");
+  pill.className = "pill " + (status.loaded && !(status.alerts || []).length ? "ok" : "bad");
+  renderAlerts(status.alerts || []);
   renderSummary(status);
   if (!status.loaded) return;
   const now = Date.now() / 1000;
@@ -124,6 +125,13 @@ async function poll() {
   renderCounters(c, rates);
   renderMaps(status.maps || {});
   drawChart();
+}
+
+// what `netxfw status` prints first with "!!": a failed boot restore, a rollback, rule maps left half written...
+function renderAlerts(alerts) {
+  const ul = $("#alerts");
+  ul.replaceChildren(...alerts.map((a) => el("li", a)));
+  ul.classList.toggle("hidden", !alerts.length);
 }
 
 function renderSummary(s) {
