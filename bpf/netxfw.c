@@ -47,11 +47,15 @@ int xdp_ingress(struct xdp_md *ctx)
 	if (r == NEXT) {
 		struct ct_val *flow = NULL;
 		u64 *hit = NULL, cls = 0;
-		int looked = 0;
+		int looked = 0, listed;
 		u32 gen = 0;
 
-		if (ct_first(&p)) {
+		if (ct_first(&p))
 			gen = cfg(CFG_RULES_GENERATION); /* before the source is looked up (ct_vouch) */
+		/* the exact-source prefilter: a clear bit, no exact entry (no lookup); a set bit, the
+		 * address is looked up first, as a listed attacker's flood of any kind costs that one lookup */
+		listed = source_listed(p.t.saddr);
+		if (gen && !listed) {
 			flow = ct_find(&p, &now);
 			looked = 1;
 			if (flow && ct_vouched(flow, gen))
@@ -63,7 +67,7 @@ int xdp_ingress(struct xdp_md *ctx)
 		 * auto-ban spares the flows the address really holds (ct_pass held_only; a SYN
 		 * opens none, it drops at once). */
 		if (r == NEXT) {
-			hit = source_host(p.t.family, p.t.saddr);
+			hit = listed ? source_host(p.t.family, p.t.saddr) : NULL;
 			cls = hit ? *hit : 0;
 			if (hit) {
 				r = stage_source(cls, &now);

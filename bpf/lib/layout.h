@@ -3,7 +3,7 @@
  * indices, source classes, conntrack states and flags, counter reasons, map keys and values, the maps).
  * plugins/module_utils/layout.py mirrors it; tests/unit/test_bpf_constants.py compares the two */
 
-#define NETXFW_LAYOUT_VERSION 4
+#define NETXFW_LAYOUT_VERSION 5
 
 #ifndef NETXFW_WL_LPM_SIZE
 #define NETXFW_WL_LPM_SIZE 65536
@@ -271,6 +271,16 @@ BPF_ARRAY(meta, struct meta, 1);
 #define NETXFW_SRC_LPM_SIZE  (NETXFW_WL_LPM_SIZE + NETXFW_BL_LPM_SIZE + NETXFW_RULE_SIZE + NETXFW_RL_SIZE)
 BPF_HASH(src4_host, struct addr4, u64, NETXFW_SRC_HOST_SIZE);
 BPF_HASH(src6_host, struct addr6, u64, NETXFW_SRC_HOST_SIZE);
+/* The exact-source prefilter: one bit per hash of a source address (IPv6 folded to 32 bits), set for
+ * every address of src4_host and src6_host before it is written there (cleared, if ever, after it is
+ * deleted). A clear bit: the address is in neither map, its lookup is skipped. At least
+ * NETXFW_SRC_FILTER_BITS_PER_SLOT bits per slot of one of them, a power of two (the hash keeps its top
+ * NETXFW_SRC_FILTER_SHIFT bits). */
+#define NETXFW_SRC_FILTER_BITS_PER_SLOT 8
+#define NETXFW_SRC_FILTER_MUL 0x9E3779B97F4A7C15ULL
+#define NETXFW_SRC_FILTER_SHIFT (64 - __builtin_clzll(NETXFW_SRC_FILTER_BITS_PER_SLOT * NETXFW_SRC_HOST_SIZE - 1))
+#define NETXFW_SRC_FILTER_WORDS (1ULL << (NETXFW_SRC_FILTER_SHIFT - 6))
+BPF_ARRAY(src_filter, u64, NETXFW_SRC_FILTER_WORDS);
 BPF_F_TABLE("lpm_trie", struct lpm4_key, u64, src4_lpm, NETXFW_SRC_LPM_SIZE, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("lpm_trie", struct lpm6_key, u64, src6_lpm, NETXFW_SRC_LPM_SIZE, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("lpm_trie", struct rule4_key, u32, rules4, NETXFW_RULE_SIZE, BPF_F_NO_PREALLOC);

@@ -185,8 +185,9 @@ def established(fam):
 def test_a_flow_vouched_for_skips_its_source(fw, fam, proto):
     """Under a rules generation (CFG_RULES_GENERATION, which the engine changes around every write of the
     src maps: conftest.sync_sources does the same), a flow whose exact source was found neither
-    whitelisted nor blocked is vouched for: its later packets pass on the ct lookup alone. An entry
-    written behind the engine's back is not seen until the generation changes."""
+    whitelisted nor blocked is vouched for: while its source's prefilter bit is clear, its later packets
+    pass on the ct lookup alone. An entry written behind the engine's back, without its bit, is not seen
+    until the generation changes; with its bit, at once (the source is looked up first)."""
     pkt = established(fam) if proto == "tcp" else reply(fam, proto)
     fw.config(policy=1, ct_enabled=1, **CT_ALL)
     egress(fw, outbound(fam, proto))
@@ -194,11 +195,14 @@ def test_a_flow_vouched_for_skips_its_source(fw, fam, proto):
         fw.ct_put(reply_key(fam, proto), now_ns(), 3)  # established
     fw.expect(pkt, "pass_conntrack")
     assert vouched(fw, fam, proto) == fw.generation
-    fw.set_list_value(ADDR[fam]["src"], layout.SRC_WL)  # whitelisted, generation unchanged
+    fw.set_list_value(ADDR[fam]["src"], layout.SRC_WL, prefilter=False)  # whitelisted, generation unchanged
     fw.expect(pkt, "pass_conntrack")
     fw.config(rules_generation=fw.generation + 1)
+    fw.expect(pkt, "pass_conntrack")  # the vouch is void, but the clear bit skips the source's lookup
+    assert vouched(fw, fam, proto) == fw.generation + 1
+    fw.set_list_value(ADDR[fam]["src"], layout.SRC_WL)  # its bit set, generation unchanged
     fw.expect(pkt, "pass_whitelist")
-    assert vouched(fw, fam, proto) == fw.generation   # a whitelisted source is never vouched for
+    assert vouched(fw, fam, proto) == fw.generation + 1  # a whitelisted source is never vouched for
 
 
 @fams
@@ -229,14 +233,19 @@ def test_generation_zero_vouches_for_nothing(fw, fam):
 
 
 @fams
-def test_a_syn_looks_its_source_up_first(fw, fam):
-    """A TCP SYN never takes the shortcut: a listed attacker's SYN flood costs one hash lookup."""
+def test_a_listed_source_is_looked_up_first(fw, fam):
+    """A source whose prefilter bit is set never takes the shortcut, vouched for or not: a listed
+    attacker's flood (SYN, ACK or UDP) costs the bit and one hash lookup, and a blacklist written
+    behind the engine's back (generation unchanged) drops at once."""
     fw.config(policy=1, ct_enabled=1, **CT_ALL)
     fw.ct_put(reply_key(fam, "tcp"), now_ns(), 3 | (fw.generation << layout.CT_GEN_SHIFT))
+    fw.ct_put(reply_key(fam, "udp"), now_ns(), 8 | (fw.generation << layout.CT_GEN_SHIFT))  # udp_stream
     fw.expect(established(fam), "pass_conntrack")
+    fw.expect(reply(fam, "udp"), "pass_conntrack")
     fw.set_list_value(ADDR[fam]["src"], layout.SRC_BL)  # blacklisted, generation unchanged
     fw.expect(reply(fam, "tcp"), "drop_blacklist")
-    fw.expect(established(fam), "pass_conntrack")
+    fw.expect(established(fam), "drop_blacklist")
+    fw.expect(reply(fam, "udp"), "drop_blacklist")
 
 
 @fams
