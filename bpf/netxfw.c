@@ -50,12 +50,13 @@ int xdp_ingress(struct xdp_md *ctx)
 		int looked = 0, listed;
 		u32 gen = 0;
 
-		if (ct_first(&p))
-			gen = cfg(CFG_RULES_GENERATION); /* before the source is looked up (ct_vouch) */
-		/* the exact-source prefilter: a clear bit, no exact entry (no lookup); a set bit, the
-		 * address is looked up first, as a listed attacker's flood of any kind costs that one lookup */
+		/* The exact-source prefilter: a clear bit, no exact entry (its lookup is skipped); a set bit,
+		 * the address is looked up first, so a listed attacker's flood of any kind costs that one
+		 * lookup. The engine sets a bit before it writes the entry and a flow's vouch is trusted only
+		 * while the bit is clear, so the generation may be read after the bit. */
 		listed = source_listed(p.t.saddr);
-		if (gen && !listed) {
+		if (!listed && ct_first(&p)) {
+			gen = cfg(CFG_RULES_GENERATION); /* before the flow is vouched for (ct_vouch) */
 			flow = ct_find(&p, &now);
 			looked = 1;
 			if (flow && ct_vouched(flow, gen))

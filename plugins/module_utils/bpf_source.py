@@ -1564,12 +1564,13 @@ SOURCE = (
     '\t\tint looked = 0, listed;\n'
     '\t\tu32 gen = 0;\n'
     '\n'
-    '\t\tif (ct_first(&p))\n'
-    '\t\t\tgen = cfg(CFG_RULES_GENERATION); /* before the source is looked up (ct_vouch) */\n'
-    '\t\t/* the exact-source prefilter: a clear bit, no exact entry (no lookup); a set bit, the\n'
-    "\t\t * address is looked up first, as a listed attacker's flood of any kind costs that one lookup */\n"
+    '\t\t/* The exact-source prefilter: a clear bit, no exact entry (its lookup is skipped); a set bit,\n'
+    "\t\t * the address is looked up first, so a listed attacker's flood of any kind costs that one\n"
+    "\t\t * lookup. The engine sets a bit before it writes the entry and a flow's vouch is trusted only\n"
+    '\t\t * while the bit is clear, so the generation may be read after the bit. */\n'
     '\t\tlisted = source_listed(p.t.saddr);\n'
-    '\t\tif (gen && !listed) {\n'
+    '\t\tif (!listed && ct_first(&p)) {\n'
+    '\t\t\tgen = cfg(CFG_RULES_GENERATION); /* before the flow is vouched for (ct_vouch) */\n'
     '\t\t\tflow = ct_find(&p, &now);\n'
     '\t\t\tlooked = 1;\n'
     '\t\t\tif (flow && ct_vouched(flow, gen))\n'
