@@ -272,7 +272,7 @@ def run(opts, cleanup):
     def setup_nx(bpf):
         """Fixed content of a netxfw program's maps: config, whitelist, port rules."""
         cfg = m(bpf, "config")
-        # CFG_RULES_GENERATION as the engine leaves it after writing the maps (flows are vouched for under it)
+        # CFG_RULES_GENERATION as the engine leaves it after writing the maps
         for idx, val in ((layout.CFG_POLICY, 1), (layout.CFG_CT_ENABLED, 1),
                          (layout.CFG_CT_TIMEOUT_NS, 86400 * 10 ** 9), (layout.CFG_RULES_GENERATION, 1)):
             cfg.update(layout.encode_u32(idx), layout.encode_u64(val))

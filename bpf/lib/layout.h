@@ -86,7 +86,7 @@
 #define SANITY_LAND      8
 
 /* ct_val.flags: bits 0-7 the state, then flag bits; bits 32-63 the ISN of
- * our SYN+ACK (ct_syn), the source's vouching generation (ct: CT_GEN_SHIFT) */
+ * our SYN+ACK (ct_syn) */
 #define CT_LEGACY      0 /* written by layout 1 before states existed: established */
 #define CT_SYN_SENT    1
 #define CT_SYN_RECV    2
@@ -103,9 +103,6 @@
 #define CT_F_RFIN      (1ULL << 10) /* FIN sent by the peer */
 #define CT_F_SYNACK    (1ULL << 11) /* ct_syn: our SYN+ACK went out, ISN in bits 32-63 */
 #define CT_F_RL        (1ULL << 12) /* opened by the peer, whose source a rate-limit rule covers */
-/* ct: the low 32 bits of CFG_RULES_GENERATION when the flow's exact source was last found neither
- * whitelisted nor blocked (ct_vouched) */
-#define CT_GEN_SHIFT   32
 
 /* counter reasons */
 enum reason {

@@ -101,9 +101,7 @@ CT_STATE_TIMEOUT = {
 }
 CT_F_INBOUND = 1 << 8  # opened by the peer
 CT_F_RL = 1 << 12  # opened by a peer that a rate-limit rule covers: its packets stay under the limit
-CT_GEN_SHIFT = 32  # ct: bits 32-63, the generation the flow's source was vouched for under (the engine keeps them)
-# The rules.json generation + 1 the maps hold, 0 while a write is under way: any write of the src maps changes it
-# (the data plane vouches for flows under it).
+# The rules.json generation + 1 the maps hold, 0 while a write is under way: any write of the src maps changes it.
 CFG_RULES_GENERATION = 15
 
 POLICY_CODES = {"allow": 0, "deny": 1}

@@ -110,7 +110,7 @@ class Dataplane:
         port_rules = [{"source": cidr} for cidr in self.rule_sources]
         ratelimits = [{"source": cidr} for cidr in self.rl_sources]
         resolved = sources.resolve(self.wl, blacklist, port_rules, ratelimits)
-        # as the engine writes them: generation 0 while it writes, then a new one (ct_vouched)
+        # as the engine writes them: generation 0 while it writes, then a new one
         self.config(rules_generation=0)
         sources.write(self.src_maps, sources.to_maps(resolved, lambda e: e or 0))
         self.generation += 1
