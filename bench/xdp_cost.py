@@ -254,13 +254,16 @@ def run(opts, cleanup):
                for dummy in range(CT_FILL)] + [ct_key(s, dst, sp, RULE_PORT) for s, sp in ct_flows]
     zero = layout.encode_u64(0)
 
-    def per_list(bpf):
-        """A program of layout 1 (--compare-rev before this layout) has a hash and a trie per list."""
+    def has_map(bpf, name):
         try:
-            bpf[b"bl4_host"]
+            bpf[name.encode()]
         except KeyError:
             return False
         return True
+
+    def per_list(bpf):
+        """A program of layout 1 (--compare-rev before this layout) has a hash and a trie per list."""
+        return has_map(bpf, "bl4_host")
 
     # what rules.json would hold: the whitelist, the port rules' sources, the blacklist as it grows
     wl_cidrs = [cidr(a) for a in wl_hosts] + [cidr(a, p) for a, p in wl_prefixes]
@@ -269,7 +272,7 @@ def run(opts, cleanup):
     def setup_nx(bpf):
         """Fixed content of a netxfw program's maps: config, whitelist, port rules."""
         cfg = m(bpf, "config")
-        # CFG_RULES_GENERATION as the engine leaves it after writing the maps (flows are vouched for under it)
+        # CFG_RULES_GENERATION as the engine leaves it after writing the maps
         for idx, val in ((layout.CFG_POLICY, 1), (layout.CFG_CT_ENABLED, 1),
                          (layout.CFG_CT_TIMEOUT_NS, 86400 * 10 ** 9), (layout.CFG_RULES_GENERATION, 1)):
             cfg.update(layout.encode_u32(idx), layout.encode_u64(val))
@@ -287,7 +290,8 @@ def run(opts, cleanup):
         t_r = time.time()
         want = sources.to_maps(sources.resolve(wl_cidrs, blacklist, rule_sources), lambda e: 0)
         resolved_s = time.time() - t_r
-        sources.write(dict((name, m(bpf, name)) for name in sources.SRC_MAPS), want)
+        names = sources.SRC_MAPS + ((sources.FILTER_MAP,) if has_map(bpf, sources.FILTER_MAP) else ())
+        sources.write(dict((name, m(bpf, name)) for name in names), want)
         return resolved_s
 
     nx_progs = [nx] + ([before] if before is not None else [])
@@ -353,7 +357,11 @@ def run(opts, cleanup):
         fill_s = time.time() - t
         log("xdp cost: %d hosts + %d prefixes loaded in %.1fs; measuring" % (n, n, fill_s))
 
-        bl_host_pkts = tcp(sample(lambda c: syn.host_hits(n, c), npk))
+        bl_host_srcs = sample(lambda c: syn.host_hits(n, c), npk)
+        bl_host_pkts = tcp(bl_host_srcs)
+        # a blacklisted host's ACK flood: packets with no flow, which look for one before the source
+        bl_host_ack_pkts = [common.ipv4_packet(s, dst, 6, 40000 + i % 20000, RULE_PORT, dmac=dmac, tcp_flags=0x10)
+                            for i, s in enumerate(bl_host_srcs)]
         bl_lpm_pkts = tcp(sample(lambda c: syn.prefix_hits(n, c), npk))
         miss_pkts = tcp(miss_srcs)
         combos = [
@@ -362,6 +370,7 @@ def run(opts, cleanup):
             ("netxfw:whitelist_host", nx_fd, tcp(wl_host_srcs)),
             ("netxfw:whitelist_prefix", nx_fd, tcp(wl_lpm_srcs)),
             ("netxfw:blacklist_host", nx_fd, bl_host_pkts),
+            ("netxfw:blacklist_host_ack", nx_fd, bl_host_ack_pkts),
             ("netxfw:blacklist_prefix", nx_fd, bl_lpm_pkts),
             ("netxfw:port_rule", nx_fd, tcp(rule_srcs)),
             ("netxfw:default_policy", nx_fd, miss_pkts),
@@ -372,6 +381,7 @@ def run(opts, cleanup):
         ]
         expected = {"empty": XDP_PASS, "netxfw:conntrack": XDP_PASS, "netxfw:whitelist_host": XDP_PASS,
                     "netxfw:whitelist_prefix": XDP_PASS, "netxfw:blacklist_host": XDP_DROP,
+                    "netxfw:blacklist_host_ack": XDP_DROP,
                     "netxfw:blacklist_prefix": XDP_DROP, "netxfw:port_rule": XDP_PASS,
                     "netxfw:default_policy": XDP_DROP, "bare_hash:hit": XDP_DROP, "bare_hash:miss": XDP_PASS,
                     "bare_lpm:hit": XDP_DROP, "bare_lpm:miss": XDP_PASS,

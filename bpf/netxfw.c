@@ -48,37 +48,26 @@ int xdp_ingress(struct xdp_md *ctx)
 		struct ct_val *flow = NULL;
 		u64 *hit = NULL, cls = 0;
 		int looked = 0;
-		u32 gen = 0;
 
-		if (ct_first(&p)) {
-			gen = cfg(CFG_RULES_GENERATION); /* before the source is looked up (ct_vouch) */
-			flow = ct_find(&p, &now);
-			looked = 1;
-			if (flow && ct_vouched(flow, gen))
-				r = ct_pass(&p, flow, &now, 0);
-		}
 		/* An exact address is decided before conntrack: one hash lookup drops a listed
 		 * attacker. Same verdicts as the stage order, as no tracked flow belongs to a
 		 * blocked source (a block purges them, tc_egress opens none), except that an
 		 * auto-ban spares the flows the address really holds (ct_pass held_only; a SYN
-		 * opens none, it drops at once). */
-		if (r == NEXT) {
+		 * opens none, it drops at once). The exact-source prefilter skips that lookup
+		 * where the source's bit is clear (no exact entry): there, conntrack comes first. */
+		if (source_listed(p.t.saddr))
 			hit = source_host(p.t.family, p.t.saddr);
-			cls = hit ? *hit : 0;
-			if (hit) {
-				r = stage_source(cls, &now);
-				if (r == R_DROP_BLACKLIST && (cls & SRC_BAN) && !tcp_syn_only(&p)) {
-					r = stage_conntrack(&p, &now, 1, &flow, &looked);
-					if (r == NEXT)
-						r = R_DROP_BLACKLIST;
-				}
-			}
-			if (r == NEXT) {
-				r = stage_conntrack(&p, &now, 0, &flow, &looked);
-				if (r == R_PASS_CONNTRACK && flow && !(cls & (SRC_WL | SRC_BL)))
-					ct_vouch(flow, gen);
+		cls = hit ? *hit : 0;
+		if (hit) {
+			r = stage_source(cls, &now);
+			if (r == R_DROP_BLACKLIST && (cls & SRC_BAN) && !tcp_syn_only(&p)) {
+				r = stage_conntrack(&p, &now, 1, &flow, &looked);
+				if (r == NEXT)
+					r = R_DROP_BLACKLIST;
 			}
 		}
+		if (r == NEXT)
+			r = stage_conntrack(&p, &now, 0, &flow, &looked);
 		if (r == NEXT && !hit) {
 			hit = source_prefix(p.t.family, p.t.saddr);
 			cls = hit ? *hit : 0;

@@ -114,31 +114,6 @@ static __always_inline int stage_conntrack(struct pkt *p, u64 *now, int held_onl
 	return *flow ? ct_pass(p, *flow, now, held_only) : NEXT;
 }
 
-/* The packets of established flows (TCP without SYN, UDP, echo replies) look their flow up before their
- * source: a flow whose exact source was found neither whitelisted nor blocked under the rule maps'
- * current generation (the engine changes CFG_RULES_GENERATION around every write of the src maps, 0
- * while it writes) passes on one lookup. Flows of rate-limited peers never skip the source: an auto-ban
- * (written by the data plane, no generation change) must be able to stop them. */
-static __always_inline int ct_first(struct pkt *p)
-{
-	if (p->t.proto == IPPROTO_TCP)
-		return p->has_ports && !(p->tcp_flags & TH_SYN);
-	return p->has_ports | (p->echo == 2);
-}
-
-static __always_inline int ct_vouched(struct ct_val *v, u32 gen)
-{
-	return gen && !(v->flags & CT_F_RL) && (u32)(v->flags >> CT_GEN_SHIFT) == gen;
-}
-
-/* The source of a flow that passed was found neither whitelisted nor blocked (gen read before the
- * source was looked up: a write that began since has changed it). Written when it changes only. */
-static __always_inline void ct_vouch(struct ct_val *v, u32 gen)
-{
-	if (gen && (u32)(v->flags >> CT_GEN_SHIFT) != gen)
-		v->flags = (v->flags & ((1ULL << CT_GEN_SHIFT) - 1)) | ((u64)gen << CT_GEN_SHIFT);
-}
-
 /* An ICMP error quoting a flow this host tracks (PMTU discovery under default deny). It runs after
  * the source stages: a blacklist wins over "related", for an exact address and a prefix alike. */
 static __always_inline int stage_related(struct pkt *p, u64 *now)

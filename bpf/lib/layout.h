@@ -3,7 +3,7 @@
  * indices, source classes, conntrack states and flags, counter reasons, map keys and values, the maps).
  * plugins/module_utils/layout.py mirrors it; tests/unit/test_bpf_constants.py compares the two */
 
-#define NETXFW_LAYOUT_VERSION 4
+#define NETXFW_LAYOUT_VERSION 5
 
 #ifndef NETXFW_WL_LPM_SIZE
 #define NETXFW_WL_LPM_SIZE 65536
@@ -86,7 +86,7 @@
 #define SANITY_LAND      8
 
 /* ct_val.flags: bits 0-7 the state, then flag bits; bits 32-63 the ISN of
- * our SYN+ACK (ct_syn), the source's vouching generation (ct: CT_GEN_SHIFT) */
+ * our SYN+ACK (ct_syn) */
 #define CT_LEGACY      0 /* written by layout 1 before states existed: established */
 #define CT_SYN_SENT    1
 #define CT_SYN_RECV    2
@@ -103,9 +103,6 @@
 #define CT_F_RFIN      (1ULL << 10) /* FIN sent by the peer */
 #define CT_F_SYNACK    (1ULL << 11) /* ct_syn: our SYN+ACK went out, ISN in bits 32-63 */
 #define CT_F_RL        (1ULL << 12) /* opened by the peer, whose source a rate-limit rule covers */
-/* ct: the low 32 bits of CFG_RULES_GENERATION when the flow's exact source was last found neither
- * whitelisted nor blocked (ct_vouched) */
-#define CT_GEN_SHIFT   32
 
 /* counter reasons */
 enum reason {
@@ -271,6 +268,16 @@ BPF_ARRAY(meta, struct meta, 1);
 #define NETXFW_SRC_LPM_SIZE  (NETXFW_WL_LPM_SIZE + NETXFW_BL_LPM_SIZE + NETXFW_RULE_SIZE + NETXFW_RL_SIZE)
 BPF_HASH(src4_host, struct addr4, u64, NETXFW_SRC_HOST_SIZE);
 BPF_HASH(src6_host, struct addr6, u64, NETXFW_SRC_HOST_SIZE);
+/* The exact-source prefilter: one bit per hash of a source address (IPv6 folded to 32 bits), set for
+ * every address of src4_host and src6_host before it is written there (cleared, if ever, after it is
+ * deleted). A clear bit: the address is in neither map, its lookup is skipped. At least
+ * NETXFW_SRC_FILTER_BITS_PER_SLOT bits per slot of one of them, a power of two (the hash keeps its top
+ * NETXFW_SRC_FILTER_SHIFT bits). */
+#define NETXFW_SRC_FILTER_BITS_PER_SLOT 8
+#define NETXFW_SRC_FILTER_MUL 0x9E3779B97F4A7C15ULL
+#define NETXFW_SRC_FILTER_SHIFT (64 - __builtin_clzll(NETXFW_SRC_FILTER_BITS_PER_SLOT * NETXFW_SRC_HOST_SIZE - 1))
+#define NETXFW_SRC_FILTER_WORDS (1ULL << (NETXFW_SRC_FILTER_SHIFT - 6))
+BPF_ARRAY(src_filter, u64, NETXFW_SRC_FILTER_WORDS);
 BPF_F_TABLE("lpm_trie", struct lpm4_key, u64, src4_lpm, NETXFW_SRC_LPM_SIZE, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("lpm_trie", struct lpm6_key, u64, src6_lpm, NETXFW_SRC_LPM_SIZE, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("lpm_trie", struct rule4_key, u32, rules4, NETXFW_RULE_SIZE, BPF_F_NO_PREALLOC);

@@ -118,7 +118,7 @@ static __always_inline void source_proven(struct pkt *p, u64 *clock, u64 bytes, 
 {
 	struct rl_cfg *c = rl_rule(p);
 	struct rl_state *s;
-	u64 ban;
+	u64 ban, mask, *w;
 
 	if (!c || !c->rate || !c->ban_ttl_ns)
 		return;
@@ -126,10 +126,18 @@ static __always_inline void source_proven(struct pkt *p, u64 *clock, u64 bytes, 
 	if (!s || !proof_over(c, s, clock_ns(clock)))
 		return;
 	ban = ban_value(c, cls, *clock);
+	/* the prefilter's bit before the entry (never a ban whose lookup is skipped), and again after it: an
+	 * engine write of the word that began before the first one may have undone it, and an engine that
+	 * wrote words looks for the bans it finds without their bit (sources.py, _ban_bits_lost) */
+	w = src_filter_word(p->t.saddr, &mask);
+	if (w)
+		__sync_fetch_and_or(w, mask);
 	if (p->t.family == 4)
 		src4_host.update((struct addr4 *)p->t.saddr, &ban);
 	else
 		src6_host.update((struct addr6 *)p->t.saddr, &ban);
+	if (w)
+		__sync_fetch_and_or(w, mask);
 	count(R_AUTO_BAN, bytes);
 }
 

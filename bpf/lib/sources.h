@@ -2,6 +2,26 @@
 /* netxfw data plane, bpf/lib/sources.h: a source's resolved class, exact address or longest
  * prefix (steps 3 and 5, "Source classes") */
 
+/* The prefilter word of a source address (16 bytes as in a ct key: IPv4 in the first 4, the rest
+ * zero) and its bit in *mask. */
+static __always_inline u64 *src_filter_word(u8 *addr, u64 *mask)
+{
+	u32 a = *(u32 *)addr ^ *(u32 *)(addr + 4) ^ *(u32 *)(addr + 8) ^ *(u32 *)(addr + 12);
+	u64 h = ((u64)a * NETXFW_SRC_FILTER_MUL) >> (64 - NETXFW_SRC_FILTER_SHIFT);
+	u32 w = h >> 6;
+
+	*mask = 1ULL << (h & 63);
+	return src_filter.lookup(&w);
+}
+
+/* 0: the address is in neither src4_host nor src6_host (a set bit may be a false positive). */
+static __always_inline int source_listed(u8 *addr)
+{
+	u64 mask, *w = src_filter_word(addr, &mask);
+
+	return w && (*w & mask);
+}
+
 /* The exact-address entry of a source, or NULL. The barrier keeps clang from merging the two
  * lookups into one call on either map: the verifier inlines a hash lookup only at a call site
  * that sees a single map (about 15 ns per packet). */

@@ -312,7 +312,7 @@ class Map:
 
     def items(self):
         """All (key, value) pairs; batched where the map type supports it."""
-        if self.type in (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH):
+        if self.type in (BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_ARRAY):
             try:
                 return self._lookup_batch()
             except BpfCallError as exc:

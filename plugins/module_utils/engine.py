@@ -364,6 +364,7 @@ class Firewall:
                         if maps[name].lookup(key) != value:
                             continue  # banned again meanwhile
                         if key in want[name]:
+                            sources.mark_listed(maps, [key])  # held by the ban: set already, unless lost
                             maps[name].update(key, want[name][key])
                         else:
                             maps[name].delete(key)

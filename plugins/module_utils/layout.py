@@ -17,7 +17,7 @@ from .bpfsys import (
     BPF_MAP_TYPE_PERCPU_ARRAY,
 )
 
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 
 REASONS = (
     "pass_conntrack",
@@ -101,9 +101,7 @@ CT_STATE_TIMEOUT = {
 }
 CT_F_INBOUND = 1 << 8  # opened by the peer
 CT_F_RL = 1 << 12  # opened by a peer that a rate-limit rule covers: its packets stay under the limit
-CT_GEN_SHIFT = 32  # ct: bits 32-63, the generation the flow's source was vouched for under (the engine keeps them)
-# The rules.json generation + 1 the maps hold, 0 while a write is under way: any write of the src maps changes it
-# (the data plane vouches for flows under it).
+# The rules.json generation + 1 the maps hold, 0 while a write is under way: any write of the src maps changes it.
 CFG_RULES_GENERATION = 15
 
 POLICY_CODES = {"allow": 0, "deny": 1}
@@ -117,16 +115,38 @@ CAPACITIES = {
     "conntrack": (("NETXFW_CT_SIZE",), 262144),
 }
 
-# name -> (type, key_size, value_size, fixed size or capacity names whose sizes add up)
+# name -> (type, key_size, value_size, fixed size, capacity names whose sizes add up, or a function of the capacities)
 RL_SIZE = 4096  # NETXFW_RL_SIZE: rate-limit rules
 SRC_HOST_SIZE = ("whitelist", "blacklist", "port_rules", RL_SIZE)  # NETXFW_SRC_HOST_SIZE
 SRC_LPM_SIZE = ("whitelist", "blacklist", "port_rules", RL_SIZE)  # NETXFW_SRC_LPM_SIZE
+# The exact-source prefilter (src_filter, u64 words): a bit per hash of a source address, set for every key of
+# src4_host and src6_host (docs/internals.md, "The exact-source prefilter").
+SRC_FILTER_BITS_PER_SLOT = 8  # NETXFW_SRC_FILTER_BITS_PER_SLOT: at least, rounded up to a power of two
+SRC_FILTER_MUL = 0x9E3779B97F4A7C15  # NETXFW_SRC_FILTER_MUL: the multiplicative hash
+
+
+def src_filter_words(capacities):
+    """NETXFW_SRC_FILTER_WORDS: u64 words of src_filter."""
+    slots = sum(part if isinstance(part, int) else capacities[part] for part in SRC_HOST_SIZE)
+    return 1 << ((SRC_FILTER_BITS_PER_SLOT * slots - 1).bit_length() - 6)
+
+
+def src_filter_bit(key, words):
+    """The src_filter bit of a src4_host or src6_host key (as bpf/lib/sources.h src_filter_word: IPv6
+    folded to 32 bits, the top bits of the product) in a filter of `words` u64 words."""
+    folded = 0
+    for part in struct.unpack("=%dI" % (len(key) // 4), key):
+        folded ^= part
+    return ((folded * SRC_FILTER_MUL) & 0xFFFFFFFFFFFFFFFF) >> (64 - 6 - (words.bit_length() - 1))
+
+
 MAPS = {
     "config": (BPF_MAP_TYPE_ARRAY, 4, 8, 16),
     "counters": (BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16, COUNTER_SLOTS),
     "meta": (BPF_MAP_TYPE_ARRAY, 4, 40, 1),
     "src4_host": (BPF_MAP_TYPE_HASH, 4, 8, SRC_HOST_SIZE),
     "src6_host": (BPF_MAP_TYPE_HASH, 16, 8, SRC_HOST_SIZE),
+    "src_filter": (BPF_MAP_TYPE_ARRAY, 4, 8, src_filter_words),
     "src4_lpm": (BPF_MAP_TYPE_LPM_TRIE, 8, 8, SRC_LPM_SIZE),
     "src6_lpm": (BPF_MAP_TYPE_LPM_TRIE, 20, 8, SRC_LPM_SIZE),
     "rules4": (BPF_MAP_TYPE_LPM_TRIE, 12, 4, ("port_rules",)),
@@ -153,7 +173,9 @@ RETIRED_MAPS = ("wl4_host", "wl6_host", "wl4_lpm", "wl6_lpm", "bl4_host", "bl6_h
 def expected_map(name, capacities):
     """(type, key_size, value_size, max_entries) the layout wants for a map."""
     mtype, key_size, value_size, size = MAPS[name]
-    if not isinstance(size, int):
+    if callable(size):
+        size = size(capacities)
+    elif not isinstance(size, int):
         size = sum(part if isinstance(part, int) else capacities[part] for part in size)
     return mtype, key_size, value_size, size
 

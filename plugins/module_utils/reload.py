@@ -255,6 +255,8 @@ def first_copy(store, old, new_maps, settings, identity, report):
             entry["source"] = "per-cpu sum at the swap"  # added in recopy(), when the old program stopped
         elif name in RULE_MAPS and refill:
             entry["source"] = "rules.json"  # filled below, all rule maps together
+        elif name == sources.FILTER_MAP and (old_map is None or old_map.max_entries != new.max_entries):
+            entry["source"] = "rebuilt"  # below, from the new host maps (another size hashes otherwise)
         elif old_map is None:
             entry["source"] = "new"  # not in the old program (or nothing was loaded): starts empty
         else:
@@ -294,6 +296,10 @@ def first_copy(store, old, new_maps, settings, identity, report):
             if name in new_maps:
                 report["migrated"][name] = {"entries": len(new_maps[name].keys()), "source": "rules.json",
                                             "duration_ms": per_map}
+    if report["migrated"].get(sources.FILTER_MAP, {}).get("source") == "rebuilt":
+        start = time.monotonic()
+        sources.rebuild_filter(new_maps)
+        report["migrated"][sources.FILTER_MAP]["duration_ms"] = _ms(time.monotonic() - start)
     program_settings.write_runtime_config(new_maps, settings)
     if refill:
         rulemaps.mark_generation(new_maps, data)
@@ -320,6 +326,7 @@ def copy_bans(old_maps, new_maps, now_ns):
                 continue
             ban = sources.ban_over(expires, cls)
             if ban is not None:
+                sources.mark_listed(new_maps, [key])
                 new_maps[name].update(key, ban)
                 copied += 1
     return copied
@@ -403,6 +410,8 @@ def sync_rule_maps(old, new_maps):
     for name in RULE_MAPS + ("config",):
         if name in old.maps and name in new_maps and _compatible(old.maps[name], new_maps[name]):
             want = dict(old.maps[name].items())
+            if name in sources.HOST_MAPS:
+                sources.mark_listed(new_maps, want)
             if new_maps[name].type != bpfsys.BPF_MAP_TYPE_ARRAY:
                 new_maps[name].delete_many([k for k in new_maps[name].keys() if k not in want])
             new_maps[name].update_many(want.items())

@@ -19,6 +19,7 @@ import time
 from . import layout, rules
 
 HOST_MAPS = ("src4_host", "src6_host")
+FILTER_MAP = "src_filter"  # the exact-source prefilter: a bit per hash of every key of the HOST_MAPS
 SRC_MAPS = HOST_MAPS + ("src4_lpm", "src6_lpm")
 ANY_SOURCE_KEYS = ((4, "lpm", struct.pack("=I", 0) + bytes(4)), (6, "lpm", struct.pack("=I", 0) + bytes(16)))
 
@@ -224,6 +225,83 @@ def expired_ban(value, now_ns):
     return bool(bits & layout.SRC_BAN) and 0 < expires <= now_ns
 
 
+def _filter_masks(keys, words):
+    masks = {}
+    for key in keys:
+        bit = layout.src_filter_bit(key, words)
+        masks[bit >> 6] = masks.get(bit >> 6, 0) | 1 << (bit & 63)
+    return masks
+
+
+def _filter_words(m, indices):
+    """{word index: u64} of the prefilter words `indices` (more than a few thousand: all, one batch read)."""
+    if len(indices) > 4096:
+        return dict((struct.unpack("=I", k)[0], layout.decode_u64(v)) for k, v in m.items())
+    out = {}
+    for index in indices:
+        raw = m.lookup(layout.encode_u32(index))
+        out[index] = layout.decode_u64(raw) if raw is not None else 0
+    return out
+
+
+def _filter_write(maps, masks, exact):
+    """Set the bits of `masks` ({word: bits}) in the prefilter; exact: every other bit cleared. Returns the
+    number of words written (only those that change)."""
+    m = maps[FILTER_MAP]
+    current = _filter_words(m, range(m.max_entries) if exact else masks)
+    writes = []
+    for index, old in current.items():
+        new = masks.get(index, 0) | (0 if exact else old)
+        if new != old:
+            writes.append((layout.encode_u32(index), layout.encode_u64(new)))
+    m.update_many(writes)
+    return len(writes)
+
+
+def _can_ban(maps):
+    """Some rate-limit rule bans (the data plane may write auto-bans); true when the rule maps are not at hand."""
+    for name in ("rl4_cfg", "rl6_cfg"):
+        if name not in maps or any(struct.unpack_from("=Q", v, 24)[0] for _k, v in maps[name].items()):
+            return True
+    return False
+
+
+def _ban_bits_lost(maps):
+    """After the engine wrote prefilter words: set again the bits of auto-bans whose bit the data plane set
+    between the engine's read of the word and its write (the data plane's atomic OR, lost under that write).
+    The data plane sets a ban's bit before and again after it writes the ban, so a lost bit belongs to a ban
+    that is in the map by now."""
+    if not _can_ban(maps):
+        return
+    for _attempt in range(3):  # a bit lost again: another ban on the same word meanwhile
+        bans = [key for name in HOST_MAPS for key, value in maps[name].items()
+                if layout.decode_u64(value) & layout.SRC_BAN]
+        masks = _filter_masks(bans, maps[FILTER_MAP].max_entries)
+        current = _filter_words(maps[FILTER_MAP], masks)
+        lost = dict((index, bits) for index, bits in masks.items() if current[index] & bits != bits)
+        if not lost:
+            return
+        _filter_write(maps, lost, False)
+
+
+def mark_listed(maps, keys):
+    """Set the prefilter bits of src4_host/src6_host keys: BEFORE they are written (the lookup of a key whose
+    bit is clear is skipped: a blacklisted address would pass). No-op without the prefilter map."""
+    if FILTER_MAP in maps and _filter_write(maps, _filter_masks(keys, maps[FILTER_MAP].max_entries), False):
+        _ban_bits_lost(maps)
+
+
+def rebuild_filter(maps, keys=None):
+    """Make the prefilter hold the bits of exactly `keys` (default: every key the host maps hold), clearing
+    those of deleted entries: AFTER the deletes. No-op without the prefilter map."""
+    if FILTER_MAP not in maps:
+        return
+    if keys is None:
+        keys = [key for name in HOST_MAPS for key, _value in maps[name].items()]
+    if _filter_write(maps, _filter_masks(keys, maps[FILTER_MAP].max_entries), True):
+        _ban_bits_lost(maps)
+
+
 def write(maps, want, now_ns=None, changed=None):
     """Make the src maps hold `want` ({name: {key: value}}); only differing entries are written.
 
@@ -231,10 +309,12 @@ def write(maps, want, now_ns=None, changed=None):
     address has otherwise (ban_over); a ban on an address now whitelisted, or blacklisted at least
     as long, gives way. Returns the number of entries written and deleted; `changed` (a list), if
     given, receives (map name, key, old value or None, new value or None if deleted) of each, for
-    flows_to_check()."""
+    flows_to_check(). The prefilter (maps[FILTER_MAP], if given) gets the bits of the host keys before
+    they are written and loses those of deleted ones after."""
     now_ns = time.monotonic_ns() if now_ns is None else now_ns
     touched = 0
     bans = {}
+    host_deleted = False
     for name in SRC_MAPS:
         target = want.get(name, {})
         current = dict(maps[name].items())
@@ -254,6 +334,9 @@ def write(maps, want, now_ns=None, changed=None):
                 bans[(name, key)] = value
             else:
                 deletes.append(key)
+        if name in HOST_MAPS:
+            mark_listed(maps, [key for key, _value in writes])
+            host_deleted = host_deleted or bool(deletes)
         maps[name].update_many(writes)
         maps[name].delete_many(deletes)
         touched += len(writes) + len(deletes)
@@ -270,9 +353,13 @@ def write(maps, want, now_ns=None, changed=None):
                 changed.append((name, key, value, listed))
         elif new is None:
             maps[name].delete(key)
+            host_deleted = True
         elif new != value:
-            maps[name].update(key, new)
+            maps[name].update(key, new)  # the key holds a ban: its bit is set
         touched += new != value
+    if host_deleted:
+        rebuild_filter(maps, [key for name in HOST_MAPS for key in want.get(name, {})] +
+                       [key for (name, key), value in bans.items() if maps[name].lookup(key) is not None])
     return touched
 
 

@@ -117,7 +117,8 @@ identity:
 migrated:
   description:
     - Per map, what was migrated; in check mode, the entries each map holds now.
-    - C(source) is C(copy), C(converted), C(rules.json) (refilled from the JSON), C(new) (starts empty) or
+    - C(source) is C(copy), C(converted), C(rules.json) (refilled from the JSON), C(new) (starts empty),
+      C(rebuilt) (the exact-source prefilter, from the new exact-address maps) or
       C(per-cpu sum at the swap) (counters); C(recopied) counts entries copied again after the swap.
   returned: always
   type: dict

@@ -47,7 +47,7 @@ def counts(fw):
         return None
     try:
         return dict((name, len(m.items()) if name in sources.HOST_MAPS + ("ct",) else len(m.keys()))
-                    for name, m in maps.items() if name not in ("config", "counters", "meta", "icmp_bucket"))
+                    for name, m in maps.items() if name not in ("config", "counters", "meta", "icmp_bucket", sources.FILTER_MAP))
     finally:
         fw.close_maps(maps)
 
@@ -103,6 +103,7 @@ def ban(fw, address, ttl):
     maps = fw.open_maps()
     try:
         raw = ipaddress.ip_address(address).packed
+        sources.mark_listed(maps, [raw])  # its prefilter bit first, as the data plane sets it
         maps[sources.map_name(4 if len(raw) == 4 else 6, "host")].update(
             raw, layout.encode_ban(time.monotonic_ns() + int(ttl * 1e9), source_class(maps, raw)))
     finally:
@@ -137,6 +138,23 @@ def xdp_verdicts(fw, frames):
         os.close(fd)
 
 
+def prefilter_missing(fw):
+    """The keys of src4_host/src6_host (as addresses) whose exact-source prefilter bit is clear (a security
+    bug: their lookup would be skipped)."""
+    maps = fw.open_maps()
+    try:
+        words = dict((struct.unpack("=I", k)[0], layout.decode_u64(v)) for k, v in maps[sources.FILTER_MAP].items())
+        out = []
+        for name in sources.HOST_MAPS:
+            for key, _value in maps[name].items():
+                bit = layout.src_filter_bit(key, maps[sources.FILTER_MAP].max_entries)
+                if not words.get(bit >> 6, 0) >> (bit & 63) & 1:
+                    out.append(str(ipaddress.ip_address(key)))
+        return sorted(out)
+    finally:
+        fw.close_maps(maps)
+
+
 def mark_rules_stale(fw):
     """Rule maps out of step with rules.json: the next run refills them from it."""
     maps = fw.open_maps()
@@ -160,6 +178,7 @@ def main():
         "state": lambda interfaces: state(fw, interfaces),
         "ban": lambda address, ttl: ban(fw, address, ttl),
         "mark_rules_stale": lambda: mark_rules_stale(fw),
+        "prefilter_missing": lambda: prefilter_missing(fw),
         "sources_of": lambda addresses: sources_of(fw, addresses),
         "pins": lambda: pins(fw),
         "xdp_verdicts": lambda frames: xdp_verdicts(fw, frames),

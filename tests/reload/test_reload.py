@@ -18,8 +18,9 @@ import threading
 import time
 
 import pytest
+from scapy.all import IP, TCP, UDP, Ether, IPv6
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, layout
+from ansible_collections.netxfw.firewall.plugins.module_utils import bpfsys, layout, sources
 from ansible_collections.netxfw.firewall.plugins.module_utils import reload as hot_reload
 from ansible_collections.netxfw.firewall.plugins.module_utils.bpf_source import SOURCE
 
@@ -486,3 +487,50 @@ def test_auto_bans_survive_reloads_and_rule_refills(fwenv):
     fw.call("apply_rules", kind="blacklist", entries=["203.0.113.98"])   # stale: full rule sync
     assert set(banned()) == {"203.0.113.99", "2001:db8:2::99"}
     assert all(0 < ttl <= 600 for ttl in banned().values())
+
+
+def test_the_prefilter_keeps_every_exact_source_through_reloads(fwenv):
+    """The exact-source prefilter (a bit per exact address; a clear bit skips the lookup) holds the bit of
+    every key of src4_host/src6_host after a reload that copies it, one that rebuilds it (another capacity:
+    another size), a refill from rules.json, an engine removal (a rebuild) and a restore from rules.json (the
+    boot's first load): a blacklisted exact host and an auto-banned one drop for SYN, ACK and UDP to ports a
+    rule allows, in the pinned program (BPF_PROG_TEST_RUN), while an unlisted neighbour passes."""
+    fw = loaded(fwenv)
+    fw.call("apply_rules", kind="port", entries=[{"source": "any", "proto": "tcp", "ports": PORT_TCP, "action": "allow"}])
+    banned = {4: "203.0.113.99", 6: "2001:db8:2::99"}
+    gone = {4: "203.0.113.98", 6: "2001:db8:2::98"}  # blacklisted, then removed: its bit may go, the others' not
+    fw.call("apply_rules", kind="blacklist", entries=[gone[4] + "/32", gone[6] + "/128"])
+    for fam in (4, 6):
+        fw.call("ban", address=banned[fam], ttl=600)
+
+    def flood(src):
+        fam = ipaddress.ip_address(src).version
+        ip = IP(src=src, dst=ADDR[4]["fw_att"]) if fam == 4 else IPv6(src=src, dst=ADDR[6]["fw_att"])
+        eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+        return [bytes(eth / ip / TCP(sport=40001, dport=PORT_TCP, flags="S")).hex(),
+                bytes(eth / ip / TCP(sport=40002, dport=PORT_TCP, flags="A")).hex(),
+                bytes(eth / ip / UDP(sport=40003, dport=PORT_UDP) / b"probe").hex()]
+
+    def check(step, with_bans=True):
+        assert fw.call("prefilter_missing") == [], step
+        dropped = [ADDR[fam]["att"] for fam in (4, 6)] + ([banned[4], banned[6]] if with_bans else [])
+        got = fw.call("xdp_verdicts", frames=[f for src in dropped + [ADDR[4]["att_ok"]] for f in flood(src)])
+        assert got[:-3] == [1] * 3 * len(dropped) and got[-3] == got[-1] == 2, (step, got)  # the neighbour's SYN, UDP pass
+
+    check("loaded")
+    fw.call("apply_rules", kind="blacklist", entries=[gone[4] + "/32", gone[6] + "/128"], state="absent")
+    check("entries removed")
+    result = fw.call("reload", force=True)
+    assert result["migrated"][sources.FILTER_MAP]["source"] == "copy"
+    check("reload, copied")
+    bigger = dict(SETTINGS["capacity"], blacklist=4 * src_capacity({}))  # more than twice the src slots
+    assert layout.src_filter_words(bigger) > layout.src_filter_words(SETTINGS["capacity"])
+    result = fw.call("reload", capacity=bigger)
+    assert result["migrated"][sources.FILTER_MAP]["source"] == "rebuilt"
+    check("reload, another size")
+    fw.call("mark_rules_stale")
+    fw.call("reload", force=True)
+    check("reload, rule maps refilled from rules.json")
+    fw.call("remove_program")
+    fw.call("apply_program", settings=settings(capacity=bigger))
+    check("restored from rules.json", with_bans=False)

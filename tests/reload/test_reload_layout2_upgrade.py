@@ -15,7 +15,7 @@ __metaclass__ = type
 import pytest
 from scapy.all import IP, UDP, Ether, IPv6, IPv6ExtHdrFragment, Raw, fragment, fragment6
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import layout
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout, sources
 from ansible_collections.netxfw.firewall.plugins.module_utils import reload as hot_reload
 
 import netns
@@ -84,7 +84,8 @@ def test_layout2_firewall_upgrades_by_hot_reload(fwenv, layout2):
     for name in NEW_MAPS:
         assert result["migrated"][name]["source"] == "new", (name, result["migrated"][name])
     converted = set(key[0] for key in hot_reload.CONVERTERS)  # maps whose value format a later layout changed
-    for name in set(layout.MAPS) - set(NEW_MAPS) - {"meta", "drops", "counters"}:
+    assert result["migrated"][sources.FILTER_MAP]["source"] == "rebuilt"  # layout 5's: from the copied host maps
+    for name in set(layout.MAPS) - set(NEW_MAPS) - {"meta", "drops", "counters", sources.FILTER_MAP}:
         want = "converted" if name in converted else "copy"
         assert result["migrated"][name]["source"] == want, (name, result["migrated"][name])
     assert fw.call("pins") == sorted(set(layout.MAPS) | set(layout.PROGRAMS))

@@ -27,12 +27,13 @@ SOURCE = _c_source()
 
 
 def c_defines(prefix):
-    """{name: value} of the object-like `#define PREFIX...` macros, evaluated (integer expressions of literals
-    and of macros defined before them)."""
+    """{name: value} of the object-like `#define PREFIX...` macros, evaluated (integer expressions of literals,
+    of macros defined before them and of __builtin_clzll)."""
     out = {}
     for name, expr in re.findall(r"^#define (%s\w*)[ \t]+([^/\n]+?)[ \t]*(?:/\*.*)?$" % prefix, SOURCE, re.M):
         expr = re.sub(r"\b(0[xX][0-9a-fA-F]+|\d+)(?:[uU][lL]{0,2}|[lL]{1,2}[uU]?)\b", r"\1", expr)
-        out[name] = eval(expr, {"__builtins__": {}}, dict(out))  # noqa: S307 (our own header)
+        names = dict(out, __builtin_clzll=lambda x: 64 - x.bit_length())
+        out[name] = eval(expr, {"__builtins__": {}}, names)  # noqa: S307 (our own header)
     return out
 
 
@@ -53,20 +54,20 @@ def test_counter_reasons_in_order():
 
 
 def test_source_classes():
-    classes = dict((name, value) for name, value in python_constants("SRC_").items() if isinstance(value, int))
+    classes = dict((name, value) for name, value in python_constants("SRC_").items()
+                   if isinstance(value, int) and not name.startswith("SRC_FILTER_"))
     assert c_defines("SRC_") == classes
 
 
 def test_conntrack_states_and_flags():
     c = c_defines("CT_")
     states = dict((value, name[len("CT_"):].lower()) for name, value in c.items()
-                  if not name.startswith(("CT_F_", "CT_STATE_MASK", "CT_GEN_SHIFT")))
+                  if not name.startswith(("CT_F_", "CT_STATE_MASK")))
     assert states.pop(0) == "legacy" and layout.CT_STATES[0] == "established"  # layout 1 entries count as established
     assert states == dict((code, name) for code, name in layout.CT_STATES.items() if code)
     assert c["CT_STATE_MASK"] == 0xFF
     for name, value in python_constants("CT_F_").items():
         assert c[name] == value, name
-    assert c["CT_GEN_SHIFT"] == layout.CT_GEN_SHIFT
 
 
 def test_sanity_bits_rule_actions_and_rate_limit_flags():
@@ -79,3 +80,16 @@ def test_sanity_bits_rule_actions_and_rate_limit_flags():
 
 def test_layout_version():
     assert c_defines("NETXFW_LAYOUT_VERSION") == {"NETXFW_LAYOUT_VERSION": layout.LAYOUT_VERSION}
+
+
+def test_exact_source_prefilter():
+    """Its size (a function of the capacities: bpf/lib/layout.h's macros with the default ones) and hash."""
+    c = c_defines("NETXFW_")
+    assert c["NETXFW_SRC_FILTER_BITS_PER_SLOT"] == layout.SRC_FILTER_BITS_PER_SLOT
+    assert c["NETXFW_SRC_FILTER_MUL"] == layout.SRC_FILTER_MUL
+    defaults = dict((name, spec[1]) for name, spec in layout.CAPACITIES.items())
+    assert c["NETXFW_SRC_FILTER_WORDS"] == layout.expected_map("src_filter", defaults)[3]
+    assert c["NETXFW_SRC_HOST_SIZE"] == layout.expected_map("src4_host", defaults)[3]
+    words = layout.src_filter_words(defaults)
+    assert words * 64 >= layout.SRC_FILTER_BITS_PER_SLOT * c["NETXFW_SRC_HOST_SIZE"] > words * 32
+    assert layout.src_filter_words(dict(defaults, blacklist=1)) < words

@@ -58,8 +58,9 @@ class Dataplane:
         self.source, self.cflags = source, CFLAGS
         self.xdp_fd = bpf.load_func(b"xdp_ingress", bcc.BPF.XDP).fd
         self.tc_fd = bpf.load_func(b"tc_egress", bcc.BPF.SCHED_CLS).fd
-        # the src maps through the engine's own map wrapper (the fds stay BCC's)
-        self.src_maps = dict((name, bpfsys.Map(bpf[name.encode()].map_fd, name)) for name in sources.SRC_MAPS)
+        # the src maps and the exact-source prefilter through the engine's own map wrapper (the fds stay BCC's)
+        self.src_maps = dict((name, bpfsys.Map(bpf[name.encode()].map_fd, name))
+                             for name in sources.SRC_MAPS + (sources.FILTER_MAP,))
         self._clear_lists()
 
     # ---- map state ----
@@ -79,6 +80,8 @@ class Dataplane:
             table = self.t(name)
             for key in list(table.keys()):
                 del table[key]
+        self.src_maps[sources.FILTER_MAP].update_many(
+            (layout.encode_u32(i), layout.encode_u64(0)) for i in range(self.src_maps[sources.FILTER_MAP].max_entries))
         for idx in range(layout.MAPS["config"][3]):
             self.t("config")[idx] = self.t("config").Leaf(0)
         self.generation = 1
@@ -107,7 +110,7 @@ class Dataplane:
         port_rules = [{"source": cidr} for cidr in self.rule_sources]
         ratelimits = [{"source": cidr} for cidr in self.rl_sources]
         resolved = sources.resolve(self.wl, blacklist, port_rules, ratelimits)
-        # as the engine writes them: generation 0 while it writes, then a new one (ct_vouched)
+        # as the engine writes them: generation 0 while it writes, then a new one
         self.config(rules_generation=0)
         sources.write(self.src_maps, sources.to_maps(resolved, lambda e: e or 0))
         self.generation += 1
@@ -161,9 +164,12 @@ class Dataplane:
         value = self.src_maps["src%d_host" % (4 if len(raw) == 4 else 6)].lookup(raw)
         return None if value is None else struct.unpack("=Q", value)[0]
 
-    def set_list_value(self, addr, value):
-        """Write a src*_host value directly (an auto-ban aged by the test, say)."""
+    def set_list_value(self, addr, value, prefilter=True):
+        """Write a src*_host value directly (an auto-ban aged by the test, say), its prefilter bit first
+        (prefilter=False: without it, as no writer of the engine or the data plane leaves it)."""
         raw = packed(addr)
+        if prefilter:
+            sources.mark_listed(self.src_maps, [raw])
         self.src_maps["src%d_host" % (4 if len(raw) == 4 else 6)].update(raw, struct.pack("=Q", value))
 
     def drop_events(self, limit=None):
