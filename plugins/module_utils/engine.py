@@ -252,11 +252,16 @@ class Firewall:
         repeated = request is not None and any(r.get("request") == request for r in self.store.recent_requests(kind))
         if entries is None and not repeated:
             return None
-        wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl, state=state)
+        keys = {}  # each CIDR parsed once: normalize, the capacity check and the source classes share it
+        wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl, state=state, keys=keys)
         program.require_root()
         with self.store.lock(create=not check_mode):
             if not check_mode:
                 hot_reload.recover_pending(self.store, self.pin_path)  # rules go into the maps the pins will name after a killed reload
+            if repeated:
+                answer = self._repeated_answer(kind, request)
+                if answer is not None:
+                    return answer
             data = self.store.read_rules()
             current = data.get(RULE_KINDS[kind], [])
             maps = self.open_maps()
@@ -265,19 +270,17 @@ class Firewall:
                 if repeated and not stale and self.store.request_applied(data, kind, request):
                     # The same request as the last one of this kind, nothing written since, nothing expired:
                     # it cannot change anything (a million-entry re-run skips parsing and diffing).
-                    return {"changed": False, "added": [], "removed": [], "loaded": maps is not None,
-                            "diff": {"before": current, "after": current}}
+                    return {"changed": False, "added": [], "removed": [], "loaded": maps is not None}
                 if entries is None:
                     return None
                 if wanted is None:
-                    wanted = rules.normalize(kind, entries, ttl=ttl, state=state)
+                    wanted = rules.normalize(kind, entries, ttl=ttl, state=state, keys=keys)
                 new_list, added, removed = rules.diff(kind, current, wanted, state, exclusive, wanted_sorted=True)
                 result = {
                     "changed": bool(added or removed) or stale,
                     "added": added,
                     "removed": removed,
                     "loaded": maps is not None,
-                    "diff": {"before": current, "after": new_list},
                 }
                 if not result["changed"]:
                     if not check_mode:
@@ -286,7 +289,6 @@ class Firewall:
                 new_data = dict(data)
                 new_data[RULE_KINDS[kind]] = new_list
                 new_expected = rulemaps.expected_entries(kind, new_list)
-                keys = {}  # each CIDR parsed once for the capacity check and the source classes
                 if maps is not None:
                     rulemaps.check_capacity(maps, kind, new_data, new_expected, self.capacities(), keys=keys)
                 if check_mode:
@@ -312,6 +314,20 @@ class Firewall:
                 return result
             finally:
                 self.close_maps(maps)
+
+    def _repeated_answer(self, kind, request):
+        """The no-op result of a request the cache says left the rules.json still there (known by the
+        file's identity, without reading it) when the maps hold that generation; else None. Held lock."""
+        generation = self.store.applied_generation(kind, request)
+        if generation is None:
+            return None
+        maps = self.open_maps()
+        try:
+            if maps is not None and rulemaps.generation_stale(maps, {"generation": generation}):
+                return None
+            return {"changed": False, "added": [], "removed": [], "loaded": maps is not None}
+        finally:
+            self.close_maps(maps)
 
     # ---------------------------------------------------------------- conntrack
     def gc_conntrack(self):

@@ -50,9 +50,15 @@ def request_digest(kind, entries, state, exclusive, ttl):
         return None
     count = len(entries) if isinstance(entries, list) else -1  # with it, no two lists of strings join alike
     digest = hashlib.sha256(("%s\0%s\0%s\0%d\0" % (kind, state, bool(exclusive), count)).encode())
+    joined = None
+    if isinstance(entries, list):
+        try:
+            joined = "\0".join(entries)  # a TypeError unless every entry is a str: the check in C
+        except TypeError:
+            pass
     try:
-        if isinstance(entries, list) and all(isinstance(e, str) for e in entries):
-            digest.update(b"str\0" + "\0".join(entries).encode("utf-8", "surrogatepass"))
+        if joined is not None:
+            digest.update(b"str\0" + joined.encode("utf-8", "surrogatepass"))
         else:
             digest.update(b"json\0" + json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
     except (TypeError, ValueError):

@@ -27,9 +27,59 @@ def test_repeated_request_is_a_noop_from_the_record(fresh, monkeypatch):
 
     # answered from the record: normalize() would fail if it ran
     monkeypatch.setattr(rules, "normalize", lambda *args, **kwargs: 1 / 0)
+    monkeypatch.setattr(fresh.fw.store, "read_rules", lambda: 1 / 0)  # nor is rules.json read
+    before = fresh.read_file("rules.json")
     again = fresh.fw.apply_rules("blacklist", list(entries))
-    assert again["changed"] is False and again["added"] == [] and again["removed"] == []
-    assert again["diff"]["before"] == again["diff"]["after"] == fresh.rules_json()["blacklist"]
+    assert again == {"changed": False, "added": [], "removed": [], "loaded": True}
+    assert fresh.read_file("rules.json") == before
+    monkeypatch.undo()
+    fresh.assert_maps_match_json()
+
+
+def test_rules_json_changed_behind_the_engines_back_is_no_cache_hit(fresh):
+    """The record names the rules.json file it was made on: an edit (same generation) is seen."""
+    entries = ["203.0.113.50", "203.0.113.51"]
+    assert fresh.fw.apply_rules("blacklist", entries, exclusive=True)["changed"]
+    data = fresh.rules_json()
+    data["blacklist"] = [e for e in data["blacklist"] if e["cidr"] != "203.0.113.51/32"]
+    path = os.path.join(fresh.fw.store.state_dir, "rules.json")
+    with open(path, "r+") as stream:  # in place: same inode, same generation, shorter
+        stream.write(json.dumps(data))
+        stream.truncate()
+    again = fresh.fw.apply_rules("blacklist", entries, exclusive=True)
+    assert again["changed"] is True and [e["cidr"] for e in again["added"]] == ["203.0.113.51/32"]
+    fresh.assert_maps_match_json()
+
+
+def test_rules_json_rewritten_alike_is_no_cache_hit(fresh, monkeypatch):
+    """Another file with the same generation and content (restored from a backup, say): the
+    request is worked out again, and finds nothing to change."""
+    entries = ["203.0.113.52"]
+    assert fresh.fw.apply_rules("blacklist", entries)["changed"]
+    path = os.path.join(fresh.fw.store.state_dir, "rules.json")
+    with open(path, "rb") as stream:
+        raw = stream.read()
+    os.unlink(path)
+    with open(path, "wb") as stream:
+        stream.write(raw)
+    calls = []
+    real = rules.normalize
+    monkeypatch.setattr(rules, "normalize", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    assert fresh.fw.apply_rules("blacklist", entries)["changed"] is False
+    assert calls == [1]
+
+
+def test_a_lost_record_never_answers_for_the_rules_after_it(fresh):
+    """A run killed after writing the maps and rules.json but before its own record: the record
+    left from before names the old rules.json, so the old request is applied again."""
+    first, second = ["203.0.113.60"], ["203.0.113.61"]
+    assert fresh.fw.apply_rules("blacklist", first, exclusive=True)["changed"]
+    old_record = fresh.read_file(fresh.fw.store.REQUESTS_FILE)
+    assert fresh.fw.apply_rules("blacklist", second, exclusive=True)["changed"]
+    with open(os.path.join(fresh.fw.store.state_dir, fresh.fw.store.REQUESTS_FILE), "wb") as stream:
+        stream.write(old_record)
+    again = fresh.fw.apply_rules("blacklist", first, exclusive=True)
+    assert again["changed"] is True and [e["cidr"] for e in again["added"]] == ["203.0.113.60/32"]
     fresh.assert_maps_match_json()
 
 
