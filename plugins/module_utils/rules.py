@@ -514,8 +514,7 @@ def _by_order(order_by_item, keys=None):
     """The items sorted by their order; `keys` (a dict), if given, receives {item: cidr_key(item)}
     worked out from each order, so that the capacity count and the src maps need no second parse."""
     if keys is not None:
-        for cidr, order in order_by_item.items():
-            keys[cidr] = _key_of_order(order)
+        keys.update(zip(order_by_item, map(_key_of_order, order_by_item.values())))
     return sorted(order_by_item, key=order_by_item.__getitem__)
 
 
@@ -535,11 +534,23 @@ def _key_of_order(order):
 
 def _unique_whitelist(entries, keys=None):
     """Sorted as sort_entries sorts, with each sort key computed while parsing."""
-    return _by_order(dict(_canonical_and_order(entry) for entry in entries), keys)
+    return _by_order(dict(map(_canonical_and_order, entries)), keys)
+
+
+def _all_strings(entries):
+    try:
+        "".join(entries)  # a TypeError unless every entry is a str: the check in C
+    except TypeError:
+        return False
+    return True
 
 
 def _unique_blacklist(entries, default_expires, now, keys=None):
     """Sorted as sort_entries sorts, with each sort key computed while parsing."""
+    if isinstance(entries, list) and _all_strings(entries):
+        # every entry takes the default expiry (a list of a million CIDRs): no expiry to merge
+        return [{"cidr": cidr, "expires": default_expires}
+                for cidr in _by_order(dict(map(_canonical_and_order, entries)), keys)]
     expires_by_cidr = {}
     order = {}
     for entry in entries:
