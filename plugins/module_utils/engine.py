@@ -240,10 +240,12 @@ class Firewall:
         """The capacities of the stored config (the defaults without one)."""
         return program_settings.stored_capacities(self.store.read_config())
 
-    def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False, request=None):
-        """entries=None with `request` (a request_digest, from a controller that holds the entries):
-        the no-op result when the request cache answers for it, else None (nothing is read or changed:
-        send the entries)."""
+    def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False, request=None,
+                    alias=None):
+        """entries=None with `request` (a request_digest, from a controller that holds the entries, or
+        a payload.file_digest of a src file): the no-op result when the request cache answers for it,
+        else None (nothing is read or changed: send, or read, the entries).
+        alias: with entries, another digest of this request (the src file's), remembered with it."""
         rules.rule_kind(kind)
         if state not in ("present", "absent"):
             raise NetxfwError("state must be present or absent, not '%s'" % state)
@@ -261,6 +263,8 @@ class Firewall:
             if repeated:
                 answer = self._repeated_answer(kind, request)
                 if answer is not None:
+                    if not check_mode:
+                        self.store.record_alias(kind, request, alias)
                     return answer
             data = self.store.read_rules()
             current = data.get(RULE_KINDS[kind], [])
@@ -270,6 +274,8 @@ class Firewall:
                 if repeated and not stale and self.store.request_applied(data, kind, request):
                     # The same request as the last one of this kind, nothing written since, nothing expired:
                     # it cannot change anything (a million-entry re-run skips parsing and diffing).
+                    if not check_mode:
+                        self.store.record_alias(kind, request, alias)
                     return {"changed": False, "added": [], "removed": [], "loaded": maps is not None}
                 if entries is None:
                     return None
@@ -284,7 +290,7 @@ class Firewall:
                 }
                 if not result["changed"]:
                     if not check_mode:
-                        self.store.record_request(kind, request, data)
+                        self.store.record_request(kind, request, data, alias)
                     return result  # the maps already hold new_list: no need to encode it for the capacity check
                 new_data = dict(data)
                 new_data[RULE_KINDS[kind]] = new_list
@@ -310,7 +316,7 @@ class Firewall:
                 self.store.write_rules(new_data)
                 if maps is not None:
                     rulemaps.mark_generation(maps, new_data)
-                self.store.record_request(kind, request, new_data)
+                self.store.record_request(kind, request, new_data, alias)
                 return result
             finally:
                 self.close_maps(maps)

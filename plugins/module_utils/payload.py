@@ -66,6 +66,17 @@ def request_digest(kind, entries, state, exclusive, ttl):
     return digest.hexdigest()
 
 
+def file_digest(kind, data, state, exclusive, ttl):
+    """The digest of a request whose entries are the bytes `data` of a src file, or None (with a ttl):
+    the request cache remembers it beside the entries' request_digest, so that a file unchanged since
+    it was applied is answered without being parsed. Never equal to a request_digest."""
+    if ttl is not None:
+        return None
+    digest = hashlib.sha256(("src\0%s\0%s\0%s\0" % (kind, state, bool(exclusive))).encode())
+    digest.update(data)
+    return "src:" + digest.hexdigest()
+
+
 def encode(entries, digest):
     """The compressed file's bytes for a list of (cleaned) entries and their request digest.
     Raises TypeError or ValueError when an entry is no JSON value."""

@@ -30,7 +30,7 @@ RULES_VERSION = 1
 RULE_LISTS = tuple(kind.key for kind in REGISTRY if not kind.optional)
 OPTIONAL_LISTS = tuple(kind.key for kind in REGISTRY if kind.optional)
 LOCK_POLL_SECONDS = 0.1
-REQUESTS_KEPT = 4  # per kind, in <state_dir>/.requests.json
+REQUESTS_KEPT = 8  # per kind, in <state_dir>/.requests.json
 ROLLBACK_DIR = "rollback"
 WINDOW_FILE = "pending"
 JOURNAL_FILE = "journal.jsonl"
@@ -253,20 +253,33 @@ class StateStore:
                 return record["generation"]
         return None
 
-    def record_request(self, kind, request, data):
+    def record_request(self, kind, request, data, alias=None):
         """Remember the last few requests of a kind that left rules.json as it is now (a sweep between
-        two runs of a playbook is one of them)."""
+        two runs of a playbook is one of them). `alias`: another digest of the same request (a src
+        file's bytes, payload.file_digest), remembered alike."""
         if request is None:
             return
         expiries = [e["expires"] for e in data.get("blacklist", []) if e["expires"] is not None] \
             if kind == "blacklist" else []
         last = {"request": request, "generation": data.get("generation", 0),
                 "next_expiry": min(expiries) if expiries else None, "rules_file": self.rules_file_identity()}
-        recent = self.recent_requests(kind)
-        if recent[:1] == [last]:
+        self._remember(kind, [last] + ([dict(last, request=alias)] if alias else []))
+
+    def record_alias(self, kind, request, alias):
+        """Remember `alias` as naming what the still holding record of `request` names."""
+        if alias is None:
             return
+        held = self._applied(kind, request)
+        if held:
+            self._remember(kind, [dict(held[0], request=alias)])
+
+    def _remember(self, kind, records):
+        recent = self.recent_requests(kind)
+        if recent[:len(records)] == records:
+            return
+        names = set(r["request"] for r in records)
         requests = self._read_requests()
-        requests[kind] = [last] + [r for r in recent if r.get("request") != request][:REQUESTS_KEPT - 1]
+        requests[kind] = (records + [r for r in recent if r.get("request") not in names])[:REQUESTS_KEPT]
         self.write_json(self.REQUESTS_FILE, requests)
 
     def _make_dir(self):

@@ -162,3 +162,29 @@ def test_an_unreadable_record_is_ignored(fresh):
         stream.write("{not json")
     assert fresh.fw.apply_rules("whitelist", ["203.0.113.40"])["changed"] is False
     assert requests_file(fresh)["whitelist"][0]["generation"] == fresh.rules_json()["generation"]
+
+
+def test_a_src_file_digest_answers_only_for_the_rules_it_left(fresh, monkeypatch):
+    """netxfw_rule's src shortcut: the digest of the file's bytes (payload.file_digest) is remembered
+    beside the entries' digest, answers for the same file unparsed, and for nothing after a write."""
+    alias = payload.file_digest("blacklist", b"203.0.113.80\n", "present", True, None)
+    assert fresh.fw.apply_rules("blacklist", None, exclusive=True, request=alias) is None  # unknown: parse it
+    assert fresh.fw.apply_rules("blacklist", ["203.0.113.80"], exclusive=True, alias=alias)["changed"]
+    monkeypatch.setattr(rules, "normalize", lambda *args, **kwargs: 1 / 0)
+    assert fresh.fw.apply_rules("blacklist", None, exclusive=True, request=alias) == \
+        {"changed": False, "added": [], "removed": [], "loaded": True}
+    assert fresh.fw.apply_rules("blacklist", None, exclusive=True, request=alias, check_mode=True)["changed"] is False
+    monkeypatch.undo()
+    assert fresh.fw.apply_rules("blacklist", ["203.0.113.81"])["changed"]  # another write
+    assert fresh.fw.apply_rules("blacklist", None, exclusive=True, request=alias) is None
+    fresh.assert_maps_match_json()
+
+
+def test_a_repeated_request_remembers_its_src_digest(fresh):
+    """The same entries from a file not seen before (touched, say): answered by the entries' digest,
+    and the file's digest remembered for next time."""
+    assert fresh.fw.apply_rules("whitelist", ["198.51.100.90"], exclusive=True)["changed"]
+    alias = payload.file_digest("whitelist", b"198.51.100.90\n\n", "present", True, None)
+    assert fresh.fw.apply_rules("whitelist", ["198.51.100.90"], exclusive=True, alias=alias)["changed"] is False
+    assert alias in [r["request"] for r in requests_file(fresh)["whitelist"]]
+    assert fresh.fw.apply_rules("whitelist", None, exclusive=True, request=alias)["changed"] is False
