@@ -5,9 +5,11 @@
 #define NX_NSEC_PER_SEC 1000000000ULL
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define nx_htons(x) ((__be16)__builtin_bswap16(x))
+#define nx_ntohs(x) ((u16)__builtin_bswap16(x))
 #define nx_ntohl(x) ((u32)__builtin_bswap32(x))
 #else
 #define nx_htons(x) ((__be16)(x))
+#define nx_ntohs(x) ((u16)(x))
 #define nx_ntohl(x) ((u32)(x))
 #endif
 

@@ -72,6 +72,12 @@ static __always_inline u8 hop_limit6(void *data, void *end)
 	return 0;
 }
 
+static __always_inline int is_ipv6_ext(u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING ||
+	       nh == IPPROTO_DSTOPTS || nh == IPPROTO_FRAGMENT;
+}
+
 /* The L4 part of a packet quoted by an ICMP error (the packet this host sent):
  * its reply tuple goes to p->inner, in the form stage_conntrack looks up. */
 static __always_inline void parse_quoted_l4(void *l4, void *end, u8 proto, u8 family, struct pkt *p)
@@ -103,6 +109,8 @@ static __always_inline void parse_quoted_l4(void *l4, void *end, u8 proto, u8 fa
 
 static __always_inline void parse_quoted(void *pos, void *end, struct pkt *p)
 {
+	u8 nh;
+
 	__builtin_memset(&p->inner, 0, sizeof(p->inner));
 	if (p->t.family == 4) {
 		struct iphdr *ip = pos;
@@ -125,7 +133,19 @@ static __always_inline void parse_quoted(void *pos, void *end, struct pkt *p)
 		__builtin_memcpy(p->inner.daddr, &ip6->saddr, 16);
 		if (!same_addr(p->inner.daddr, p->t.daddr))
 			return;
-		parse_quoted_l4(ip6 + 1, end, ip6->nexthdr, 6, p);
+		/* A first fragment of a datagram this host sent (a large UDP answer, too big for a link
+		 * further on): its L4 header follows the fragment header, as netfilter finds it. */
+		nh = ip6->nexthdr;
+		pos = ip6 + 1;
+		if (nh == IPPROTO_FRAGMENT) {
+			struct ipv6_frag_hdr *fh = pos;
+
+			if ((void *)(fh + 1) > end || (fh->frag_off & nx_htons(IP6_FRAG_OFFSET)))
+				return; /* a later fragment quotes no L4 header */
+			nh = fh->nexthdr;
+			pos = fh + 1;
+		}
+		parse_quoted_l4(pos, end, nh, 6, p);
 	}
 }
 
@@ -235,6 +255,15 @@ static __always_inline int parse_l4(void *pos, void *end, struct pkt *p)
 	return NEXT;
 }
 
+/* The L4 header a first fragment must hold whole, by the IP header's length (the frame may hold more:
+ * Ethernet pads short frames, and anyone may append bytes, which the kernel trims). Its ports and flags
+ * are judged here; flags read from the padding while the real ones come in the next fragment would
+ * bypass what they decide (RFC 1858: tiny fragments). */
+static __always_inline u32 l4_header_size(u8 proto)
+{
+	return proto == IPPROTO_TCP ? sizeof(struct tcphdr) : proto == IPPROTO_UDP ? sizeof(struct udphdr) : 0;
+}
+
 static __always_inline int parse_ipv4(void *pos, void *end, struct pkt *p)
 {
 	struct iphdr *ip = pos;
@@ -258,14 +287,10 @@ static __always_inline int parse_ipv4(void *pos, void *end, struct pkt *p)
 			p->frag = FRAG_LATER;
 			return NEXT; /* later fragment: no L4 header, ports unknown */
 		}
+		if (hlen + l4_header_size(p->t.proto) > nx_ntohs(ip->tot_len))
+			return R_DROP_MALFORMED;
 	}
 	return parse_l4(pos + hlen, end, p);
-}
-
-static __always_inline int is_ipv6_ext(u8 nh)
-{
-	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING ||
-	       nh == IPPROTO_DSTOPTS || nh == IPPROTO_FRAGMENT;
 }
 
 static __always_inline int parse_ipv6(void *pos, void *end, struct pkt *p)
@@ -316,6 +341,8 @@ static __always_inline int parse_ipv6(void *pos, void *end, struct pkt *p)
 	if (is_ipv6_ext(nh))
 		return R_DROP_MALFORMED;
 	p->t.proto = nh;
+	if (p->frag && pos + l4_header_size(nh) > (void *)(ip6 + 1) + nx_ntohs(ip6->payload_len))
+		return R_DROP_MALFORMED;
 	return parse_l4(pos, end, p);
 }
 

@@ -25,7 +25,9 @@ PROGRAM_DEFAULTS = {
     "xdp_mode": "auto",
     "policy": "allow",
     "conntrack": True,
-    "conntrack_timeout": 300,
+    # established TCP: netfilter's nf_conntrack_tcp_timeout_established (5 days). A flow this host opened
+    # whose peer alone speaks next (an idle ssh session, a push after a long silence) must still get in.
+    "conntrack_timeout": 432000,
     "icmp_rate": 0,
     "icmp_burst": 0,
     # seconds per conntrack state; tcp_established defaults to conntrack_timeout (the two are one setting)

@@ -73,9 +73,11 @@ options:
     default: true
   conntrack_timeout:
     description:
-      - Seconds a tracked flow stays valid after its last outbound packet.
+      - Seconds an established TCP flow stays tracked after its last packet (the other states have their own
+        O(conntrack_timeouts)). The default, 5 days, is netfilter's; an idle connection this host opened whose
+        peer speaks first after a longer silence is dropped under O(policy=deny).
     type: int
-    default: 300
+    default: 432000
   conntrack_timeouts:
     description:
       - Seconds a tracked flow stays valid after its last packet, per state. They apply from the next
@@ -297,7 +299,7 @@ def argument_spec():
         xdp_mode=dict(type="str", choices=["auto", "native", "generic"], default="auto"),
         policy=dict(type="str", choices=["allow", "deny"], default="allow"),
         conntrack=dict(type="bool", default=True),
-        conntrack_timeout=dict(type="int", default=300),
+        conntrack_timeout=dict(type="int", default=432000),
         conntrack_timeouts=dict(
             type="dict",
             options=dict(

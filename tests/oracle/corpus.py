@@ -150,10 +150,16 @@ def frag_tcp_syn(fam, dport, size=2000):
     return build
 
 
-def tiny_tcp_first(fam):
+def tiny_tcp_first(fam, padded=False):
+    """A SYN whose first fragment holds 8 bytes of TCP. padded: the frame of that first fragment goes on
+    with the rest of a TCP header claiming ACK, past the IP length (the kernel trims it)."""
     def build(c):
         data = l4_bytes(fam, TCP(sport=c.port, dport=22, flags="S", seq=1000))
-        return frag_frames(fam, c, 6, data, [(0, 8, True), (8, len(data) - 8, False)])
+        frames = frag_frames(fam, c, 6, data, [(0, 8, True), (8, len(data) - 8, False)])
+        if padded:
+            disguise = l4_bytes(fam, TCP(sport=c.port, dport=22, flags="A", seq=1000, ack=1))
+            frames[0] = Ether(bytes(frames[0]) + disguise[8:])
+        return frames
     return build
 
 
@@ -166,6 +172,21 @@ def vlan(fam, vid, dport, outer=None, proto="udp", src="cli"):
         l4 = UDP(sport=c.port, dport=dport) / Raw(b"v" * 8) if proto == "udp" else TCP(sport=c.port, dport=dport, flags="S")
         tags = Dot1Q(prio=5, vlan=vid) if outer is None else Dot1AD(prio=5, vlan=outer) / Dot1Q(prio=5, vlan=vid)
         return [eth() / tags / ip(fam, c, src) / l4]
+    return build
+
+
+def other_l2(fam, kind, dport=55):
+    """IP in an encapsulation that netxfw passes as non-IP: an 802.3 frame with LLC/SNAP (OUI 0,
+    the IP ethertype), or a tag with the old QinQ TPID 0x9100. The kernel must deliver neither as IP,
+    or port rules would be bypassed."""
+    ethertype = b"\x08\x00" if fam == 4 else b"\x86\xdd"
+
+    def build(c):
+        datagram = bytes(ip(fam, c) / UDP(sport=c.port, dport=dport) / Raw(b"l" * 8))
+        if kind == "snap":
+            payload = b"\xaa\xaa\x03\x00\x00\x00" + ethertype + datagram
+            return [Ether(src=SENDER_MAC, dst=TARGET_MAC, type=len(payload)) / Raw(payload)]
+        return [Ether(src=SENDER_MAC, dst=TARGET_MAC, type=0x9100) / Raw(b"\x00\x00" + ethertype + datagram)]
     return build
 
 
@@ -294,10 +315,11 @@ def echo_reply(fam, id_delta=0):
                  / Raw(bytes(o[ICMPv6EchoRequest].payload)))
 
 
-def error_about(fam, kind, src=None):
-    """An ICMP error quoting the captured outbound packet (related), sent by its peer or by src."""
+def error_about(fam, kind, src=None, quote_len=None):
+    """An ICMP error quoting the captured outbound packet (related), sent by its peer or by src;
+    quote_len: how much of it (default: the IP header and 8 bytes)."""
     def l4(c, o):
-        quote = bytes(o)[:28 if fam == 4 else 48]
+        quote = bytes(o)[:quote_len or (28 if fam == 4 else 48)]
         if fam == 4:
             if kind == "unreach":
                 return ICMP(type=3, code=3) / Raw(quote)
@@ -357,6 +379,7 @@ def _items():
         add("%s-frag-udp53-bl" % f, fam, frag_udp(fam, 53, "in", src="bl"))
         add("%s-frag-echo" % f, fam, frag_echo(fam))
         add("%s-frag-tcp22-tiny-first" % f, fam, tiny_tcp_first(fam))
+        add("%s-frag-tcp22-tiny-first-padded" % f, fam, tiny_tcp_first(fam, padded=True))
         add("%s-frag-tcp22-syn" % f, fam, frag_tcp_syn(fam, 22))
         add("%s-frag-tcp25-syn" % f, fam, frag_tcp_syn(fam, 25))
         # VLAN
@@ -368,6 +391,8 @@ def _items():
         add("%s-qinq0-udp55" % f, fam, vlan(fam, 0, 55, outer=0))
         add("%s-vlan100-udp53" % f, fam, vlan(fam, 100, 53))
         add("%s-triple-tag-udp53" % f, fam, triple_tag(fam))
+        add("%s-llc-snap-udp55" % f, fam, other_l2(fam, "snap"))
+        add("%s-tpid9100-udp55" % f, fam, other_l2(fam, "9100"))
         # replies to flows the target opened
         add("%s-flow-udp-reply" % f, fam, udp_reply(fam), flow=("udp", "cli"))
         add("%s-flow-udp-reply-3000-frag" % f, fam, udp_reply_frag(fam), flow=("udp", "cli"))
@@ -378,6 +403,9 @@ def _items():
         add("%s-echo-reply-unsolicited" % f, fam, echo_reply(fam, id_delta=1), flow=("ping", "cli"))
         add("%s-flow-error-unreach" % f, fam, error_about(fam, "unreach"), flow=("udp", "cli"))
         add("%s-flow-error-pmtu-tcp" % f, fam, error_about(fam, "pmtu"), flow=("tcp", "cli"))
+        # errors about a large datagram the target sent in fragments: they quote its first fragment
+        add("%s-flow-frag-error-unreach" % f, fam, error_about(fam, "unreach", quote_len=548 if fam == 4 else 1232),
+            flow=("udp-big", "cli"))
         add("%s-flow-error-from-bl-prefix" % f, fam, error_about(fam, "unreach", src="router"), flow=("udp", "cli"))
         add("%s-flow-error-from-bl-host" % f, fam, error_about(fam, "unreach", src="bl"), flow=("udp", "cli"))
         add("%s-flow-udp-reply-bl-host" % f, fam, udp_reply(fam), flow=("udp", "bl"))
@@ -396,6 +424,7 @@ def _items():
         # the ICMP limit: one bucket, 3 deep at 1/s; twice as many echo requests in a burst
         for n in range(3):
             add("%s-limit-echo-%d" % (f, n), fam, echo(fam), policies=("icmp-limit",))
+    add("v6-flow-frag-error-pmtu", 6, error_about(6, "pmtu", quote_len=1232), flow=("udp-big", "cli"))
     add("v6-mapped-src-udp53", 6, udp(6, 53, src="::ffff:198.51.100.2"), policies=("mapped",))
 
     # every ICMP and ICMPv6 type

@@ -257,14 +257,16 @@ class Run:
         local = TARGET[fam]["t"]
         remote = SRC[fam][peer] if peer else None
         af = socket.AF_INET if fam == 4 else socket.AF_INET6
-        if kind in ("udp", "tcp"):
+        if kind in ("udp", "udp-big", "tcp"):
             with netns.inside(ns):
-                s = socket.socket(af, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+                s = socket.socket(af, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
             self.sockets.append(s)
             s.setblocking(False)
             s.bind((local, case.port))
             if kind == "udp":
                 s.sendto(b"oracle", (remote, case.port))
+            elif kind == "udp-big":  # fragmented by the target (MTU 1500)
+                s.sendto(b"oracle" * 500, (remote, case.port))
             else:
                 s.connect_ex((remote, case.port))
         elif kind == "ping":
@@ -293,7 +295,7 @@ class Run:
     @staticmethod
     def flow_match(case, pkt):
         kind = case.item.flow[0]
-        if kind == "udp":
+        if kind in ("udp", "udp-big"):
             return UDP in pkt and pkt[UDP].sport == case.port and pkt[UDP].dport == case.port
         if kind == "tcp":
             return TCP in pkt and pkt[TCP].sport == case.port and pkt[TCP].flags == "S"

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 from scapy.all import BOOTP, DHCP, IP, UDP, Ether
@@ -136,13 +137,12 @@ def dnsmasq(workdir):
             proc.wait(5)
 
 
-def dhclient(workdir, family, timeout):
-    """Run dhclient -1 (one try) in nxt-dhc: its exit code (0 bound, 2 no lease) and its script log.
-    A bound dhclient goes to the background: it is stopped here by its pid."""
+def dhclient_argv(workdir, family, timeout, conf_extra=""):
+    """dhclient -1 (one try) in nxt-dhc with its files in workdir: (argv, pid file, script log)."""
     conf, script, log = (os.path.join(workdir, name) for name in ("dhclient.conf", "script", "script.log"))
     pid_file = os.path.join(workdir, "dhclient%d.pid" % family)
     with open(conf, "w") as stream:
-        stream.write(DHCLIENT_CONF % timeout)
+        stream.write(DHCLIENT_CONF % timeout + conf_extra)
     with open(script, "w") as stream:
         stream.write(SCRIPT)
     os.chmod(script, 0o700)
@@ -150,6 +150,13 @@ def dhclient(workdir, family, timeout):
             "-lf", os.path.join(workdir, "dhclient%d.leases" % family), "-pf", pid_file]
     if family == 6:
         argv += ["--dad-wait-time", "0"]
+    return argv, pid_file, log
+
+
+def dhclient(workdir, family, timeout):
+    """Run dhclient -1 (one try) in nxt-dhc: its exit code (0 bound, 2 no lease) and its script log.
+    A bound dhclient goes to the background: it is stopped here by its pid."""
+    argv, pid_file, log = dhclient_argv(workdir, family, timeout)
     try:
         proc = run_in(NS_CLI, argv + [CLI_IF], timeout=timeout + 30)
     finally:
@@ -226,3 +233,42 @@ def test_forged_offers_are_dropped(agent, workdir):
     assert seen, "dhclient sent no DHCPDISCOVER"
     assert rc == 2 and addresses(4) == [], (rc, log, err)
     assert d["pass_dhcp"] == 0 and d["drop_policy"] >= 2 * len(seen), (d, seen)
+
+
+def test_dhclient_renews_and_reboots_under_deny(agent, workdir):
+    """The life of a DHCP host under deny after its first lease: it renews (a unicast REQUEST from
+    its address to the server, the ACK unicast back), and after a reboot (its address gone, the lease
+    file kept) it asks for its old address again (INIT-REBOOT) and keeps it. The lease's renewal time
+    is cut to 2 s on the client (dhclient.conf supersede), so that a renewal comes at once."""
+    flush_addresses()
+    with dnsmasq(workdir):
+        argv, pid_file, log = dhclient_argv(workdir, 4, 20, "supersede dhcp-renewal-time 2;\n"
+                                            "supersede dhcp-rebinding-time 600;\n")
+        with Delta(agent) as d:
+            proc = subprocess.Popen(nsenter(NS_CLI, argv[:1] + ["-d"] + argv[1:] + [CLI_IF]),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                deadline = time.monotonic() + 30  # a bound on the wait, not an assertion on speed
+                events = ""
+                while "RENEW" not in events and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    with contextlib.suppress(FileNotFoundError), open(log) as stream:
+                        events = stream.read()
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        assert "BOUND" in events and "RENEW" in events, (events, proc.stderr.read())
+        leased = addresses(4)
+        assert len(leased) == 1 and leased[0] in POOL4, (leased, events)
+        # OFFER, ACK of the first lease, ACK of the renewal
+        assert d["pass_dhcp"] >= 3, d
+        os.remove(log)
+        flush_addresses()  # the reboot: the address is gone, the lease file stays
+        rc, events, err = dhclient(workdir, 4, timeout=20)
+    assert rc == 0 and "REBOOT" in events, (rc, events, err)
+    assert addresses(4) == leased, (addresses(4), leased, events)
+    flush_addresses()

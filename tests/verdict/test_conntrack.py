@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import layout
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout, program_settings
 from verdict_packets import (
     ADDR, ARP, FAMILIES, TC_ACT_OK, TCP, TCP_P, UDP_P, ct_key, eth, host, ip, now_ns, tcp, udp,
 )
@@ -22,6 +22,7 @@ TIMEOUT = 60 * 10**9
 CT_ALL = dict(ct_timeout_ns=TIMEOUT, ct_tcp_syn_ns=TIMEOUT, ct_tcp_fin_ns=TIMEOUT, ct_udp_ns=TIMEOUT,
               ct_udp_stream_ns=TIMEOUT, ct_icmp_ns=TIMEOUT)
 LOCAL_PORT, REMOTE_PORT = 40000, 443
+ESTABLISHED = 3
 
 
 def outbound(fam, proto, vlans=()):
@@ -279,3 +280,21 @@ def test_egress_to_a_blacklisted_peer_opens_no_flow(fw, fam, proto):
     egress(fw, outbound(fam, proto))
     assert fw.ct_entries() == {}
     fw.expect(reply(fam, proto), "drop_blacklist")
+
+
+@fams
+def test_default_settings_keep_an_idle_outbound_connection(fw, fam):
+    """An ssh session this host opened sits idle for an hour; then the server speaks first (the output
+    of a long command, an IMAP IDLE push). Under the default settings and policy deny its segment
+    passes: netfilter keeps an established flow for 5 days (nf_conntrack_tcp_timeout_established),
+    and a host whose peer alone speaks next never refreshes the entry itself."""
+    settings = program_settings.normalize_program({"policy": "deny"})
+    for index, value in program_settings.runtime_config(settings).items():
+        fw.t("config")[index] = fw.t("config").Leaf(value)
+    egress(fw, outbound(fam, "tcp"))
+    fw.expect(eth() / ip(fam) / TCP(sport=REMOTE_PORT, dport=LOCAL_PORT, flags="SA", seq=5000, ack=1), "pass_conntrack")
+    egress(fw, eth() / ip(fam, ADDR[fam]["local"], ADDR[fam]["src"]) / TCP(sport=LOCAL_PORT, dport=REMOTE_PORT, flags="A"))
+    (last_seen, flags), = fw.ct_entries().values()
+    assert flags & 0xff == ESTABLISHED
+    fw.ct_put(reply_key(fam, "tcp"), last_seen - 3600 * 10**9, flags)
+    fw.expect(eth() / ip(fam) / TCP(sport=REMOTE_PORT, dport=LOCAL_PORT, flags="PA", seq=5001, ack=1), "pass_conntrack")

@@ -15,9 +15,10 @@ import struct
 import pytest
 from scapy.all import fragment, fragment6
 
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 from verdict_packets import (
-    ADDR, ICMP, IP, UDP, FAMILIES, ICMP_P, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, Raw, UDP_P, eth, host, ip,
-    now_ns, packed,
+    ADDR, ICMP, IP, TCP, UDP, FAMILIES, ICMP_P, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, Raw, TCP_P, UDP_P, eth, host,
+    ip, now_ns, packed,
 )
 
 fams = pytest.mark.parametrize("fam", FAMILIES)
@@ -214,3 +215,42 @@ def test_ipv6_key_ignores_the_header_after_the_fragment_header(fw):
     fw.expect(first, "pass_rule")
     fw.expect(later, "pass_fragment")
     assert list(frags(fw)) == [frag_key(6, 0x99)]
+
+
+def tiny_first(fam, proto, l4, held, ident=0x77):
+    """A first fragment whose IP length holds only `held` bytes of l4 (bytes); the frame carries all
+    of l4 anyway, as padding the kernel trims (an Ethernet pad, or bytes appended)."""
+    if fam == 4:
+        hdr = IP(src=ADDR[4]["src"], dst=ADDR[4]["local"], id=ident, flags="MF", proto=proto, len=20 + held)
+    else:
+        hdr = IPv6(src=ADDR[6]["src"], dst=ADDR[6]["local"], plen=8 + held) / IPv6ExtHdrFragment(
+            nh=proto, offset=0, m=1, id=ident)
+    return eth() / hdr / Raw(l4)
+
+
+@fams
+def test_tiny_first_fragment_is_judged_by_its_ip_length_not_the_frame(fw, fam):
+    """RFC 1858: a SYN whose first fragment holds 8 bytes of TCP (ports, sequence) has its flags in
+    the next fragment. Padding that looks like the rest of a TCP header with ACK must not stand in
+    for them: a syn_only rate limit (1/s, burst 1) would never see these SYNs, and a SYN+FIN would
+    pass `sanity.tcp_flags`. The first fragment is too short for its header: drop_malformed."""
+    fw.config(policy=1, sanity=layout.SANITY_BITS["tcp_flags"])
+    fw.rule("any", TCP_P, 22, ALLOW)
+    fw.ratelimit(ADDR[fam]["net"], 1, 1, syn_only=True)
+    for n, flags in enumerate(("S", "S", "SF")):
+        real = bytes(TCP(sport=40000 + n, dport=22, flags=flags, seq=1))
+        disguise = bytes(TCP(sport=40000 + n, dport=22, flags="A", seq=1))
+        fw.expect(tiny_first(fam, TCP_P, real[:8] + disguise[8:], 8, ident=0x70 + n), "drop_malformed")
+    assert frags(fw) == {}
+
+
+@fams
+def test_padded_frames_that_hold_their_header_pass(fw, fam):
+    """The IP length is what counts: a first fragment holding its whole UDP header, and an
+    unfragmented empty UDP datagram in a minimum-size (padded) Ethernet frame, pass."""
+    fw.config(policy=1)
+    fw.rule("any", UDP_P, PORT, ALLOW)
+    fw.expect(tiny_first(fam, UDP_P, bytes(UDP(sport=40000, dport=PORT)) + bytes(12), 8), "pass_rule")
+    frame = eth() / ip(fam) / UDP(sport=40001, dport=PORT)
+    padded = bytes(frame) + bytes(max(0, 60 - len(frame)))
+    fw.expect(padded, "pass_rule")

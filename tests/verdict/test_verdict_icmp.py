@@ -10,7 +10,7 @@ __metaclass__ = type
 import pytest
 
 from verdict_packets import (
-    ADDR, FAMILIES, ICMP_P, ICMPV6_P, IP, TCP, TCP_P, Dot1AD, Dot1Q, IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw,
+    ADDR, FAMILIES, ICMP_P, ICMPV6_P, IP, TCP, TCP_P, UDP, Dot1AD, Dot1Q, IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw,
     ct_key, eth, host, now_ns,
 )
 
@@ -269,3 +269,24 @@ def test_hop_limit_is_read_behind_vlan_tags(fw, vlans):
         if vlans and vlans[0] == 0x6DD:
             assert bytes(frame)[14:16] == b"\x86\xdd"
         fw.expect(frame, want)
+
+
+@policies
+def test_icmpv6_errors_quoting_a_first_fragment_of_this_host(fw, policy):
+    """A large UDP answer this host sent in fragments meets a link with a smaller MTU: the router's
+    packet too big (or any error) quotes the first fragment, whose UDP header follows the fragment
+    header. It is related, as netfilter finds it (PMTU discovery of a DNS server under deny). A later
+    fragment quotes no ports: not related."""
+    configure(fw, policy, False, ct_udp_ns=30 * S)
+    local, peer = ADDR[6]["local"], ADDR[6]["src"]
+    first = IPv6(src=local, dst=peer) / IPv6ExtHdrFragment(nh=17, offset=0, m=1, id=7) / UDP(sport=53, dport=LPORT) / Raw(bytes(1400))
+    fw.tc(eth() / first)
+    later = IPv6(src=local, dst=peer) / IPv6ExtHdrFragment(nh=17, offset=176, m=0, id=7) / Raw(bytes(600))
+    other = IPv6(src=local, dst=peer) / IPv6ExtHdrFragment(nh=17, offset=0, m=1, id=8) / UDP(sport=53, dport=LPORT + 1) / Raw(bytes(64))
+    mtu = (1280).to_bytes(4, "big")
+    check(fw, [
+        (icmp(6, 2, 0, src=ADDR[6]["other"], body=mtu + bytes(first)[:1184]), "pass_related", "packet too big quoting the first fragment"),
+        (icmp(6, 1, 4, src=ADDR[6]["other"], body=bytes(4) + bytes(first)[:200]), "pass_related", "unreachable quoting it"),
+        (icmp(6, 2, 0, src=ADDR[6]["other"], body=mtu + bytes(later)), policy_reason(policy), "quoting a later fragment"),
+        (icmp(6, 2, 0, src=ADDR[6]["other"], body=mtu + bytes(other)), policy_reason(policy), "quoting another flow"),
+    ])
