@@ -9,7 +9,9 @@ the collection of another git revision (default main) in one run, on the same da
 - `entries:` both ways a playbook gives a list: a play variable (vars_files: ansible-core loads and
   tags it several times) and a lookup of a file on the controller, one CIDR per line.
 
-Each push is an add (from an empty blacklist) and the same task again (the no-op), each one
+Each push is an add (from an empty blacklist) and the same task again (the no-op), on REV's
+collection and then on this one before the next push (interleaved, so that a shared machine's
+drifting load weighs on both alike), each one
 ansible-playbook run (-c local, the arguments in the play's vars_files) measured by bench/spawner.py: wall and CPU seconds, and the peak RSS
 of the module process on the host (the interpreter is bench/rss_python.py, which records it).
 The data plane is loaded without interfaces under a private bpffs. Run as root, under the machine's
@@ -152,19 +154,25 @@ def main():
     out = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "counts": counts, "machine": common.machine(),
            "git": common.sh(["git", "-C", common.REPO, "rev-parse", "--short", "HEAD"], check=False).stdout.strip(),
            "compare": args.compare, "results": {}}
-    for label, root in collections:
-        runner = Runner(label.replace("/", "_"), root, work)
-        res = out["results"][label] = {}
-        runner.task("netxfw_program", {"interfaces": []})
-        try:
-            push(runner, "entries 100k", {"entries": data["100k"]}, res)
-            push(runner, "src 100k", {"src": files["100k"]}, res)
-            push(runner, "lookup 100k", {"entries": LOOKUP % files["100k"]}, res)
-            push(runner, "src real", {"src": files["real"]}, res)
-            push(runner, "lookup real", {"entries": LOOKUP % files["real"]}, res)
-            if "1M" in data:
-                push(runner, "src 1M", {"src": files["1M"]}, res)
-        finally:
+    # interleaved: each push runs on REV's collection and then on this one before the next push, so
+    # that the load of a shared machine, which drifts over minutes, weighs on both sides alike
+    runners = [Runner(label.replace("/", "_"), root, work) for label, root in collections]
+    pushes = [("entries 100k", {"entries": data["100k"]}), ("src 100k", {"src": files["100k"]}),
+              ("lookup 100k", {"entries": LOOKUP % files["100k"]}), ("src real", {"src": files["real"]}),
+              ("lookup real", {"entries": LOOKUP % files["real"]})]
+    if "1M" in data:
+        pushes.append(("src 1M", {"src": files["1M"]}))
+    started = []
+    try:
+        for (label, _root), runner in zip(collections, runners):
+            out["results"][label] = {}
+            started.append(runner)
+            runner.task("netxfw_program", {"interfaces": []})
+        for name, push_args in pushes:
+            for (label, _root), runner in zip(collections, runners):
+                push(runner, name, push_args, out["results"][label])
+    finally:
+        for runner in started:
             runner.task("netxfw_program", {"state": "absent"})
     os.makedirs(common.RESULTS, exist_ok=True)
     path = os.path.join(common.RESULTS, "lists-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
@@ -178,17 +186,18 @@ def main():
 def table(out):
     labels = list(out["results"])
     other = labels[0] if len(labels) > 1 else None
-    rows = ["| task | entries | %s | this checkout | CPU s | module peak RSS MiB | transfer |"
-            % ("%s, wall s" % other if other else "-"), "|---|---|---|---|---|---|---|"]
+    rows = ["| task | entries | %s wall s | %s CPU s | this wall s | this CPU s | module peak RSS MiB (%s / this) | transfer |"
+            % (other or "-", other or "-", other or "-"), "|---|---|---|---|---|---|---|---|"]
     this = out["results"]["this"]
     for name, pair in this.items():
         size = out["counts"][name.split()[1]]
         for step in ("add", "noop"):
             mine = pair[step]
             theirs = out["results"][other].get(name, {}).get(step) if other else None
-            rows.append("| %s, %s | %s | %s | %.2f | %.2f | %.0f | %s |" % (
+            rows.append("| %s, %s | %s | %s | %s | %.2f | %.2f | %s / %.0f | %s |" % (
                 name, "add" if step == "add" else "no-op re-run", "{:,}".format(size),
-                "%.2f" % theirs["wall_seconds"] if theirs else "-", mine["wall_seconds"], mine["cpu_seconds"],
+                "%.2f" % theirs["wall_seconds"] if theirs else "-", "%.2f" % theirs["cpu_seconds"] if theirs else "-",
+                mine["wall_seconds"], mine["cpu_seconds"], "%.0f" % theirs["module_rss_mib"] if theirs else "-",
                 mine["module_rss_mib"], mine["transfer"] or "-"))
     return "\n".join(rows)
 

@@ -244,10 +244,12 @@ class Firewall:
         """The capacities of the stored config (the defaults without one)."""
         return program_settings.stored_capacities(self.store.read_config())
 
-    def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False, request=None):
-        """entries=None with `request` (a request_digest, from a controller that holds the entries):
-        the no-op result when the request cache answers for it, else None (nothing is read or changed:
-        send the entries)."""
+    def apply_rules(self, kind, entries, state="present", exclusive=False, ttl=None, check_mode=False, request=None,
+                    alias=None):
+        """entries=None with `request` (a request_digest, from a controller that holds the entries, or
+        a payload.file_digest of a src file): the no-op result when the request cache answers for it,
+        else None (nothing is read or changed: send, or read, the entries).
+        alias: with entries, another digest of this request (the src file's), remembered with it."""
         rules.rule_kind(kind)
         if state not in ("present", "absent"):
             raise NetxfwError("state must be present or absent, not '%s'" % state)
@@ -256,11 +258,18 @@ class Firewall:
         repeated = request is not None and any(r.get("request") == request for r in self.store.recent_requests(kind))
         if entries is None and not repeated:
             return None
-        wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl, state=state)
+        keys = {}  # each CIDR parsed once: normalize, the capacity check and the source classes share it
+        wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl, state=state, keys=keys)
         program.require_root()
         with self.store.lock(create=not check_mode):
             if not check_mode:
                 hot_reload.recover_pending(self.store, self.pin_path)  # rules go into the maps the pins will name after a killed reload
+            if repeated:
+                answer = self._repeated_answer(kind, request)
+                if answer is not None:
+                    if not check_mode:
+                        self.store.record_alias(kind, request, alias)
+                    return answer
             data = self.store.read_rules()
             current = data.get(RULE_KINDS[kind], [])
             maps = self.open_maps()
@@ -269,28 +278,27 @@ class Firewall:
                 if repeated and not stale and self.store.request_applied(data, kind, request):
                     # The same request as the last one of this kind, nothing written since, nothing expired:
                     # it cannot change anything (a million-entry re-run skips parsing and diffing).
-                    return {"changed": False, "added": [], "removed": [], "loaded": maps is not None,
-                            "diff": {"before": current, "after": current}}
+                    if not check_mode:
+                        self.store.record_alias(kind, request, alias)
+                    return {"changed": False, "added": [], "removed": [], "loaded": maps is not None}
                 if entries is None:
                     return None
                 if wanted is None:
-                    wanted = rules.normalize(kind, entries, ttl=ttl, state=state)
+                    wanted = rules.normalize(kind, entries, ttl=ttl, state=state, keys=keys)
                 new_list, added, removed = rules.diff(kind, current, wanted, state, exclusive, wanted_sorted=True)
                 result = {
                     "changed": bool(added or removed) or stale,
                     "added": added,
                     "removed": removed,
                     "loaded": maps is not None,
-                    "diff": {"before": current, "after": new_list},
                 }
                 if not result["changed"]:
                     if not check_mode:
-                        self.store.record_request(kind, request, data)
+                        self.store.record_request(kind, request, data, alias)
                     return result  # the maps already hold new_list: no need to encode it for the capacity check
                 new_data = dict(data)
                 new_data[RULE_KINDS[kind]] = new_list
                 new_expected = rulemaps.expected_entries(kind, new_list)
-                keys = {}  # each CIDR parsed once for the capacity check and the source classes
                 if maps is not None:
                     rulemaps.check_capacity(maps, kind, new_data, new_expected, self.capacities(), keys=keys)
                 if check_mode:
@@ -312,10 +320,24 @@ class Firewall:
                 self.store.write_rules(new_data)
                 if maps is not None:
                     rulemaps.mark_generation(maps, new_data)
-                self.store.record_request(kind, request, new_data)
+                self.store.record_request(kind, request, new_data, alias)
                 return result
             finally:
                 self.close_maps(maps)
+
+    def _repeated_answer(self, kind, request):
+        """The no-op result of a request the cache says left the rules.json still there (known by the
+        file's identity, without reading it) when the maps hold that generation; else None. Held lock."""
+        generation = self.store.applied_generation(kind, request)
+        if generation is None:
+            return None
+        maps = self.open_maps()
+        try:
+            if maps is not None and rulemaps.generation_stale(maps, {"generation": generation}):
+                return None
+            return {"changed": False, "added": [], "removed": [], "loaded": maps is not None}
+        finally:
+            self.close_maps(maps)
 
     # ---------------------------------------------------------------- conntrack
     def gc_conntrack(self):

@@ -107,25 +107,35 @@ def export_rules(data, fmt="json", kinds=None):
     raise NetxfwError("format must be one of %s, not %r" % (", ".join(FORMATS), fmt))
 
 
-def read_text(path, label=None, missing=""):
-    """The UTF-8 text of a file (a BOM is dropped); NetxfwError naming it (as `label`) when it cannot be read."""
+def read_bytes(path, label=None, missing=""):
+    """The bytes of a file; NetxfwError naming it (as `label`) when it cannot be read."""
     label = label or path
     try:
         with open(path, "rb") as stream:
             mode = os.fstat(stream.fileno()).st_mode
             if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):  # /dev/zero, /dev/urandom: read until memory runs out
                 raise NetxfwError("cannot read %s: it is a device, not a file of rules" % label)
-            raw = stream.read()
+            return stream.read()
     except FileNotFoundError:
         raise NetxfwError("cannot read %s: it does not exist%s" % (label, missing))
     except IsADirectoryError:
         raise NetxfwError("cannot read %s: it is a directory, not a file" % label)
     except OSError as exc:
         raise NetxfwError("cannot read %s: %s" % (label, exc.strerror or exc))
+
+
+def decode_text(raw, label):
+    """The UTF-8 text of a file's bytes (a BOM is dropped); NetxfwError naming it (as `label`)."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise NetxfwError("%s is not UTF-8 text: %s" % (label, exc))
+
+
+def read_text(path, label=None, missing=""):
+    """The UTF-8 text of a file (a BOM is dropped); NetxfwError naming it (as `label`) when it cannot be read."""
+    label = label or path
+    return decode_text(read_bytes(path, label, missing), label)
 
 
 def load(path, kind=None, fmt=None, label=None, missing=""):

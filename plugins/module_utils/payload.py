@@ -50,14 +50,31 @@ def request_digest(kind, entries, state, exclusive, ttl):
         return None
     count = len(entries) if isinstance(entries, list) else -1  # with it, no two lists of strings join alike
     digest = hashlib.sha256(("%s\0%s\0%s\0%d\0" % (kind, state, bool(exclusive), count)).encode())
+    joined = None
+    if isinstance(entries, list):
+        try:
+            joined = "\0".join(entries)  # a TypeError unless every entry is a str: the check in C
+        except TypeError:
+            pass
     try:
-        if isinstance(entries, list) and all(isinstance(e, str) for e in entries):
-            digest.update(b"str\0" + "\0".join(entries).encode("utf-8", "surrogatepass"))
+        if joined is not None:
+            digest.update(b"str\0" + joined.encode("utf-8", "surrogatepass"))
         else:
             digest.update(b"json\0" + json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
     except (TypeError, ValueError):
         return None
     return digest.hexdigest()
+
+
+def file_digest(kind, data, state, exclusive, ttl):
+    """The digest of a request whose entries are the bytes `data` of a src file, or None (with a ttl):
+    the request cache remembers it beside the entries' request_digest, so that a file unchanged since
+    it was applied is answered without being parsed. Never equal to a request_digest."""
+    if ttl is not None:
+        return None
+    digest = hashlib.sha256(("src\0%s\0%s\0%s\0" % (kind, state, bool(exclusive))).encode())
+    digest.update(data)
+    return "src:" + digest.hexdigest()
 
 
 def encode(entries, digest):

@@ -314,12 +314,14 @@ def describe_port_rule(rule):
     return "%s %s from %s (%s)" % (rule["proto"], rule["ports"], rule["source"], rule["action"])
 
 
-def normalize(kind, entries, ttl=None, now=None, state="present"):
+def normalize(kind, entries, ttl=None, now=None, state="present", keys=None):
     """Canonical, deduplicated, sorted list of `kind` entries: the one validation of rules, strict
     about types (everything that takes rules passes them here as they came).
 
     For the blacklist, `ttl` (seconds) sets expires = now + ttl on entries that give no expiry.
     With state absent, entries need only their identity (the kind's `absent` fields may be left out).
+    keys: a dict that receives {canonical CIDR: cidr_key(CIDR)} of whitelist and blacklist entries
+    (the cache sources.counts and sources.expected take), from the same parse.
     """
     spec = rule_kind(kind)
     if entries is None:
@@ -334,10 +336,10 @@ def normalize(kind, entries, ttl=None, now=None, state="present"):
     if kind in PLAIN_KINDS:
         try:
             if kind == "whitelist":
-                return _unique_whitelist(entries)  # sorted
+                return _unique_whitelist(entries, keys)  # sorted
             now = time.time() if now is None else now
             default_expires = None if ttl is None else now + _positive_seconds(ttl)
-            return _unique_blacklist(entries, default_expires, now)  # sorted
+            return _unique_blacklist(entries, default_expires, now, keys)  # sorted
         except NetxfwError:
             _check_entry_types(spec, entries)  # a clearer message for an entry of the wrong type
             raise
@@ -513,17 +515,47 @@ def _canonical_and_order(text):
     return str(network), network.version << 136 | int(network.network_address) << 8 | network.prefixlen
 
 
-def _by_order(order_by_item):
+def _by_order(order_by_item, keys=None):
+    """The items sorted by their order; `keys` (a dict), if given, receives {item: cidr_key(item)}
+    worked out from each order, so that the capacity count and the src maps need no second parse."""
+    if keys is not None:
+        keys.update(zip(order_by_item, map(_key_of_order, order_by_item.values())))
     return sorted(order_by_item, key=order_by_item.__getitem__)
 
 
-def _unique_whitelist(entries):
-    """Sorted as sort_entries sorts, with each sort key computed while parsing."""
-    return _by_order(dict(_canonical_and_order(entry) for entry in entries))
+_LPM_PREFIX = tuple(struct.pack("=I", plen) for plen in range(129))
+_VALUE_MASK = (1 << 128) - 1
 
 
-def _unique_blacklist(entries, default_expires, now):
+def _key_of_order(order):
+    """cidr_key of the CIDR whose sort key (_canonical_and_order) is `order`."""
+    plen = order & 0xFF
+    if order >> 136 == 4:
+        packed = ((order >> 8) & 0xFFFFFFFF).to_bytes(4, "big")
+        return (4, "host", packed) if plen == 32 else (4, "lpm", _LPM_PREFIX[plen] + packed)
+    packed = ((order >> 8) & _VALUE_MASK).to_bytes(16, "big")
+    return (6, "host", packed) if plen == 128 else (6, "lpm", _LPM_PREFIX[plen] + packed)
+
+
+def _unique_whitelist(entries, keys=None):
     """Sorted as sort_entries sorts, with each sort key computed while parsing."""
+    return _by_order(dict(map(_canonical_and_order, entries)), keys)
+
+
+def _all_strings(entries):
+    try:
+        "".join(entries)  # a TypeError unless every entry is a str: the check in C
+    except TypeError:
+        return False
+    return True
+
+
+def _unique_blacklist(entries, default_expires, now, keys=None):
+    """Sorted as sort_entries sorts, with each sort key computed while parsing."""
+    if isinstance(entries, list) and _all_strings(entries):
+        # every entry takes the default expiry (a list of a million CIDRs): no expiry to merge
+        return [{"cidr": cidr, "expires": default_expires}
+                for cidr in _by_order(dict(map(_canonical_and_order, entries)), keys)]
     expires_by_cidr = {}
     order = {}
     for entry in entries:
@@ -538,7 +570,7 @@ def _unique_blacklist(entries, default_expires, now):
             expires = default_expires
         # The same network listed twice keeps the longer-lived block.
         expires_by_cidr[cidr] = _later(expires_by_cidr[cidr], expires) if cidr in expires_by_cidr else expires
-    return [{"cidr": cidr, "expires": expires_by_cidr[cidr]} for cidr in _by_order(order)]
+    return [{"cidr": cidr, "expires": expires_by_cidr[cidr]} for cidr in _by_order(order, keys)]
 
 
 def _port_rule(entry):

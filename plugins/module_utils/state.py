@@ -30,7 +30,7 @@ RULES_VERSION = 1
 RULE_LISTS = tuple(kind.key for kind in REGISTRY if not kind.optional)
 OPTIONAL_LISTS = tuple(kind.key for kind in REGISTRY if kind.optional)
 LOCK_POLL_SECONDS = 0.1
-REQUESTS_KEPT = 4  # per kind, in <state_dir>/.requests.json
+REQUESTS_KEPT = 8  # per kind, in <state_dir>/.requests.json
 ROLLBACK_DIR = "rollback"
 WINDOW_FILE = "pending"
 JOURNAL_FILE = "journal.jsonl"
@@ -219,27 +219,67 @@ class StateStore:
         recent = self._read_requests().get(kind)
         return [r for r in recent if isinstance(r, dict)] if isinstance(recent, list) else []
 
-    def request_applied(self, data, kind, request):
-        """`request` was applied to the rules.json that is still there (same generation), and no
-        blacklist entry has expired since (an expiry is a change)."""
-        now = time.time()
-        return any(r.get("request") == request and r.get("generation") == data.get("generation", 0) and
-                   (r.get("next_expiry") is None or r["next_expiry"] > now) for r in self.recent_requests(kind))
+    def rules_file_identity(self):
+        """What tells one rules.json file from another without reading it: device, inode, size,
+        modification and change times (ns). Every write replaces the file (a new inode), an edit in
+        place moves its change time (which no one can set back); None when there is no file."""
+        try:
+            st = os.stat(self.rules_path)
+        except FileNotFoundError:
+            return None
+        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
-    def record_request(self, kind, request, data):
+    def _applied(self, kind, request, generation=None):
+        """The records of `request` that still hold: made on the rules.json that is still there (the
+        same file, and the same generation when `generation` is given) with no blacklist entry expired
+        since (an expiry is a change). A record without the file's identity (an older netxfw's) holds
+        on the generation alone."""
+        now = time.time()
+        identity = self.rules_file_identity()
+        return [r for r in self.recent_requests(kind)
+                if r.get("request") == request and r.get("rules_file", identity) == identity
+                and (generation is None or r.get("generation") == generation)
+                and (r.get("next_expiry") is None or r["next_expiry"] > now)]
+
+    def request_applied(self, data, kind, request):
+        """`request` was applied to the rules.json that is still there (same file, same generation)."""
+        return bool(self._applied(kind, request, data.get("generation", 0)))
+
+    def applied_generation(self, kind, request):
+        """The generation of rules.json that `request` left and that is still there, known without
+        reading rules.json (the file's identity in the record), else None."""
+        for record in self._applied(kind, request):
+            if "rules_file" in record and isinstance(record.get("generation"), int):
+                return record["generation"]
+        return None
+
+    def record_request(self, kind, request, data, alias=None):
         """Remember the last few requests of a kind that left rules.json as it is now (a sweep between
-        two runs of a playbook is one of them)."""
+        two runs of a playbook is one of them). `alias`: another digest of the same request (a src
+        file's bytes, payload.file_digest), remembered alike."""
         if request is None:
             return
         expiries = [e["expires"] for e in data.get("blacklist", []) if e["expires"] is not None] \
             if kind == "blacklist" else []
         last = {"request": request, "generation": data.get("generation", 0),
-                "next_expiry": min(expiries) if expiries else None}
-        recent = self.recent_requests(kind)
-        if recent[:1] == [last]:
+                "next_expiry": min(expiries) if expiries else None, "rules_file": self.rules_file_identity()}
+        self._remember(kind, [last] + ([dict(last, request=alias)] if alias else []))
+
+    def record_alias(self, kind, request, alias):
+        """Remember `alias` as naming what the still holding record of `request` names."""
+        if alias is None:
             return
+        held = self._applied(kind, request)
+        if held:
+            self._remember(kind, [dict(held[0], request=alias)])
+
+    def _remember(self, kind, records):
+        recent = self.recent_requests(kind)
+        if recent[:len(records)] == records:
+            return
+        names = set(r["request"] for r in records)
         requests = self._read_requests()
-        requests[kind] = [last] + [r for r in recent if r.get("request") != request][:REQUESTS_KEPT - 1]
+        requests[kind] = (records + [r for r in recent if r.get("request") not in names])[:REQUESTS_KEPT]
         self.write_json(self.REQUESTS_FILE, requests)
 
     def _make_dir(self):

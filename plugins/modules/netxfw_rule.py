@@ -87,6 +87,8 @@ options:
       - Plain text with one address or CIDR per line, for O(kind=whitelist) and O(kind=blacklist) only.
         In plain text, blank lines and everything from C(#) to the end of a line are ignored; a
         blacklist line is only a CIDR (its expiry comes from O(ttl)).
+      - A file whose bytes are those of the request applied last (and nothing changed since) is answered
+        from the host's request cache without being parsed.
       - The file is read in check mode too. A file that is missing, unreadable, not UTF-8, not valid JSON
         or CSV, or holds items of the wrong type fails the task and nothing is changed.
       - With O(exclusive=true) and O(state=present), an empty file empties the list of O(kind).
@@ -330,7 +332,7 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.module_support imp
     load_engine,
     run_engine,
 )
-from ansible_collections.netxfw.firewall.plugins.module_utils.payload import clean_entries, decode
+from ansible_collections.netxfw.firewall.plugins.module_utils.payload import clean_entries, decode, file_digest
 
 
 def argument_spec():
@@ -352,11 +354,17 @@ def argument_spec():
 SRC_MISSING = " on the managed host; copy it there first (e.g. with ansible.builtin.copy)"
 
 
-def read_src(path, kind):
-    """The entries of `kind` held by the file at `path` on the managed host, in any form `netxfw import`
-    reads (exchange.parse_rules: a JSON list or export document, CSV, or one CIDR per line). NetxfwError."""
+def read_src_bytes(path):
+    return exchange.read_bytes(path, "src %s" % path, SRC_MISSING)
+
+
+def read_src(path, kind, raw=None):
+    """The entries of `kind` held by the file at `path` on the managed host (its bytes `raw` when
+    read already), in any form `netxfw import` reads (exchange.parse_rules: a JSON list or export
+    document, CSV, or one CIDR per line). NetxfwError."""
     label = "src %s" % path
-    parsed = exchange.load(path, kind, label=label, missing=SRC_MISSING)
+    raw = read_src_bytes(path) if raw is None else raw
+    parsed = exchange.parse_rules(exchange.decode_text(raw, label), None, kind, label)
     if kind not in parsed:
         raise NetxfwError("%s holds no %s rules: an export document without '%s'" % (label, kind, rules.KIND[kind].key))
     return parsed[kind]
@@ -382,24 +390,38 @@ def main():
     if limit < 0:
         module.fail_json(msg="max_listed must be 0 or more, not %d" % limit)
     entries = None  # only entries_digest: ask the request cache
+    raw = alias = result = None
     if params["src"] is not None:
         try:
-            entries = read_src(params["src"], params["kind"])
+            raw = read_src_bytes(params["src"])
         except NetxfwError as exc:
             module.fail_json(msg=str(exc))
+        alias = file_digest(params["kind"], raw, params["state"], params["exclusive"], params["ttl"])
     elif params["entries_file"] is not None:
         entries = run_engine(module, lambda: read_entries_file(params["entries_file"], params), "netxfw_rule")
     elif params["entries"] is not None:
         entries = clean_entries(params["entries"])
     engine = load_engine(module)
     firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_rule")
-    result = run_engine(
-        module,
-        lambda: firewall.apply_rules(params["kind"], entries, state=params["state"], exclusive=params["exclusive"],
-                                     ttl=params["ttl"], check_mode=module.check_mode,
-                                     request=params["entries_digest"]),
-        "netxfw_rule",
-    )
+
+    def apply(entries, request):
+        return run_engine(
+            module,
+            lambda: firewall.apply_rules(params["kind"], entries, state=params["state"], exclusive=params["exclusive"],
+                                         ttl=params["ttl"], check_mode=module.check_mode, request=request,
+                                         alias=alias if entries is not None else None),
+            "netxfw_rule",
+        )
+
+    if alias is not None:
+        result = apply(None, alias)  # the same file as a request applied last: not even parsed
+    if result is None and raw is not None:
+        try:
+            entries = read_src(params["src"], params["kind"], raw)
+        except NetxfwError as exc:
+            module.fail_json(msg=str(exc))
+    if result is None:
+        result = apply(entries, params["entries_digest"])
     if result is None:
         module.exit_json(changed=False, entries_needed=True)
     added, removed = result["added"], result["removed"]

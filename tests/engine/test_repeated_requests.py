@@ -27,9 +27,59 @@ def test_repeated_request_is_a_noop_from_the_record(fresh, monkeypatch):
 
     # answered from the record: normalize() would fail if it ran
     monkeypatch.setattr(rules, "normalize", lambda *args, **kwargs: 1 / 0)
+    monkeypatch.setattr(fresh.fw.store, "read_rules", lambda: 1 / 0)  # nor is rules.json read
+    before = fresh.read_file("rules.json")
     again = fresh.fw.apply_rules("blacklist", list(entries))
-    assert again["changed"] is False and again["added"] == [] and again["removed"] == []
-    assert again["diff"]["before"] == again["diff"]["after"] == fresh.rules_json()["blacklist"]
+    assert again == {"changed": False, "added": [], "removed": [], "loaded": True}
+    assert fresh.read_file("rules.json") == before
+    monkeypatch.undo()
+    fresh.assert_maps_match_json()
+
+
+def test_rules_json_changed_behind_the_engines_back_is_no_cache_hit(fresh):
+    """The record names the rules.json file it was made on: an edit (same generation) is seen."""
+    entries = ["203.0.113.50", "203.0.113.51"]
+    assert fresh.fw.apply_rules("blacklist", entries, exclusive=True)["changed"]
+    data = fresh.rules_json()
+    data["blacklist"] = [e for e in data["blacklist"] if e["cidr"] != "203.0.113.51/32"]
+    path = os.path.join(fresh.fw.store.state_dir, "rules.json")
+    with open(path, "r+") as stream:  # in place: same inode, same generation, shorter
+        stream.write(json.dumps(data))
+        stream.truncate()
+    again = fresh.fw.apply_rules("blacklist", entries, exclusive=True)
+    assert again["changed"] is True and [e["cidr"] for e in again["added"]] == ["203.0.113.51/32"]
+    fresh.assert_maps_match_json()
+
+
+def test_rules_json_rewritten_alike_is_no_cache_hit(fresh, monkeypatch):
+    """Another file with the same generation and content (restored from a backup, say): the
+    request is worked out again, and finds nothing to change."""
+    entries = ["203.0.113.52"]
+    assert fresh.fw.apply_rules("blacklist", entries)["changed"]
+    path = os.path.join(fresh.fw.store.state_dir, "rules.json")
+    with open(path, "rb") as stream:
+        raw = stream.read()
+    os.unlink(path)
+    with open(path, "wb") as stream:
+        stream.write(raw)
+    calls = []
+    real = rules.normalize
+    monkeypatch.setattr(rules, "normalize", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    assert fresh.fw.apply_rules("blacklist", entries)["changed"] is False
+    assert calls == [1]
+
+
+def test_a_lost_record_never_answers_for_the_rules_after_it(fresh):
+    """A run killed after writing the maps and rules.json but before its own record: the record
+    left from before names the old rules.json, so the old request is applied again."""
+    first, second = ["203.0.113.60"], ["203.0.113.61"]
+    assert fresh.fw.apply_rules("blacklist", first, exclusive=True)["changed"]
+    old_record = fresh.read_file(fresh.fw.store.REQUESTS_FILE)
+    assert fresh.fw.apply_rules("blacklist", second, exclusive=True)["changed"]
+    with open(os.path.join(fresh.fw.store.state_dir, fresh.fw.store.REQUESTS_FILE), "wb") as stream:
+        stream.write(old_record)
+    again = fresh.fw.apply_rules("blacklist", first, exclusive=True)
+    assert again["changed"] is True and [e["cidr"] for e in again["added"]] == ["203.0.113.60/32"]
     fresh.assert_maps_match_json()
 
 
@@ -112,3 +162,29 @@ def test_an_unreadable_record_is_ignored(fresh):
         stream.write("{not json")
     assert fresh.fw.apply_rules("whitelist", ["203.0.113.40"])["changed"] is False
     assert requests_file(fresh)["whitelist"][0]["generation"] == fresh.rules_json()["generation"]
+
+
+def test_a_src_file_digest_answers_only_for_the_rules_it_left(fresh, monkeypatch):
+    """netxfw_rule's src shortcut: the digest of the file's bytes (payload.file_digest) is remembered
+    beside the entries' digest, answers for the same file unparsed, and for nothing after a write."""
+    alias = payload.file_digest("blacklist", b"203.0.113.80\n", "present", True, None)
+    assert fresh.fw.apply_rules("blacklist", None, exclusive=True, request=alias) is None  # unknown: parse it
+    assert fresh.fw.apply_rules("blacklist", ["203.0.113.80"], exclusive=True, alias=alias)["changed"]
+    monkeypatch.setattr(rules, "normalize", lambda *args, **kwargs: 1 / 0)
+    assert fresh.fw.apply_rules("blacklist", None, exclusive=True, request=alias) == \
+        {"changed": False, "added": [], "removed": [], "loaded": True}
+    assert fresh.fw.apply_rules("blacklist", None, exclusive=True, request=alias, check_mode=True)["changed"] is False
+    monkeypatch.undo()
+    assert fresh.fw.apply_rules("blacklist", ["203.0.113.81"])["changed"]  # another write
+    assert fresh.fw.apply_rules("blacklist", None, exclusive=True, request=alias) is None
+    fresh.assert_maps_match_json()
+
+
+def test_a_repeated_request_remembers_its_src_digest(fresh):
+    """The same entries from a file not seen before (touched, say): answered by the entries' digest,
+    and the file's digest remembered for next time."""
+    assert fresh.fw.apply_rules("whitelist", ["198.51.100.90"], exclusive=True)["changed"]
+    alias = payload.file_digest("whitelist", b"198.51.100.90\n\n", "present", True, None)
+    assert fresh.fw.apply_rules("whitelist", ["198.51.100.90"], exclusive=True, alias=alias)["changed"] is False
+    assert alias in [r["request"] for r in requests_file(fresh)["whitelist"]]
+    assert fresh.fw.apply_rules("whitelist", None, exclusive=True, request=alias)["changed"] is False

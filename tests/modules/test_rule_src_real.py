@@ -53,6 +53,26 @@ def test_src_json_list_blacklist_then_noop(loaded):
     assert same["changed"] is False
 
 
+def test_src_file_changed_in_place_is_applied_again(loaded):
+    """An unchanged src file is answered from the request cache unparsed (its digest); the same
+    file rewritten with other entries of the same length never is."""
+    env = loaded
+    src = write(env, "same-size.txt", "203.0.113.40\n203.0.113.41\n")
+    args = {"kind": "blacklist", "src": src, "exclusive": True}
+    assert env.run("netxfw_rule", args)["changed"] is True
+    again = env.run("netxfw_rule", args)
+    assert again["rc"] == 0 and again["changed"] is False, again
+    with open(os.path.join(env.state_dir, ".requests.json")) as stream:
+        assert any(r["request"].startswith("src:") for r in json.load(stream)["blacklist"])
+    with open(src, "r+") as stream:
+        stream.write("203.0.113.42\n203.0.113.43\n")
+    check = env.run("netxfw_rule", args, check=True)
+    assert check["changed"] is True and check["added_count"] == 2 and check["removed_count"] == 2, check
+    changed = env.run("netxfw_rule", args)
+    assert changed["changed"] is True and [e["cidr"] for e in changed["added"]] == ["203.0.113.42/32", "203.0.113.43/32"]
+    assert [e["cidr"] for e in env.rules()["blacklist"]] == ["203.0.113.42/32", "203.0.113.43/32"]
+
+
 def test_src_plain_text_whitelist_with_comments_exclusive(loaded):
     env = loaded
     assert env.run("netxfw_rule", {"kind": "whitelist", "entries": ["198.51.100.200"]})["changed"]

@@ -61,22 +61,55 @@ EDGE = ["::", "::/0", "::1", "::1/128", "1::", "1::/16", "1:0:0:1::/64", "1::1:0
         "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1:2:3:4:5:6::8"]
 
 
-@pytest.mark.parametrize("text", EDGE + v6_texts(random.Random(15), 3000))
-def test_fast_paths_match_ipaddress(text):
+INPUTS = EDGE + v6_texts(random.Random(15), 3000)
+
+
+def mismatches(text):
+    """What the fast paths get wrong about `text` (empty: nothing)."""
     try:
         expected = reference(text)
     except ValueError:
-        with pytest.raises(rules.NetxfwError):
-            rules.canonical_cidr(text)
-        with pytest.raises(rules.NetxfwError):
-            rules.cidr_key(text)
-        return
+        wrong = []
+        for name in ("canonical_cidr", "cidr_key"):
+            try:
+                got = getattr(rules, name)(text)
+            except rules.NetxfwError:
+                continue
+            wrong.append("%s(%r) = %r, expected NetxfwError" % (name, text, got))
+        return wrong
     canonical, key, order = expected
-    assert rules.canonical_cidr(text) == canonical
-    assert rules.cidr_key(text) == key
-    assert rules._canonical_and_order(text) == (canonical, as_int(order))
-    assert rules._cidr_order(canonical) == as_int(order)
-    assert rules._cidr_order(text) == as_int(order)
+    checks = (("canonical_cidr", rules.canonical_cidr(text), canonical),
+              ("cidr_key", rules.cidr_key(text), key),
+              ("_canonical_and_order", rules._canonical_and_order(text), (canonical, as_int(order))),
+              ("_cidr_order of the canonical form", rules._cidr_order(canonical), as_int(order)),
+              ("_cidr_order", rules._cidr_order(text), as_int(order)))
+    return ["%s(%r) = %r, expected %r" % (name, text, got, want) for name, got, want in checks if got != want]
+
+
+def test_fast_paths_match_ipaddress():
+    """Every input checked, every mismatch reported at once."""
+    wrong = [line for text in INPUTS for line in mismatches(text)]
+    assert not wrong, "%d mismatches:\n%s" % (len(wrong), "\n".join(wrong))
+
+
+@pytest.mark.parametrize("kind", ["whitelist", "blacklist"])
+def test_normalize_gives_the_keys_cidr_key_gives(kind):
+    """The keys normalize() hands the capacity count and the source classes (one parse per CIDR)
+    are cidr_key's of each canonical entry, for every valid input, alone and all in one list."""
+    valid = []
+    for text in INPUTS:
+        try:
+            reference(text)
+        except ValueError:
+            continue
+        valid.append(text)
+    keys = {}
+    listed = rules.normalize(kind, valid, keys=keys)
+    cidrs = listed if kind == "whitelist" else [entry["cidr"] for entry in listed]
+    wrong = ["%r: %r, cidr_key %r" % (cidr, keys.get(cidr), rules.cidr_key(cidr))
+             for cidr in cidrs if keys.get(cidr) != rules.cidr_key(cidr)]
+    assert sorted(keys) == sorted(cidrs)
+    assert not wrong, "%d mismatches:\n%s" % (len(wrong), "\n".join(wrong))
 
 
 def test_fast_path_takes_canonical_ipv6():

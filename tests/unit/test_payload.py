@@ -76,3 +76,16 @@ def test_clean_entries_as_the_module_cleans_them():
     assert payload.clean_entries(["203.0.113.9", " 203.0.113.0/28 ", "", {"cidr": "x"}]) == [
         "203.0.113.9", "203.0.113.0/28", {"cidr": "x"}]
     assert payload.clean_entries(None) == []
+
+
+def test_digest_is_the_documented_bytes():
+    """Host and controller of different netxfw versions keep answering each other's requests: the
+    digest of a list of strings and of any other list is the same bytes as ever."""
+    import hashlib
+    head = "blacklist\0present\0True\0%d\0"
+    strings = ["198.51.100.0/24", "2001:db8::/48"]
+    assert payload.request_digest("blacklist", strings, "present", True, None) == hashlib.sha256(
+        (head % 2).encode() + b"str\x00" + b"198.51.100.0/24\x00" + b"2001:db8::/48").hexdigest()
+    mixed = ["198.51.100.1", {"cidr": "203.0.113.0/24", "expires": None}]
+    assert payload.request_digest("blacklist", mixed, "present", True, None) == hashlib.sha256(
+        (head % 2).encode() + b'json\0["198.51.100.1",{"cidr":"203.0.113.0/24","expires":null}]').hexdigest()
