@@ -277,6 +277,9 @@ def main():
     if params["rollback"] and not module.check_mode:
         armed = arm(module)
         os.environ[OWNER_ENV] = armed["id"]  # this run's changes are the window's own, not journaled
+        # the state store takes its owner when it is made: one made before the window would journal this run's
+        # changes as others' and a rollback would keep them
+        firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_apply")
         test_pause()
     window = {}
     if armed:

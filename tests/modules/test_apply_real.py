@@ -3,15 +3,21 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 """netxfw_apply run directly (see conftest.py) with rollback=false, as a play that opts out of
-confirm-or-rollback runs it: there, nothing undoes a part applied before a later one fails."""
+confirm-or-rollback runs it: there, nothing undoes a part applied before a later one fails. The
+rate-limit rules are also applied with rollback=true and rolled back by the host's window."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
+import os
+import signal
 import subprocess
 
 import pytest
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLI = os.path.join(REPO, "agent", "bin", "netxfw")
 FW_ADDR, PEER_ADDR = "198.51.100.1", "198.51.100.2"  # conftest.py's namespaces
 PROGRAM = {"interfaces": ["vm0"], "policy": "allow"}
 STATE = {"whitelist": ["198.51.100.2"], "blacklist": ["203.0.113.0/24"],
@@ -176,3 +182,42 @@ def test_the_role_s_runs_keep_live_auto_bans(applied):
         assert [ban["address"] for ban in bans] == [PEER_ADDR], (ratelimit, bans)
     assert not env.ping_from_peer()  # the ban still blocks what the peer cannot prove
 
+
+def stop_timer(env):
+    try:
+        with open(os.path.join(env.state_dir, "rollback", "pending")) as stream:
+            pid = json.load(stream).get("pid")
+    except (OSError, ValueError):
+        return
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_rolled_back_apply_restores_the_rate_limit_rules(applied):
+    """The role's run with rollback on, never confirmed: the host's window rolls its rate-limit change
+    back (rollback-now is what the host's timer runs at the deadline)."""
+    env = applied
+    assert apply(env, whitelist=NOT_THE_PEER, ratelimit=[LIMIT])["changed"] is True
+    held = env.rules()["ratelimits"]
+    try:
+        result = env.run("netxfw_apply", dict(STATE, whitelist=NOT_THE_PEER, ratelimit=[dict(LIMIT, rate=50)], cli_path=CLI,
+                                              rollback_timeout=600))
+        assert result["rc"] == 0 and result["parts"]["ratelimit"]["changed"] is True, result
+        window = result["rollback"]["id"]
+        assert env.rules()["ratelimits"] == [dict(STORED, rate=50)]
+        proc = env.in_fw("/usr/bin/python3", CLI, "--pin-path", env.pin_path, "--state-dir", env.state_dir, "--json",
+                         "rollback-now", window, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        # the apply's changes are its window's own: rolled back, none kept as someone else's
+        assert not json.loads(proc.stdout).get("kept_changes_by_others"), proc.stdout
+    finally:
+        stop_timer(env)
+    assert env.rules()["ratelimits"] == held
+    # the maps too: the rolled-back state is what the role's list now finds, unchanged
+    assert apply(env, whitelist=NOT_THE_PEER, ratelimit=[LIMIT])["changed"] is False
+    dropped = counter(env, "drop_ratelimit")
+    peer_python(env, SEND_UDP, FW_ADDR, "60")
+    assert counter(env, "drop_ratelimit") - dropped >= 40
