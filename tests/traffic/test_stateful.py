@@ -151,6 +151,23 @@ def test_forged_close_does_not_end_the_connection(fw, family, flags):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_after_the_peers_reset_the_kernels_reset_closes(fw, family):
+    """A real RST from the peer ends the fw host's socket but moves no state; the next segment on the tuple
+    reaches the fw host's kernel, whose RST (egress) closes the flow."""
+    a = ADDR[family]
+    with outbound_tcp(fw, family, 7105) as (mine, theirs, lport):
+        ports = dict(local_port=lport, remote_port=7105)
+        wait_flow(fw, lambda f: f["state"] == "established", "established", a["cli"], **ports)
+        hard_close(theirs)                                  # the peer's RST
+        mine.settimeout(5.0)
+        with pytest.raises(ConnectionResetError):
+            mine.recv(16)
+        assert flows(fw, a["cli"], **ports)[0]["state"] == "established"
+        forge_tcp(family, a["cli"], a["fw"], 7105, lport, "PA", 1)   # a late segment: the kernel answers RST
+        wait_flow(fw, lambda f: f["state"] == "close", "close", a["cli"], **ports)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_tcp_established_timeout_and_revival(fw, family):
     """An idle flow past tcp_established no longer passes; the host sending again revives it."""
     a = ADDR[family]
