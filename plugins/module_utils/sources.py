@@ -181,24 +181,32 @@ def resolve(whitelist, blacklist, port_rules, ratelimits=(), keys=None):
 
 def to_maps(resolved, expiry_ns):
     """resolve() output -> {src map name: {key: value bytes}}; expiry_ns(expiry) -> monotonic ns (0 = never)."""
-    values = {}  # (class bits, expiry) -> value bytes: a million entries share a handful
-    for cls in set(resolved.values()):
-        bits, exp = cls
-        if bits & layout.SRC_BL:
-            # saturates: an expiry past the 59 bits (one stored before rules.MAX_TTL, or after eight
-            # years of uptime) must never wrap into the past and silently unblock
-            bits |= min(expiry_ns(exp), layout.SRC_EXPIRY_MASK)
-        values[cls] = layout.encode_u64(bits)
+    # (class bits, expiry) -> value bytes: a million entries share a handful
+    values = dict((cls, _class_value(cls, expiry_ns)) for cls in set(resolved.values()))
+    return _split(list(resolved), lambda: map(values.__getitem__, resolved.values()))
+
+
+def _class_value(cls, expiry_ns):
+    bits, exp = cls
+    if bits & layout.SRC_BL:
+        # saturates: an expiry past the 59 bits (one stored before rules.MAX_TTL, or after eight
+        # years of uptime) must never wrap into the past and silently unblock
+        bits |= min(expiry_ns(exp), layout.SRC_EXPIRY_MASK)
+    return layout.encode_u64(bits)
+
+
+def _split(keys, values):
+    """{src map name: {key bytes: value}} of `keys` (a list of cidr_key tuples) and values() (a new iterator
+    of their values at each call), in their order, split by C loops (a million keys): a key's length tells
+    its map (the address, after the u32 prefix length in an LPM key)."""
     out = dict((name, {}) for name in SRC_MAPS)
-    # each map's keys in the order of `resolved`, split by C loops (a million keys): a key's length
-    # tells its map (the address, after the u32 prefix length in an LPM key)
-    lengths = list(map(len, map(_RAW_KEY, resolved)))
+    lengths = list(map(len, map(_RAW_KEY, keys)))
     present = set(lengths)
     for family in (4, 6):
         size = 4 if family == 4 else 16
         for where, length in (("host", size), ("lpm", size + 4)):
             if length in present:
-                pairs = zip(map(_RAW_KEY, resolved), map(values.__getitem__, resolved.values()))
+                pairs = zip(map(_RAW_KEY, keys), values())
                 out[map_name(family, where)] = dict(
                     pairs if len(present) == 1 else itertools.compress(pairs, map(length.__eq__, lengths)))
     return out
@@ -237,9 +245,15 @@ def expected(data, now_wall=None, now_mono_ns=None, keys=None):
     blacklist = data.get("blacklist", [])
     if operator.countOf(map(_EXPIRES, blacklist), None) != len(blacklist):  # else none expires (a million)
         blacklist = [e for e in blacklist if not rules.is_expired(e, now_wall)]
-    resolved = resolve(data.get("whitelist", []), blacklist, data.get("port_rules", []), data.get("ratelimits", []),
-                       keys)
-    return to_maps(resolved, lambda exp: wall_to_monotonic_ns(exp, now_wall, now_mono_ns))
+    others = data.get("whitelist", []), data.get("port_rules", []), data.get("ratelimits", [])
+
+    def expiry_ns(exp):
+        return wall_to_monotonic_ns(exp, now_wall, now_mono_ns)
+    if not any(others) and operator.countOf(map(_EXPIRES, blacklist), None) == len(blacklist):
+        # a blacklist alone, nothing expiring (a million CIDRs): to_maps(resolve(...)) without its dict
+        value = _class_value((layout.SRC_BL, None), expiry_ns)
+        return _split(keys_of(list(map(_CIDR, blacklist)), keys), lambda: itertools.repeat(value))
+    return to_maps(resolve(others[0], blacklist, others[1], others[2], keys), expiry_ns)
 
 
 def live_ban(value, now_ns):

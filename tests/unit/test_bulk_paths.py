@@ -133,3 +133,13 @@ def test_src_filter_bits_match_one_by_one():
     mixed = [b"\1\2\3\4", bytes(range(16))]
     assert layout.src_filter_bits(mixed, 64) == [layout.src_filter_bit(key, 64) for key in mixed]
     assert layout.src_filter_bits([], 64) == []
+
+
+def test_expected_of_a_blacklist_alone_matches_the_general_path():
+    keys = {}
+    blacklist = rules.normalize("blacklist", next(lists(20)) + ["2001:db8::/48", "2001:db8::1"], keys=keys)
+    alone = sources.expected({"blacklist": blacklist}, keys=keys)
+    general = sources.to_maps(sources.resolve(iter(()), blacklist, iter(())), lambda exp: 0)
+    assert alone == general
+    assert all(list(alone[name]) == list(general[name]) for name in general)
+    assert sum(map(len, alone.values())) == len(blacklist)
