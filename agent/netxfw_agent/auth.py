@@ -58,7 +58,9 @@ def read(path=DEFAULT_TOKEN_FILE):
 
 
 class TokenFile:
-    """The token, re-read when the file changes (rotation without a restart)."""
+    """The token, re-read when the file changes (rotation without a restart). A file that is gone
+    revokes it (nothing is accepted until a token is generated again); a file that cannot be used
+    (unreadable, readable by others, too short: a rotation gone wrong) keeps the last good token."""
 
     def __init__(self, path):
         self.path = path
@@ -67,7 +69,11 @@ class TokenFile:
         self.reload()
 
     def reload(self):
-        st = os.stat(self.path)
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._stamp = self._token = None
+            raise
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp != self._stamp:
             self._token = read(self.path).encode()
@@ -80,7 +86,7 @@ class TokenFile:
         except (OSError, TokenError):
             pass  # keep the last good token
         scheme, dummy, offered = (header or "").partition(" ")
-        if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110 11.1)
+        if self._token is None or scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110 11.1)
             return False
         offered = offered.strip().encode("utf-8", "replace")
         return hmac.compare_digest(offered, self._token)

@@ -387,6 +387,12 @@ def _when(epoch):
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
+def _say_waiting(window):
+    sys.stderr.write("waiting for window %s (owner %s, rolls back at %s) to close\n"
+                     % (window["id"], window.get("owner"), _when(window["deadline"])))
+    sys.stderr.flush()
+
+
 def cmd_rollback(args, fw):
     from . import rollback
     if args.command == "rollback-now" and (args.snapshot or (not args.id and rollback.status(fw)["pending"] is None)):
@@ -414,7 +420,7 @@ def cmd_rollback(args, fw):
                     % (args.file, "loaded" if data["loaded"] else "not loaded"))
     if args.command == "rollback-after":
         rec = rollback.arm(fw, args.seconds, args.snapshot, foreground=args.foreground, owner=args.owner,
-                           wait=args.wait)
+                           wait=args.wait, on_wait=_say_waiting)
         text = "rollback %s armed: restores %s at %s unless `netxfw confirm %s`" % (
             rec["id"], rec["snapshot"], _when(rec["deadline"]), rec["id"])
         text += ("\nchanges belong to this window when made with %s=%s in their environment (the role does "

@@ -16,6 +16,7 @@ from netxfw_engine.errors import NetxfwError
 RESTORE_FAILED = "restore-failed.json"  # in state_dir: the last boot restore failed (`netxfw restore`)
 # the program settings the settings route changes (runtime ones: a map update, never a recompile)
 SETTINGS = ("policy", "icmp_rate", "icmp_burst", "conntrack", "conntrack_timeout")
+NOT_ENFORCING = "NOT ENFORCING on %s: %s; `netxfw restore` attaches the programs again"
 OUT_OF_STEP = ("RULE MAPS OUT OF STEP with %s: a write to them was interrupted, the data plane does not enforce "
                "the stored rules; `netxfw reload` rebuilds them (so does the next rule change)")
 
@@ -94,10 +95,27 @@ def restore_failure(fw):
         return None
 
 
+def detached(info):
+    """(interface, why) for each configured interface the loaded programs do not guard: it is gone, or
+    someone detached the XDP or the TC egress program by hand (`ip link set dev X xdp off`, `tc`)."""
+    if not info.get("loaded"):
+        return []
+    out = []
+    for name in (info.get("config") or {}).get("interfaces", []):
+        where = info["interfaces"].get(name)
+        if where is None:
+            out.append((name, "the interface does not exist"))
+        elif not where["xdp"]:
+            out.append((name, "the XDP program is not attached: inbound packets are not filtered"))
+        elif not where["tc"]:
+            out.append((name, "the TC egress program is not attached: this host's flows are not tracked"))
+    return out
+
+
 def status(fw, sample=0.0):
     """engine info() plus rule counts, the rollback window, the last ansible-pull run (`pull`),
     `alerts` (a failed boot restore, an unconfirmed change without a timer, a due rollback that
-    cannot happen, a failed pull, rule maps left half written), and rates over
+    cannot happen, a failed pull, rule maps left half written, a configured interface left unguarded), and rates over
     `sample` seconds when > 0."""
     from . import pull, rollback
     try:
@@ -116,6 +134,7 @@ def status(fw, sample=0.0):
         info["alerts"].append("RULES UNREADABLE: %s; a restore or reload fails until it is fixed" % unreadable)
     if info.get("rules_in_step") is False:
         info["alerts"].append(OUT_OF_STEP % fw.store.rules_path)
+    info["alerts"].extend(NOT_ENFORCING % (name, why) for name, why in detached(info))
     if info.get("loaded") and sample > 0:
         before, t0 = info["counters"], time.monotonic()
         time.sleep(sample)

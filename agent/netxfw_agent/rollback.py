@@ -297,11 +297,12 @@ def default_owner():
     return "%s@%s" % (who, ssh[0] if ssh else "local")
 
 
-def arm(fw, timeout, snapshot_path=None, foreground=False, owner=None, wait=0.0):
+def arm(fw, timeout, snapshot_path=None, foreground=False, owner=None, wait=0.0, on_wait=None):
     """Open a window: snapshot now (the last confirmed state), leave a detached timer that rolls
     the change back after `timeout` seconds unless `confirm` runs first. Waits up to `wait`
-    seconds for another open window to close. Returns the window record plus
-    previous_rollback (a rollback nobody has reported yet) and waited_for."""
+    seconds for another open window to close, calling on_wait(window) once per window it waits
+    for. Returns the window record plus previous_rollback (a rollback nobody has reported yet)
+    and waited_for."""
     if not 1 <= timeout <= MAX_TIMEOUT:
         raise NetxfwError("the rollback timeout must be between 1 and %d seconds" % MAX_TIMEOUT)
     give_up = time.monotonic() + max(0.0, wait)
@@ -320,6 +321,8 @@ def arm(fw, timeout, snapshot_path=None, foreground=False, owner=None, wait=0.0)
                 break
             if current["id"] not in waited_for:
                 waited_for.append(current["id"])
+                if on_wait is not None and time.monotonic() < give_up:
+                    on_wait(current)
         if time.monotonic() >= give_up:
             raise NetxfwError(
                 "another change awaits confirmation on this host: window %s, owner %s, armed %s, rolls back at %s. "

@@ -42,27 +42,21 @@ static __always_inline int ct_fresh(struct ct_val *v, u64 *now)
 	return (s64)(t - v->last_seen_ns) < (s64)ct_timeout(v->flags);
 }
 
-/* A packet from the peer on a fresh TCP entry: 0 = not a valid answer. */
+/* A packet from the peer on a fresh TCP entry: 0 = not a valid answer. Nothing the peer sends moves a
+ * flow toward its end: a blind attacker forges the peer's RST or FIN with any sequence number (the
+ * kernel ignores one outside its window, RFC 5961), never this host's, and ct_egress_tcp closes on
+ * those. After a real RST from the peer the entry lingers: the kernel answers the next packet on the
+ * tuple with a RST, which closes it. */
 static __always_inline int ct_ingress_tcp(struct ct_val *v, u8 fl, u64 *now)
 {
-	u64 f = v->flags, st = f & CT_STATE_MASK;
+	u64 st = v->flags & CT_STATE_MASK;
 
 	if (st == CT_SYN_SENT && !(fl & (TH_SYN | TH_RST)))
 		return 0; /* nothing but SYN+ACK (or RST) answers our SYN */
-	if (fl & TH_RST)
-		st = CT_CLOSE;
-	else if (fl & TH_SYN) {
-		if ((fl & TH_ACK) && st == CT_SYN_SENT)
-			st = CT_ESTABLISHED;
-	} else if (fl & TH_FIN) {
-		f |= CT_F_RFIN;
-		st = (f & CT_F_LFIN) ? CT_TIME_WAIT : CT_FIN_WAIT;
-	} else if (st == CT_SYN_RECV && (fl & TH_ACK)) {
-		st = CT_ESTABLISHED;
-	}
-	f = (f & ~CT_STATE_MASK) | st;
-	if (f != v->flags) { /* written on transitions only: most packets just read */
-		v->flags = f;
+	fl &= TH_SYN | TH_ACK | TH_RST;
+	if ((st == CT_SYN_SENT && fl == (TH_SYN | TH_ACK)) || (st == CT_SYN_RECV && fl == TH_ACK)) {
+		/* written on transitions only: most packets just read */
+		v->flags = (v->flags & ~CT_STATE_MASK) | CT_ESTABLISHED;
 		v->last_seen_ns = clock_ns(now);
 	}
 	return 1;
@@ -171,24 +165,22 @@ static __always_inline void track_inbound(struct pkt *p, u64 *now, u64 bytes, u6
 		source_proven(p, now, bytes, cls);
 }
 
-/* A packet of this host on a TCP entry (flags already valid). */
+/* A packet of this host on a TCP entry (flags already valid): the only packets that close a flow. */
 static __always_inline void ct_egress_tcp(struct ct_val *v, u8 fl, u64 now)
 {
-	u64 f = v->flags, st = f & CT_STATE_MASK;
+	u64 st = v->flags & CT_STATE_MASK;
 
-	if (fl & TH_RST) {
+	if (fl & TH_RST)
 		st = CT_CLOSE;
-	} else if (fl & TH_SYN) { /* a new connection on this tuple */
-		f &= ~(CT_F_LFIN | CT_F_RFIN);
+	else if (fl & TH_SYN) /* a new connection on this tuple */
 		st = (fl & TH_ACK) ? CT_SYN_RECV : CT_SYN_SENT;
-	} else if (fl & TH_FIN) {
-		f |= CT_F_LFIN;
-		st = (f & CT_F_RFIN) ? CT_TIME_WAIT : CT_FIN_WAIT;
-	} else if (st == CT_CLOSE || st == CT_LEGACY) {
-		/* this host still talks: a (spoofed) RST did not close it */
+	else if (fl & TH_FIN)
+		st = CT_FIN_WAIT;
+	else if (st == CT_CLOSE || st == CT_LEGACY)
+		/* this host talks again after its RST (or on an entry of layout 1, or one an earlier
+		 * program closed on the peer's RST): the flow lives */
 		st = CT_ESTABLISHED;
-	}
-	v->flags = (f & ~CT_STATE_MASK) | st;
+	v->flags = (v->flags & ~CT_STATE_MASK) | st;
 	v->last_seen_ns = now;
 }
 

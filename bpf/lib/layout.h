@@ -92,15 +92,14 @@
 #define CT_SYN_RECV    2
 #define CT_ESTABLISHED 3
 #define CT_FIN_WAIT    4
-#define CT_TIME_WAIT   5
+#define CT_TIME_WAIT   5 /* both FINs: written by earlier programs of this layout only */
 #define CT_CLOSE       6
 #define CT_UDP         7
 #define CT_UDP_STREAM  8
 #define CT_ICMP_ECHO   9
 #define CT_STATE_MASK  0xffULL
 #define CT_F_INBOUND   (1ULL << 8)  /* opened by the peer (accepted by a rule, or a rate-limited peer's) */
-#define CT_F_LFIN      (1ULL << 9)  /* FIN sent by this host */
-#define CT_F_RFIN      (1ULL << 10) /* FIN sent by the peer */
+/* bits 9 and 10: the FINs seen, written by earlier programs of this layout, no longer read */
 #define CT_F_SYNACK    (1ULL << 11) /* ct_syn: our SYN+ACK went out, ISN in bits 32-63 */
 #define CT_F_RL        (1ULL << 12) /* opened by the peer, whose source a rate-limit rule covers */
 

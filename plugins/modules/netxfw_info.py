@@ -116,7 +116,7 @@ conntrack:
   returned: always
   type: dict
   sample: {"entries": 31, "live": 30, "expired": 1, "capacity": 327680, "usage": 9.5e-05,
-           "by_state": {"established": 28, "time_wait": 2}}
+           "by_state": {"established": 28, "fin_wait": 2}}
 ratelimit:
   description:
     - Rate-limit rules as the maps hold them, the global bucket settings, and the source addresses with

@@ -92,7 +92,7 @@ options:
         description: Established TCP; another name for O(conntrack_timeout), which applies when this is unset.
         type: int
       tcp_fin:
-        description: Closing TCP (FIN_WAIT, TIME_WAIT, and CLOSE after a reset).
+        description: Closing TCP (FIN_WAIT after this host's FIN, CLOSE after its reset).
         type: int
         default: 30
       udp:

@@ -9,6 +9,7 @@ __metaclass__ = type
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOST_IF, PEER_IF = "nxah0", "nxap0"
 HOST4, PEER4 = "198.51.100.1", "198.51.100.2"
 HOST6, PEER6 = "2001:db8:a9::1", "2001:db8:a9::2"
 

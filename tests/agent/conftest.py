@@ -40,8 +40,7 @@ LAUNCHER = os.path.join(REPO, "agent", "bin", "netxfw")
 SYSTEM_PYTHON = "/usr/bin/python3"
 CLONE_NEWNET = 0x40000000
 PORT = 11811
-HOST_IF, PEER_IF = "nxah0", "nxap0"
-from agent_env import HOST4, HOST6, PEER4, PEER6, every_kind  # noqa: E402,F401
+from agent_env import HOST_IF, PEER_IF, HOST4, HOST6, PEER4, PEER6, every_kind  # noqa: E402,F401
 CAPACITY = {"whitelist": 1024, "blacklist": 4096, "port_rules": 1024, "conntrack": 4096}
 DEFAULT_SETTINGS = {"policy": "allow", "icmp_rate": 0, "icmp_burst": 0, "conntrack": True, "conntrack_timeout": 300}
 

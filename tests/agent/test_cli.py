@@ -6,10 +6,11 @@ import os
 import re
 import shutil
 import struct
+import subprocess
 
 import pytest
 
-from agent_env import HOST4, PEER4
+from agent_env import HOST_IF, HOST4, PEER4
 from netxfw_engine import queries, rules
 
 
@@ -174,6 +175,23 @@ def test_status_with_an_unreadable_rules_json_still_shows_the_host(clean):
         with open(path, "w") as stream:
             stream.write(good)
     assert not lab.cli("status", "--sample", "0").stdout.startswith("!!")
+
+
+def test_status_alerts_when_the_program_is_detached_by_hand(clean):
+    lab = clean
+    lab.cli("rule", "add", "blacklist", PEER4)
+    try:
+        assert not lab.ping(HOST4)
+        subprocess.run(["ip", "-n", lab.host_ns, "link", "set", "dev", HOST_IF, "xdp", "off"], check=True, timeout=30)
+        assert lab.ping(HOST4)  # what the alert is about: the blacklist no longer holds
+        text = lab.cli("status", "--sample", "0").stdout
+        assert text.startswith("!! NOT ENFORCING on %s: the XDP program is not attached" % HOST_IF), text
+        assert lab.request("GET", "/api/v1/status")[1]["alerts"][0].startswith("NOT ENFORCING on " + HOST_IF)
+        lab.cli("restore")
+        assert not lab.ping(HOST4)
+        assert not lab.cli("status", "--sample", "0").stdout.startswith("!!")
+    finally:
+        lab.cli("rule", "remove", "blacklist", PEER4)
 
 
 def test_status_and_conntrack(clean):

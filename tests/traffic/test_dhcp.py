@@ -116,6 +116,15 @@ def _stop(pid_file):
         os.kill(pid, signal.SIGTERM)
 
 
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 @contextlib.contextmanager
 def dnsmasq(workdir):
     argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--no-resolv", "--no-hosts",
@@ -129,12 +138,7 @@ def dnsmasq(workdir):
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 def dhclient_argv(workdir, family, timeout, conf_extra=""):
@@ -255,12 +259,7 @@ def test_dhclient_renews_and_reboots_under_deny(agent, workdir):
                     with contextlib.suppress(FileNotFoundError), open(log) as stream:
                         events = stream.read()
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+                stop(proc)
         assert "BOUND" in events and "RENEW" in events, (events, proc.stderr.read())
         leased = addresses(4)
         assert len(leased) == 1 and leased[0] in POOL4, (leased, events)

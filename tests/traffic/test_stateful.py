@@ -65,7 +65,7 @@ def outbound_tcp(fw, family, port):
 
 # ------------------------------------------------------------------ TCP states
 @pytest.mark.parametrize("family", FAMILIES)
-def test_tcp_outbound_states_fin_and_time_wait_expiry(fw, family):
+def test_tcp_outbound_states_fin_wait_expiry(fw, family):
     a = ADDR[family]
     with outbound_tcp(fw, family, 7101) as (mine, theirs, lport):
         ports = dict(local_port=lport, remote_port=7101)
@@ -78,7 +78,7 @@ def test_tcp_outbound_states_fin_and_time_wait_expiry(fw, family):
             theirs.shutdown(socket.SHUT_WR)                 # their FIN: passes, both sides closed
             assert mine.recv(16) == b""
         assert d["pass_conntrack"] >= 1 and d["drop_policy"] == 0, d
-        wait_flow(fw, lambda f: f["state"] == "time_wait", "time_wait", a["cli"], **ports)
+        assert flows(fw, a["cli"], **ports)[0]["state"] == "fin_wait"  # the peer's FIN moves nothing
         with settings(fw, conntrack_timeouts={"tcp_fin": 1}):
             wait_flow(fw, lambda f: not f["live"], "expired (tcp_fin)", a["cli"], **ports)
             removed = fw.call("gc_conntrack")
@@ -93,6 +93,77 @@ def test_tcp_syn_sent_then_reset_closes(fw, family):
         ports = dict(local_port=lport, remote_port=7102)
         wait_flow(fw, lambda f: f["state"] == "established", "established", a["cli"], **ports)
         hard_close(mine)                                    # our RST
+        wait_flow(fw, lambda f: f["state"] == "close", "close", a["cli"], **ports)
+
+
+def send_seq(s):
+    """The next sequence number the connected TCP socket s sends (TCP_REPAIR's view of its send queue,
+    left without the window probe)."""
+    tcp_repair, tcp_repair_queue, tcp_queue_seq, tcp_send_queue, tcp_repair_off_no_wp = 19, 20, 21, 2, -1
+    s.setsockopt(socket.IPPROTO_TCP, tcp_repair, 1)
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, tcp_repair_queue, tcp_send_queue)
+        return s.getsockopt(socket.IPPROTO_TCP, tcp_queue_seq) & 0xFFFFFFFF
+    finally:
+        s.setsockopt(socket.IPPROTO_TCP, tcp_repair, tcp_repair_off_no_wp)
+
+
+def forge_tcp(family, src, dst, sport, dport, flags, seq, ns=NS_CLI):
+    """A TCP segment src:sport -> dst:dport from a raw socket in ns (the kernel adds the IP header)."""
+    l3 = IP(src=src, dst=dst) if family == 4 else IPv6(src=src, dst=dst)
+    segment = bytes(l3 / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=1))[20 if family == 4 else 40:]
+    with inside(ns):
+        raw = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    try:
+        raw.bind((src, 0))
+        raw.sendto(segment, (dst, 0))
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("flags", ["R", "FA"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forged_close_does_not_end_the_connection(fw, family, flags):
+    """A blind attacker forges the peer's RST (or FIN) with the right tuple and a sequence number half the
+    sequence space off: the fw host's kernel ignores it, and so must the flow. Once the flow has been
+    idle longer than tcp_fin, the peer speaks and still gets through."""
+    a = ADDR[family]
+    with outbound_tcp(fw, family, 7104) as (mine, theirs, lport):
+        ports = dict(local_port=lport, remote_port=7104)
+        wait_flow(fw, lambda f: f["state"] == "established", "established", a["cli"], **ports)
+        time.sleep(0.3)  # delayed ACKs settle
+        seq = (send_seq(theirs) + 2**31) % 2**32
+        with settings(fw, conntrack_timeouts={"tcp_fin": 1}):
+            with Delta(fw) as d:
+                forge_tcp(family, a["cli"], a["fw"], 7104, lport, flags, seq)
+                wait_counter(d, "pass_conntrack")
+            assert d["drop_policy"] == 0, d
+            wait_flow(fw, lambda f: f["age"] > 1.5, "idle past tcp_fin", a["cli"], **ports)
+            idle = flows(fw, a["cli"], **ports)[0]
+            with Delta(fw) as d:
+                theirs.sendall(b"still")
+                mine.settimeout(5.0)
+                assert mine.recv(16) == b"still"
+            assert d["drop_policy"] == 0, d
+            assert idle["state"] == "established" and idle["live"], idle
+        mine.sendall(b"here")
+        assert theirs.recv(16) == b"here"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_after_the_peers_reset_the_kernels_reset_closes(fw, family):
+    """A real RST from the peer ends the fw host's socket but moves no state; the next segment on the tuple
+    reaches the fw host's kernel, whose RST (egress) closes the flow."""
+    a = ADDR[family]
+    with outbound_tcp(fw, family, 7105) as (mine, theirs, lport):
+        ports = dict(local_port=lport, remote_port=7105)
+        wait_flow(fw, lambda f: f["state"] == "established", "established", a["cli"], **ports)
+        hard_close(theirs)                                  # the peer's RST
+        mine.settimeout(5.0)
+        with pytest.raises(ConnectionResetError):
+            mine.recv(16)
+        assert flows(fw, a["cli"], **ports)[0]["state"] == "established"
+        forge_tcp(family, a["cli"], a["fw"], 7105, lport, "PA", 1)   # a late segment: the kernel answers RST
         wait_flow(fw, lambda f: f["state"] == "close", "close", a["cli"], **ports)
 
 

@@ -4,6 +4,7 @@ tests in tests/integration/test_fleet.py cover the loaded data plane and SSH).""
 
 import json
 import os
+import select
 import subprocess
 import time
 
@@ -119,8 +120,13 @@ def test_one_window_at_a_time(netxfw):
 def test_a_waiting_arm_opens_its_window_after_the_first_closes(netxfw):
     first = netxfw("rollback-after", "600", "--owner", "play-one")
     waiting = subprocess.Popen(["/usr/bin/python3", CLI, "--json", "--state-dir", str(netxfw.state), "rollback-after",
-                                "600", "--owner", "play-two", "--wait", "60"], stdout=subprocess.PIPE, text=True)
+                                "600", "--owner", "play-two", "--wait", "60"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # it says whom it waits for (and only then is confirming the first window a test of the wait)
+        assert select.select([waiting.stderr], [], [], 60)[0], "the waiting arm said nothing in 60 s"
+        said = waiting.stderr.readline()
+        assert said.startswith("waiting for window %s (owner play-one," % first["id"]), said
         # the waiting arm does not touch the open window
         assert waiting.poll() is None and netxfw("rollback-status")["pending"]["id"] == first["id"]
         assert netxfw("confirm", first["id"])["confirmed"] is True

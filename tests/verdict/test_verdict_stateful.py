@@ -72,41 +72,131 @@ def test_tcp_outbound_lifecycle(deny, fam):
     assert state(fw, fam) == STATE["fin_wait"]
     fw.expect(in_tcp(fam, "A"), "pass_conntrack")
     fw.expect(in_tcp(fam, "FA"), "pass_conntrack")
-    assert state(fw, fam) == STATE["time_wait"]
     egress(fw, out_tcp(fam, "A"))
-    assert state(fw, fam) == STATE["time_wait"]
-
-
-@fams
-def test_tcp_peer_closes_first(deny, fam):
-    fw = deny
-    egress(fw, out_tcp(fam, "S"))
-    fw.expect(in_tcp(fam, "SA"), "pass_conntrack")
-    fw.expect(in_tcp(fam, "FA"), "pass_conntrack")
     assert state(fw, fam) == STATE["fin_wait"]
-    egress(fw, out_tcp(fam, "FA"))
-    assert state(fw, fam) == STATE["time_wait"]
+    expire(fw, fam, "ct_tcp_fin_ns")
+    fw.expect(in_tcp(fam, "A"), "drop_policy")
+
+
+def established_flow(fw, fam, inbound):
+    """An established flow: one this host opened, or one the peer opened to a port rule's service."""
+    if not inbound:
+        egress(fw, out_tcp(fam, "S", seq=5000))
+        fw.expect(in_tcp(fam, "SA", seq=9000, ack=5001), "pass_conntrack")
+        egress(fw, out_tcp(fam, "A", seq=5001, ack=9001))
+        return {}
+    ports = dict(sport=50000, dport=22)
+    fw.rule(ADDR[fam]["net"], TCP_P, 22, 1)
+    fw.expect(in_tcp(fam, "S", seq=9000, **ports), "pass_rule")
+    egress(fw, out_tcp(fam, "SA", seq=5000, ack=9001, sport=22, dport=50000))
+    fw.expect(in_tcp(fam, "A", seq=9001, ack=5001, **ports), "pass_rule")
+    fw.rule(ADDR[fam]["net"], TCP_P, 22, 0)  # action 0 matches nothing: only the ct entry lets the flow in
+    return ports
+
+
+def expire(fw, fam, index, **ports):
+    """Ages the flow's entry (state and flags kept) past the timeout named, plus a second."""
+    k = key(fam, **ports)
+    dummy, flags = fw.ct_entries()[k]
+    fw.ct_put(k, now_ns() - T[index] - S, flags)
 
 
 @fams
-def test_tcp_reset_closes_and_local_traffic_reopens(deny, fam):
+@pytest.mark.parametrize("inbound", [False, True], ids=["outbound", "inbound"])
+@pytest.mark.parametrize("flags", ["R", "RA", "FA", "F"])
+def test_forged_peer_close_does_not_shorten_the_flow(deny, fam, inbound, flags):
+    """A blind attacker who guesses the tuple forges the peer's RST or FIN with a sequence number off the
+    window: the host's kernel ignores it (RFC 5961) and the flow must live on. Later, past the tcp_fin
+    timeout (the entry's stamp aged, the state the forged packet left), the peer still gets through."""
     fw = deny
-    egress(fw, out_tcp(fam, "S"))
-    fw.expect(in_tcp(fam, "SA"), "pass_conntrack")
-    fw.expect(in_tcp(fam, "R"), "pass_conntrack")
-    assert state(fw, fam) == STATE["close"]
-    # this host still sends on the flow: the RST was not the end (a spoofed one, say)
+    ports = established_flow(fw, fam, inbound)
+    before = fw.ct_entries()
+    fw.expect(in_tcp(fam, flags, seq=123456789, ack=1, **ports), "pass_conntrack")  # the kernel judges it
+    assert fw.ct_entries() == before
+    assert state(fw, fam, **ports) == STATE["established"]
+    expire(fw, fam, "ct_tcp_fin_ns", **ports)
+    fw.expect(in_tcp(fam, "PA", seq=9001, ack=5001, **ports), "pass_conntrack")
+
+
+@fams
+@pytest.mark.parametrize("inbound", [False, True], ids=["outbound", "inbound"])
+def test_peer_closes_first_then_this_host(deny, fam, inbound):
+    fw = deny
+    ports = established_flow(fw, fam, inbound)
+    rev = dict(sport=ports["dport"], dport=ports["sport"]) if ports else {}
+    fw.expect(in_tcp(fam, "FA", **ports), "pass_conntrack")
+    assert state(fw, fam, **ports) == STATE["established"]
+    egress(fw, out_tcp(fam, "PA", **rev))  # half-closed by the peer: this host may still send
+    egress(fw, out_tcp(fam, "FA", **rev))
+    assert state(fw, fam, **ports) == STATE["fin_wait"]
+    fw.expect(in_tcp(fam, "A", **ports), "pass_conntrack")  # the peer's last ACK
+    expire(fw, fam, "ct_tcp_fin_ns", **ports)
+    fw.expect(in_tcp(fam, "A", **ports), "drop_policy")
+
+
+@fams
+def test_half_close_by_this_host(deny, fam):
+    """This host sends its FIN (shutdown for writing); the peer goes on sending, this host ACKs each
+    segment, and every ACK stamps the entry: the flow lives while the peer speaks."""
+    fw = deny
+    established_flow(fw, fam, False)
+    egress(fw, out_tcp(fam, "FA"))
+    assert state(fw, fam) == STATE["fin_wait"]
+    for dummy in range(3):
+        expire(fw, fam, "ct_tcp_fin_ns")
+        stale = fw.ct_entries()[key(fam)][0]
+        egress(fw, out_tcp(fam, "A"))  # the ACK of the peer's last segment
+        assert fw.ct_entries()[key(fam)][0] > stale
+        fw.expect(in_tcp(fam, "PA"), "pass_conntrack")
+    fw.expect(in_tcp(fam, "FA"), "pass_conntrack")
     egress(fw, out_tcp(fam, "A"))
-    assert state(fw, fam) == STATE["established"]
+    assert state(fw, fam) == STATE["fin_wait"]
+
+
+@fams
+def test_this_hosts_reset_closes(deny, fam):
+    fw = deny
+    established_flow(fw, fam, False)
     egress(fw, out_tcp(fam, "R"))
     assert state(fw, fam) == STATE["close"]
+    fw.expect(in_tcp(fam, "A"), "pass_conntrack")
+    expire(fw, fam, "ct_tcp_fin_ns")
+    fw.expect(in_tcp(fam, "A"), "drop_policy")
+
+
+@fams
+def test_after_the_peers_reset_the_kernels_reset_closes(deny, fam):
+    """A real RST from the peer: the socket is gone and the entry stays established. The peer's next
+    packet on the tuple reaches the kernel, whose RST (egress) closes the entry."""
+    fw = deny
+    established_flow(fw, fam, False)
+    fw.expect(in_tcp(fam, "R", seq=9001), "pass_conntrack")
+    assert state(fw, fam) == STATE["established"]
+    fw.expect(in_tcp(fam, "PA", seq=9001), "pass_conntrack")
+    egress(fw, out_tcp(fam, "R", seq=5001))
+    assert state(fw, fam) == STATE["close"]
+    expire(fw, fam, "ct_tcp_fin_ns")
+    fw.expect(in_tcp(fam, "PA", seq=9001), "drop_policy")
+
+
+@fams
+def test_this_host_talks_again_after_its_reset(deny, fam):
+    fw = deny
+    established_flow(fw, fam, False)
+    egress(fw, out_tcp(fam, "R"))
+    egress(fw, out_tcp(fam, "A"))
+    assert state(fw, fam) == STATE["established"]
 
 
 @fams
 def test_rst_answers_a_syn(deny, fam):
+    """Connection refused: the RST passes (the kernel checks it acknowledges the SYN) and leaves the entry
+    to its tcp_syn timeout; a forged one would otherwise cut it short."""
     egress(deny, out_tcp(fam, "S"))
     deny.expect(in_tcp(fam, "RA"), "pass_conntrack")
-    assert state(deny, fam) == STATE["close"]
+    assert state(deny, fam) == STATE["syn_sent"]
+    deny.expect(in_tcp(fam, "SA"), "pass_conntrack")
+    assert state(deny, fam) == STATE["established"]
 
 
 @fams
