@@ -121,6 +121,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compare", default="main", help="git revision measured beside this checkout ('' for none)")
     ap.add_argument("--quick", action="store_true", help="100k and the real set only (no 1M)")
+    ap.add_argument("--only", action="append", default=[], help="only this push (e.g. 'src 1M'; repeatable)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/lists.py must run as root")
@@ -162,6 +163,8 @@ def main():
               ("lookup real", {"entries": LOOKUP % files["real"]})]
     if "1M" in data:
         pushes.append(("src 1M", {"src": files["1M"]}))
+    if args.only:
+        pushes = [push_ for push_ in pushes if push_[0] in args.only]
     started = []
     try:
         for (label, _root), runner in zip(collections, runners):

@@ -13,6 +13,7 @@ __metaclass__ = type
 import ctypes
 import ctypes.util
 import errno
+import operator
 import os
 
 from .errors import NetxfwError
@@ -375,8 +376,8 @@ class Map:
     def _update_batch(self, pairs):
         if not pairs:
             return
-        keys = b"".join(k for k, _v in pairs)
-        values = b"".join(v for _k, v in pairs)
+        keys = b"".join(map(operator.itemgetter(0), pairs))
+        values = b"".join(map(operator.itemgetter(1), pairs))
         count = ctypes.c_uint32(len(pairs))
         opts = _MapBatchOpts(ctypes.sizeof(_MapBatchOpts), 0, 0)
         _check(

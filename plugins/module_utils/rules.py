@@ -21,7 +21,9 @@ __metaclass__ = type
 
 import collections
 import ipaddress
+import itertools
 import math
+import operator
 import re
 import socket
 import struct
@@ -148,6 +150,7 @@ def describe(kind, entry):
 _PORT_RANGE_RE = re.compile(r"^(\d+)(?:\s*-\s*(\d+))?$", re.ASCII)
 _PORT_RULE_FIELDS = ("source", "proto", "port", "ports", "action")
 _BLACKLIST_FIELDS = ("cidr", "expires")
+_EXPIRES = operator.itemgetter("expires")
 _ANY_NETWORKS = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
 
 
@@ -365,6 +368,11 @@ def diff(kind, current, wanted, state, exclusive, now=None, wanted_sorted=False)
     _check_kind(kind)
     if state not in STATES:
         raise NetxfwError("invalid state '%s': expected one of %s" % (state, ", ".join(STATES)))
+    if (wanted_sorted and not current and state == "present" and kind in PLAIN_KINDS
+            and (kind == "whitelist" or operator.countOf(map(_EXPIRES, wanted), None) == len(wanted))):
+        # a list added to an empty one, nothing expiring: all of it is added, as it is (the loop below,
+        # a million times over, gives the same)
+        return list(wanted), list(wanted), []
     removed = []
     if kind == "blacklist":
         now = time.time() if now is None else now
@@ -539,7 +547,50 @@ def _key_of_order(order):
 
 def _unique_whitelist(entries, keys=None):
     """Sorted as sort_entries sorts, with each sort key computed while parsing."""
+    if isinstance(entries, list) and _all_strings(entries):
+        bulk = _bulk_v4(entries, keys)
+        if bulk is not None:
+            return bulk
     return _by_order(dict(map(_canonical_and_order, entries)), keys)
+
+
+_repeat = itertools.repeat
+# by what follows the address ("/24", or nothing for a bare address): the prefix length
+_V4_TAIL = dict(("/%d" % plen, plen) for plen in range(33))
+_V4_TAIL[""] = 32
+_V4_SUFFIX = {"/": "", "": "/32"}  # what the canonical string adds
+_V4_WHERE = tuple("host" if plen == 32 else "lpm" for plen in range(33))
+_V4_KEY_HEAD = tuple(b"" if plen == 32 else struct.pack("=I", plen) for plen in range(33))  # before the address
+
+
+def _bulk_v4(texts, keys=None):
+    """What _by_order(dict(map(_canonical_and_order, texts)), keys) gives, when every text is a plainly
+    written IPv4 address or CIDR with its host bits clear (else None: the general path decides, and
+    words any error). The checks of _fast_cidr, each a C loop over the whole list: a million CIDRs
+    take a few C passes instead of a million Python calls."""
+    parts = list(map(str.partition, texts, _repeat("/")))
+    addrs = list(map(operator.itemgetter(0), parts))
+    try:
+        packed = list(map(_inet_aton, addrs))
+    except (OSError, ValueError):
+        return None
+    if list(map(_inet_ntoa, packed)) != addrs:  # not written plainly ("1.2.3", "01.2.3.4", "1.2.3.4 "...)
+        return None
+    seps = list(map(operator.itemgetter(1), parts))
+    plens = list(map(_V4_TAIL.get, map(operator.add, seps, map(operator.itemgetter(2), parts))))
+    if None in plens:  # "/08", "/ 8", "/33", "/"...
+        return None
+    values = list(map(int.from_bytes, packed, _repeat("big")))
+    if list(map(operator.and_, values, map(_V4_MASKS.__getitem__, plens))) != values:
+        return None  # host bits set ("10.0.0.1/8"): the general path masks them
+    cidrs = list(map(operator.add, texts, map(_V4_SUFFIX.__getitem__, seps))) if "" in seps else texts
+    # the sort key of _canonical_and_order less the family bits (the same for every entry), as a float:
+    # exact below 2 ** 53, and floats sort faster than ints of more than 30 bits
+    order = dict(zip(cidrs, map(operator.add, map(operator.mul, values, _repeat(256.0)), plens)))
+    if keys is not None:
+        keys.update(zip(cidrs, zip(_repeat(4), map(_V4_WHERE.__getitem__, plens),
+                                   map(operator.add, map(_V4_KEY_HEAD.__getitem__, plens), packed))))
+    return sorted(order, key=order.__getitem__)
 
 
 def _all_strings(entries):
@@ -554,8 +605,10 @@ def _unique_blacklist(entries, default_expires, now, keys=None):
     """Sorted as sort_entries sorts, with each sort key computed while parsing."""
     if isinstance(entries, list) and _all_strings(entries):
         # every entry takes the default expiry (a list of a million CIDRs): no expiry to merge
-        return [{"cidr": cidr, "expires": default_expires}
-                for cidr in _by_order(dict(map(_canonical_and_order, entries)), keys)]
+        cidrs = _bulk_v4(entries, keys)
+        if cidrs is None:
+            cidrs = _by_order(dict(map(_canonical_and_order, entries)), keys)
+        return [{"cidr": cidr, "expires": default_expires} for cidr in cidrs]
     expires_by_cidr = {}
     order = {}
     for entry in entries:

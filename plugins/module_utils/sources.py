@@ -27,6 +27,14 @@ SRC_MAPS = HOST_MAPS + ("src4_lpm", "src6_lpm")
 ANY_SOURCE_KEYS = ((4, "lpm", struct.pack("=I", 0) + bytes(4)), (6, "lpm", struct.pack("=I", 0) + bytes(16)))
 
 
+_FAMILY_AND_WHERE = operator.itemgetter(0, 1)
+_RAW_KEY = operator.itemgetter(2)
+_CIDR = operator.itemgetter("cidr")
+_EXPIRES = operator.itemgetter("expires")
+_KEY = operator.itemgetter(0)
+_VALUE = operator.itemgetter(1)
+
+
 def map_name(family, where):
     return "src%d_%s" % (family, where)
 
@@ -87,16 +95,26 @@ def resolve(whitelist, blacklist, port_rules, ratelimits=(), keys=None):
     covering it; a blacklisted one its effective expiry (that of the covering blacklist entries
     included). keys: a cache {cidr: rules.cidr_key(cidr)} shared with counts()."""
     key = _key_function(keys)
+    never = operator.countOf(map(_EXPIRES, blacklist), None) == len(blacklist)
+    if never and not whitelist and not port_rules and not ratelimits:  # a blacklist alone: one C loop
+        return dict.fromkeys(keys_of(list(map(_CIDR, blacklist)), keys), (layout.SRC_BL, None))
     cls = {}
     expiry = {}
     for cidr in whitelist:
         k = key(cidr)
         cls[k] = cls.get(k, 0) | layout.SRC_WL
     # only expiring entries are in `expiry` (a million never-expiring ones need no lookups of covers)
-    effective = effective_expiry(blacklist) if any(e["expires"] is not None for e in blacklist) else {}
-    blacklist_keys = keys_of([entry["cidr"] for entry in blacklist], keys)
-    for k in blacklist_keys:
-        cls[k] = cls.get(k, 0) | layout.SRC_BL
+    effective = {} if never else effective_expiry(blacklist)
+    blacklist_keys = keys_of(list(map(_CIDR, blacklist)), keys)
+    # cls[k] |= SRC_BL for each blacklist key, in the same order, a million keys in C
+    listed = dict.fromkeys(blacklist_keys, layout.SRC_BL)
+    if cls:
+        both = [(k, bits) for k, bits in cls.items() if k in listed]
+        cls.update(listed)
+        for k, bits in both:
+            cls[k] = bits | layout.SRC_BL
+    else:
+        cls = listed
     if effective:
         for entry, k in zip(blacklist, blacklist_keys):
             if effective.get(entry["cidr"]) is not None:
@@ -163,19 +181,34 @@ def resolve(whitelist, blacklist, port_rules, ratelimits=(), keys=None):
 
 def to_maps(resolved, expiry_ns):
     """resolve() output -> {src map name: {key: value bytes}}; expiry_ns(expiry) -> monotonic ns (0 = never)."""
+    # (class bits, expiry) -> value bytes: a million entries share a handful
+    values = dict((cls, _class_value(cls, expiry_ns)) for cls in set(resolved.values()))
+    return _split(list(resolved), lambda: map(values.__getitem__, resolved.values()))
+
+
+def _class_value(cls, expiry_ns):
+    bits, exp = cls
+    if bits & layout.SRC_BL:
+        # saturates: an expiry past the 59 bits (one stored before rules.MAX_TTL, or after eight
+        # years of uptime) must never wrap into the past and silently unblock
+        bits |= min(expiry_ns(exp), layout.SRC_EXPIRY_MASK)
+    return layout.encode_u64(bits)
+
+
+def _split(keys, values):
+    """{src map name: {key bytes: value}} of `keys` (a list of cidr_key tuples) and values() (a new iterator
+    of their values at each call), in their order, split by C loops (a million keys): a key's length tells
+    its map (the address, after the u32 prefix length in an LPM key)."""
     out = dict((name, {}) for name in SRC_MAPS)
-    maps = dict(((family, where), out[map_name(family, where)]) for family in (4, 6) for where in ("host", "lpm"))
-    values = {}  # (class bits, expiry) -> value bytes: a million entries share a handful
-    for (family, where, key), cls in resolved.items():
-        value = values.get(cls)
-        if value is None:
-            bits, exp = cls
-            if bits & layout.SRC_BL:
-                # saturates: an expiry past the 59 bits (one stored before rules.MAX_TTL, or after eight
-                # years of uptime) must never wrap into the past and silently unblock
-                bits |= min(expiry_ns(exp), layout.SRC_EXPIRY_MASK)
-            value = values[cls] = layout.encode_u64(bits)
-        maps[(family, where)][key] = value
+    lengths = list(map(len, map(_RAW_KEY, keys)))
+    present = set(lengths)
+    for family in (4, 6):
+        size = 4 if family == 4 else 16
+        for where, length in (("host", size), ("lpm", size + 4)):
+            if length in present:
+                pairs = zip(map(_RAW_KEY, keys), values())
+                out[map_name(family, where)] = dict(
+                    pairs if len(present) == 1 else itertools.compress(pairs, map(length.__eq__, lengths)))
     return out
 
 
@@ -209,10 +242,18 @@ def expected(data, now_wall=None, now_mono_ns=None, keys=None):
     """rules.json data -> {src map name: {key: value bytes}} (expired blacklist entries left out)."""
     now_wall = time.time() if now_wall is None else now_wall
     now_mono_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
-    blacklist = [e for e in data.get("blacklist", []) if not rules.is_expired(e, now_wall)]
-    resolved = resolve(data.get("whitelist", []), blacklist, data.get("port_rules", []), data.get("ratelimits", []),
-                       keys)
-    return to_maps(resolved, lambda exp: wall_to_monotonic_ns(exp, now_wall, now_mono_ns))
+    blacklist = data.get("blacklist", [])
+    if operator.countOf(map(_EXPIRES, blacklist), None) != len(blacklist):  # else none expires (a million)
+        blacklist = [e for e in blacklist if not rules.is_expired(e, now_wall)]
+    others = data.get("whitelist", []), data.get("port_rules", []), data.get("ratelimits", [])
+
+    def expiry_ns(exp):
+        return wall_to_monotonic_ns(exp, now_wall, now_mono_ns)
+    if not any(others) and operator.countOf(map(_EXPIRES, blacklist), None) == len(blacklist):
+        # a blacklist alone, nothing expiring (a million CIDRs): to_maps(resolve(...)) without its dict
+        value = _class_value((layout.SRC_BL, None), expiry_ns)
+        return _split(keys_of(list(map(_CIDR, blacklist)), keys), lambda: itertools.repeat(value))
+    return to_maps(resolve(others[0], blacklist, others[1], others[2], keys), expiry_ns)
 
 
 def live_ban(value, now_ns):
@@ -246,9 +287,10 @@ def expired_ban(value, now_ns):
 
 def _filter_masks(keys, words):
     masks = {}
-    for key in keys:
-        bit = layout.src_filter_bit(key, words)
-        masks[bit >> 6] = masks.get(bit >> 6, 0) | 1 << (bit & 63)
+    get = masks.get
+    for bit in layout.src_filter_bits(keys, words):
+        word = bit >> 6
+        masks[word] = get(word, 0) | 1 << (bit & 63)
     return masks
 
 
@@ -338,7 +380,9 @@ def write(maps, want, now_ns=None, changed=None):
         target = want.get(name, {})
         current = dict(maps[name].items())
         writes, deletes = [], []
-        for key, value in target.items():
+        if not current:  # a first fill (a million keys): every key is written, no ban to keep
+            writes = list(target.items())
+        for key, value in target.items() if current else ():
             old = current.get(key)
             if old == value:
                 continue
@@ -353,14 +397,15 @@ def write(maps, want, now_ns=None, changed=None):
                 bans[(name, key)] = value
             else:
                 deletes.append(key)
+        written = list(map(_KEY, writes))
         if name in HOST_MAPS:
-            mark_listed(maps, [key for key, _value in writes])
+            mark_listed(maps, written)
             host_deleted = host_deleted or bool(deletes)
         maps[name].update_many(writes)
         maps[name].delete_many(deletes)
         touched += len(writes) + len(deletes)
         if changed is not None:
-            changed.extend((name, key, current.get(key), value) for key, value in writes)
+            changed.extend(zip(itertools.repeat(name), written, map(current.get, written), map(_VALUE, writes)))
             changed.extend((name, key, current[key], None) for key in deletes)
     for (name, key), value in bans.items():
         listed = want.get(name, {}).get(key)
@@ -382,13 +427,10 @@ def write(maps, want, now_ns=None, changed=None):
     return touched
 
 
-_FAMILY_AND_WHERE = operator.itemgetter(0, 1)
-
-
 def counts(data, kind, keys=None):
     """{(family, "host" or "lpm"): entries} of the whitelist or blacklist, for its capacity check."""
     listed = data.get(kind, [])
-    cidrs = listed if kind == "whitelist" else [entry["cidr"] for entry in listed]
+    cidrs = listed if kind == "whitelist" else list(map(_CIDR, listed))
     return dict(collections.Counter(map(_FAMILY_AND_WHERE, keys_of(cidrs, keys))))
 
 
