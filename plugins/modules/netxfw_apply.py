@@ -10,14 +10,17 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: netxfw_apply
-short_description: Apply a host's whole netxfw state (three rule lists and the program) under confirm-or-rollback
+short_description: Apply a host's whole netxfw state (the four rule lists and the program) under confirm-or-rollback
 description:
-  - Makes the whitelist, the blacklist and the port rules exactly O(whitelist), O(blacklist) and O(port)
-    (as M(netxfw.firewall.netxfw_rule) with C(exclusive=true)), then the data plane O(program)
+  - Makes the whitelist, the blacklist, the port rules and the rate-limit rules exactly O(whitelist), O(blacklist),
+    O(port) and O(ratelimit) (as M(netxfw.firewall.netxfw_rule) with C(exclusive=true)), then the data plane O(program)
     (as M(netxfw.firewall.netxfw_program) with C(state=present)), in one run on the host. The rules go first, so
     that the controller is whitelisted before a default deny goes live.
-  - O(program) and O(port) are checked before any part is applied (a mistake there changes nothing, also with
-    O(rollback=false)); the lists' entries are checked as each list is applied.
+  - O(program), O(port) and O(ratelimit) are checked before any part is applied (a mistake there changes nothing,
+    also with O(rollback=false)); the entries of O(whitelist) and O(blacklist), which may be long, are checked as
+    each list is applied.
+  - Auto-bans (what a O(ratelimit) rule with C(ban_ttl) bans at run time) are not rule-list entries; an apply keeps
+    the live ones, as M(netxfw.firewall.netxfw_rule) does, also when it changes or removes the rule that banned.
   - With O(rollback) (the default), the change is confirm-or-rollback, as C(community.general.iptables_state).
     On the host, before anything changes, C(netxfw rollback-after) opens a rollback window (a snapshot of the last
     confirmed state and a detached timer; one window per host, waiting up to O(rollback_wait) for another one).
@@ -45,6 +48,13 @@ options:
     default: []
   port:
     description: The whole list of port rules, each V({source, proto, port or ports, action}).
+    type: list
+    elements: dict
+    default: []
+  ratelimit:
+    description:
+      - The whole list of rate-limit rules, each V({source, rate, burst, syn_only, ban_ttl}), the entries of
+        M(netxfw.firewall.netxfw_rule) with C(kind=ratelimit) (see its O(netxfw.firewall.netxfw_rule#module:entries)).
     type: list
     elements: dict
     default: []
@@ -91,7 +101,7 @@ extends_documentation_fragment:
   - netxfw.firewall.common
 notes:
   - Supports check mode and diff mode. The diff has one part per list that changes (C(netxfw whitelist),
-    C(netxfw blacklist), C(netxfw port)) and one for the program.
+    C(netxfw blacklist), C(netxfw port), C(netxfw ratelimit)) and one for the program.
   - Requires root on the managed host, and the BCC Python bindings (it compiles the data plane when it changes).
 seealso:
   - module: netxfw.firewall.netxfw_rule
@@ -106,6 +116,8 @@ EXAMPLES = r"""
     blacklist: [203.0.113.0/24]
     port:
       - {source: any, proto: tcp, port: 22, action: allow}
+    ratelimit:
+      - {source: 0.0.0.0/0, rate: 20, burst: 40, syn_only: true, ban_ttl: 600}
     program:
       interfaces: [eth0]
       policy: deny
@@ -117,7 +129,7 @@ EXAMPLES = r"""
 RETURN = r"""
 parts:
   description:
-    - What changed, per part. V(whitelist), V(blacklist) and V(port) as M(netxfw.firewall.netxfw_rule) returns them
+    - What changed, per part. V(whitelist), V(blacklist), V(port) and V(ratelimit) as M(netxfw.firewall.netxfw_rule) returns them
       (V(changed), V(added), V(removed), V(added_count), V(removed_count), V(truncated)); V(program) as
       M(netxfw.firewall.netxfw_program) (V(changed), V(actions), V(compiled), V(identity)).
   returned: success
@@ -134,7 +146,7 @@ report:
   returned: always
   type: list
   elements: str
-  sample: ["netxfw: change 5f0c2a7d9e1b3c44 CONFIRMED on web1: whitelist unchanged, blacklist changed, port unchanged, program unchanged"]
+  sample: ["netxfw: change 5f0c2a7d9e1b3c44 CONFIRMED on web1: whitelist unchanged, blacklist changed, port unchanged, ratelimit unchanged, program unchanged"]
 """
 
 import json
@@ -152,10 +164,14 @@ from ansible_collections.netxfw.firewall.plugins.module_utils.module_support imp
     run_engine,
 )
 from ansible_collections.netxfw.firewall.plugins.module_utils.payload import clean_entries
+from ansible_collections.netxfw.firewall.plugins.module_utils.rules import REGISTRY
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 from ansible_collections.netxfw.firewall.plugins.module_utils.state import OWNER_ENV
 
-RULE_PARTS = (("whitelist", "whitelist"), ("blacklist", "blacklist"), ("port", "port"))
+# one option per rule kind, named after it, applied in the registry's order (the whitelist first); the lists of
+# mappings are short and checked before any part is applied, the plain ones (maybe long) as they are applied
+RULE_PARTS = tuple(kind.name for kind in REGISTRY)
+CHECKED_FIRST = tuple(kind.name for kind in REGISTRY if not kind.plain)
 # test only (docs/internals.md): once the window is open, create this file and wait until it is removed
 TEST_PAUSE_ENV = "NETXFW_TEST_APPLY_PAUSE"
 TEST_PAUSE_MAX = 600
@@ -166,6 +182,7 @@ def argument_spec():
         whitelist=dict(type="list", elements="str", default=[]),
         blacklist=dict(type="list", elements="raw", default=[]),
         port=dict(type="list", elements="dict", default=[]),
+        ratelimit=dict(type="list", elements="dict", default=[]),
         program=dict(type="dict", required=True),
         rollback=dict(type="bool", default=True),
         rollback_timeout=dict(type="int", default=30),
@@ -219,8 +236,8 @@ def apply_all(module, firewall):
     params = module.params
     limit = params["max_listed"]
     parts, diffs = {}, []
-    for kind, name in RULE_PARTS:
-        result = firewall.apply_rules(kind, clean_entries(params[name]), state="present", exclusive=True,
+    for name in RULE_PARTS:
+        result = firewall.apply_rules(name, clean_entries(params[name]), state="present", exclusive=True,
                                       check_mode=module.check_mode)
         added, removed = result["added"], result["removed"]
         added_listed, added_cut = listed(added, limit)
@@ -228,7 +245,7 @@ def apply_all(module, firewall):
         parts[name] = dict(changed=bool(result["changed"]), added=added_listed, removed=removed_listed,
                            added_count=len(added), removed_count=len(removed), truncated=added_cut or removed_cut)
         if result["changed"]:
-            diffs.append(compact_diff(kind, added, removed, True, limit))
+            diffs.append(compact_diff(name, added, removed, True, limit))
     result = firewall.apply_program(params["program"], check_mode=module.check_mode)
     parts["program"] = dict(changed=bool(result["changed"]), actions=list(result.get("actions", [])),
                             compiled=bool(result.get("compiled", False)), identity=result.get("identity"))
@@ -254,11 +271,15 @@ def main():
     # what is cheap to check goes first, so that a mistake there fails before any part is applied (without
     # rollback nothing would undo the parts before it); a long blacklist is checked as it is applied
     run_engine(module, lambda: (firewall.check_program(params["program"]),
-                                engine.rules.normalize("port", clean_entries(params["port"]))), "netxfw_apply")
+                                [engine.rules.normalize(name, clean_entries(params[name])) for name in CHECKED_FIRST]),
+               "netxfw_apply")
     armed = None
     if params["rollback"] and not module.check_mode:
         armed = arm(module)
         os.environ[OWNER_ENV] = armed["id"]  # this run's changes are the window's own, not journaled
+        # the state store takes its owner when it is made: one made before the window would journal this run's
+        # changes as others' and a rollback would keep them
+        firewall = run_engine(module, lambda: engine.Firewall(params["pin_path"], params["state_dir"]), "netxfw_apply")
         test_pause()
     window = {}
     if armed:

@@ -183,11 +183,11 @@ def task_section(stdout, title):
 
 
 APPLY = "Apply the rules and the data plane (confirm-or-rollback)"
-PARTS = ("whitelist", "blacklist", "port", "program")
+PARTS = ("whitelist", "blacklist", "port", "ratelimit", "program")
 
 
 def diff_part(section, part):
-    """The diffs of one part (netxfw whitelist, blacklist, port, program) in a netxfw_apply task's
+    """The diffs of one part (netxfw whitelist, blacklist, port, ratelimit, program) in a netxfw_apply task's
     output: its diff holds one before/after pair per changed part, headed by the part's name."""
     chunks = re.split(r"^(?=--- before)", section, flags=re.M)
     return "".join(c for c in chunks if re.match(r"--- before: netxfw %s[: ]" % part, c))
@@ -251,13 +251,16 @@ def test_apply_then_reapply_is_a_noop(lab, ansible_env):
         # the apply, plus the role's first install of the agent (the lab's hosts share /usr and
         # /etc, so which host installs the shared files first varies)
         assert v["changed"] >= 2, (host, out)
-        # three rule lists and the program, all in the one apply task
+        # four rule lists and the program, all in the one apply task
         assert confirmed_parts(out, host) == dict((part, "changed") for part in PARTS), (host, out)
     assert task_section(out, APPLY).count("changed: [") == N_HOSTS, out
     for host in lab.host_names:
         pins = host_pins(lab, host)
         assert "prog_xdp" in pins and "prog_tc" in pins and "src4_host" in pins, (host, pins)
         assert xdp_attached(lab, host), host
+        rules = json.loads(lab.host_exec(host, "cat /var/lib/netxfw/rules.json", check=True).stdout)
+        assert rules["ratelimits"] == [{"source": lab.attacker["ipv4"] + "/32", "rate": 100, "burst": 200,
+                                        "syn_only": True, "ban_ttl": 0}], (host, rules)
     recap, out, second = playbook(lab, ansible_env)
     for host, v in recap.items():
         assert v["changed"] == 0, (host, out)
@@ -283,7 +286,7 @@ def test_diff_shows_exactly_the_changed_entry(lab, ansible_env):
     removed = [l[1:] for l in section.splitlines() if l.startswith("-") and not l.startswith("---")]
     assert added == [EXTRA_BLOCK] * N_HOSTS, section
     assert removed == [], section
-    for other in ("whitelist", "port", "program"):
+    for other in ("whitelist", "port", "ratelimit", "program"):
         assert diff_part(task_section(out, APPLY), other) == "", out
     assert task_section(out, APPLY).count("--- before") == N_HOSTS, out
     for host in lab.host_names:

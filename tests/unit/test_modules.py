@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ansible_collections.netxfw.firewall.plugins.module_utils import engine, layout, module_support, program_settings, rules
-from ansible_collections.netxfw.firewall.plugins.modules import netxfw_info, netxfw_program, netxfw_reload, netxfw_rule
+from ansible_collections.netxfw.firewall.plugins.modules import netxfw_apply, netxfw_info, netxfw_program, netxfw_reload, netxfw_rule
 from ansible_collections.netxfw.firewall.plugins.doc_fragments import common as common_fragment
 
 FRAGMENTS = {"common": common_fragment}
@@ -113,6 +113,15 @@ def test_rule_kinds_are_the_engine_kinds():
     assert sorted(netxfw_rule.argument_spec()["kind"]["choices"]) == sorted(engine.RULE_KINDS)
     # DOCUMENTATION stays literal (ansible-test reads it without running the module): it must list the registry
     assert yaml.safe_load(netxfw_rule.DOCUMENTATION)["options"]["kind"]["choices"] == list(rules.KINDS)
+
+
+def test_apply_takes_one_list_per_rule_kind():
+    spec = netxfw_apply.argument_spec()
+    options = yaml.safe_load(netxfw_apply.DOCUMENTATION)["options"]
+    for kind in rules.KINDS:
+        assert spec[kind]["type"] == options[kind]["type"] == "list", kind
+        assert spec[kind]["default"] == options[kind]["default"] == [], kind
+    assert netxfw_apply.RULE_PARTS == rules.KINDS
 
 
 def test_clean_entries_drops_blank_command_line_items():
