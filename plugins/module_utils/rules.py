@@ -334,6 +334,8 @@ def normalize(kind, entries, ttl=None, now=None, state="present", keys=None):
     if ttl is not None and not spec.ttl:
         raise NetxfwError("ttl applies to %s entries only; remove it from the %s rules"
                           % (" and ".join(k.name for k in REGISTRY if k.ttl), kind))
+    if ttl is not None and state == "absent":
+        raise NetxfwError("ttl sets when added entries expire; it means nothing with state absent: remove it")
     if state == "absent" and spec.absent:
         entries = [dict(spec.absent, **entry) if isinstance(entry, dict) else entry for entry in entries]
     if kind in PLAIN_KINDS:

@@ -128,7 +128,7 @@ options:
       - Seconds until blacklist entries given without their own C(expires) stop blocking.
       - At most 315360000 (10 years), and an C(expires) at most that far ahead (the data plane cannot hold
         a later expiry). For a longer block give no O(ttl) (the entry never expires).
-      - Only for O(kind=blacklist).
+      - Only for O(kind=blacklist) with O(state=present).
     type: int
   max_listed:
     description:

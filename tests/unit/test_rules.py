@@ -177,6 +177,12 @@ def test_ttl_only_for_blacklist():
         rules.normalize("whitelist", ["198.51.100.1"], ttl=60)
 
 
+def test_ttl_only_when_adding():
+    with pytest.raises(NetxfwError, match="it means nothing with state absent"):
+        rules.normalize("blacklist", ["198.51.100.1"], ttl=60, state="absent")
+    assert rules.normalize("blacklist", ["198.51.100.1"], state="absent")[0]["cidr"] == "198.51.100.1/32"
+
+
 @pytest.mark.parametrize("entry, message", [
     ({"cidr": "203.0.113.1", "expires": "soon"}, "invalid expires 'soon'"),
     ({"cidr": "203.0.113.1", "ttl": 5}, "unknown field"),
