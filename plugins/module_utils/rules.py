@@ -323,8 +323,8 @@ def normalize(kind, entries, ttl=None, now=None, state="present", keys=None):
 
     For the blacklist, `ttl` (seconds) sets expires = now + ttl on entries that give no expiry.
     With state absent, entries need only their identity (the kind's `absent` fields may be left out).
-    keys: a dict that receives {canonical CIDR: cidr_key(CIDR)} of whitelist and blacklist entries
-    (the cache sources.counts and sources.expected take), from the same parse.
+    keys: a KeyCache that receives the cidr_key of each whitelist and blacklist entry (the cache
+    sources.counts and sources.expected take), from the same parse.
     """
     spec = rule_kind(kind)
     if entries is None:
@@ -525,8 +525,31 @@ def _canonical_and_order(text):
     return str(network), network.version << 136 | int(network.network_address) << 8 | network.prefixlen
 
 
+class KeyCache(dict):
+    """{canonical CIDR: cidr_key(CIDR)} that normalize() fills from its own parse, for the capacity count
+    and the src maps (sources.keys_of, sources.key_bytes): one parse per CIDR per run. A list that
+    _bulk_v4 took (a million plain IPv4 CIDRs) is kept whole instead, as `bulk`: (the normalised list,
+    the CIDRs as listed, each made canonical, their key bytes in that order); expand() puts it in the dict."""
+    bulk = None
+
+    def key_bytes(self, cidrs):
+        """The src map key bytes of the CIDRs of the list `cidrs` when it is the normalised bulk list
+        (equal, in order): one per CIDR, in no given order; else None."""
+        if self.bulk is None or cidrs != self.bulk[0]:
+            return None
+        raw = self.bulk[2]
+        return raw if len(raw) == len(cidrs) else list(dict.fromkeys(raw))  # a CIDR listed twice: its key once
+
+    def expand(self):
+        """Put the bulk list in the dict (what one cidr_key call per CIDR gives)."""
+        if self.bulk is not None:
+            _unique, cidrs, raw = self.bulk
+            self.bulk = None
+            self.update(zip(cidrs, zip(_repeat(4), map(_V4_WHERE_OF_LENGTH.__getitem__, map(len, raw)), raw)))
+
+
 def _by_order(order_by_item, keys=None):
-    """The items sorted by their order; `keys` (a dict), if given, receives {item: cidr_key(item)}
+    """The items sorted by their order; `keys` (a KeyCache), if given, receives {item: cidr_key(item)}
     worked out from each order, so that the capacity count and the src maps need no second parse."""
     if keys is not None:
         keys.update(zip(order_by_item, map(_key_of_order, order_by_item.values())))
@@ -561,7 +584,7 @@ _repeat = itertools.repeat
 _V4_TAIL = dict(("/%d" % plen, plen) for plen in range(33))
 _V4_TAIL[""] = 32
 _V4_SUFFIX = {"/": "", "": "/32"}  # what the canonical string adds
-_V4_WHERE = tuple("host" if plen == 32 else "lpm" for plen in range(33))
+_V4_WHERE_OF_LENGTH = {4: "host", 8: "lpm"}  # of an IPv4 key's bytes (an LPM key adds the prefix length)
 _V4_KEY_HEAD = tuple(b"" if plen == 32 else struct.pack("=I", plen) for plen in range(33))  # before the address
 
 
@@ -569,7 +592,7 @@ def _bulk_v4(texts, keys=None):
     """What _by_order(dict(map(_canonical_and_order, texts)), keys) gives, when every text is a plainly
     written IPv4 address or CIDR with its host bits clear (else None: the general path decides, and
     words any error). The checks of _fast_cidr, each a C loop over the whole list: a million CIDRs
-    take a few C passes instead of a million Python calls."""
+    take a few C passes instead of a million Python calls. `keys` (a KeyCache) gets the list as its bulk."""
     parts = list(map(str.partition, texts, _repeat("/")))
     addrs = list(map(operator.itemgetter(0), parts))
     try:
@@ -589,10 +612,11 @@ def _bulk_v4(texts, keys=None):
     # the sort key of _canonical_and_order less the family bits (the same for every entry), as a float:
     # exact below 2 ** 53, and floats sort faster than ints of more than 30 bits
     order = dict(zip(cidrs, map(operator.add, map(operator.mul, values, _repeat(256.0)), plens)))
+    unique = sorted(order, key=order.__getitem__)
     if keys is not None:
-        keys.update(zip(cidrs, zip(_repeat(4), map(_V4_WHERE.__getitem__, plens),
-                                   map(operator.add, map(_V4_KEY_HEAD.__getitem__, plens), packed))))
-    return sorted(order, key=order.__getitem__)
+        keys.expand()  # a bulk list of an earlier call
+        keys.bulk = (unique, cidrs, list(map(operator.add, map(_V4_KEY_HEAD.__getitem__, plens), packed)))
+    return unique
 
 
 def _all_strings(entries):

@@ -6,11 +6,12 @@ same entries, keys, order, map contents and errors, on a random mix with the edg
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
 import random
 
 import pytest
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import layout, rules, sources
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout, rules, sources, state
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 
 EDGE = ["10.0.0.0/8", "10.0.0.1/8", " 10.0.0.0/8 ", "10.0.0.0/8 ", "10.0.0.0 /8", "10.0.0.0/08", "10.0.0.0/+8",
@@ -56,14 +57,24 @@ def outcome(call):
 @pytest.mark.parametrize("kind", ["whitelist", "blacklist"])
 def test_normalize_bulk_matches_per_entry(kind, monkeypatch):
     for entries in lists(15):
-        keys = {}
+        keys = rules.KeyCache()
         fast = outcome(lambda: rules.normalize(kind, entries, keys=keys))
         fast_keys = keys
         with monkeypatch.context() as patch:
             patch.setattr(rules, "_bulk_v4", lambda texts, keys=None: None)
-            keys = {}
+            keys = rules.KeyCache()
             slow = outcome(lambda: rules.normalize(kind, entries, keys=keys))
         assert fast == slow, entries
+        assert keys.bulk is None
+        if fast[0] == "ok" and fast[1]:
+            cidrs = fast[1] if kind == "whitelist" else [entry["cidr"] for entry in fast[1]]
+            # the key bytes of the bulk list: those of the per-entry parse, each once
+            raw = fast_keys.key_bytes(cidrs)
+            if fast_keys.bulk is not None:
+                assert sorted(raw) == sorted(key[2] for key in keys.values())
+                assert fast_keys.key_bytes(cidrs[1:]) is None and fast_keys.key_bytes(list(reversed(cidrs))) is None
+        fast_keys.expand()
+        assert fast_keys.bulk is None
         assert fast_keys == keys
 
 
@@ -136,10 +147,53 @@ def test_src_filter_bits_match_one_by_one():
 
 
 def test_expected_of_a_blacklist_alone_matches_the_general_path():
-    keys = {}
+    keys = rules.KeyCache()
     blacklist = rules.normalize("blacklist", next(lists(20)) + ["2001:db8::/48", "2001:db8::1"], keys=keys)
     alone = sources.expected({"blacklist": blacklist}, keys=keys)
     general = sources.to_maps(sources.resolve(iter(()), blacklist, iter(())), lambda exp: 0)
     assert alone == general
     assert all(list(alone[name]) == list(general[name]) for name in general)
     assert sum(map(len, alone.values())) == len(blacklist)
+
+
+@pytest.mark.parametrize("kind", ["whitelist", "blacklist"])
+def test_counts_and_expected_of_a_bulk_list_match_the_per_entry_keys(kind):
+    entries = next(lists(21))  # plain IPv4, some listed twice: the list _bulk_v4 takes, kept whole in the cache
+    keys = rules.KeyCache()
+    listed = rules.normalize(kind, entries, keys=keys)
+    assert keys.bulk is not None
+    blacklist = listed if kind == "blacklist" else [{"cidr": cidr, "expires": None} for cidr in listed]
+    data = {kind: listed}
+    assert sources.counts(data, kind, keys) == sources.counts(data, kind)
+    assert keys.bulk is not None  # answered from the bulk list
+    for part in (blacklist, blacklist[1:]):  # the normalised list, and another one (the cache expands)
+        alone = sources.expected({"blacklist": part}, keys=keys)
+        general = sources.to_maps(sources.resolve(iter(()), part, iter(())), lambda exp: 0)
+        assert alone == general
+        assert sources.expected({"blacklist": part}) == general
+    assert keys.bulk is None
+
+
+def test_compact_rules_json_matches_the_encoder():
+    """state.compact_json joins a never-expiring blacklist: the text json.dumps gives, else json.dumps decides."""
+    blacklist = rules.normalize("blacklist", next(lists(22)))
+    base = {"version": 1, "generation": 7, "whitelist": ["198.51.100.0/24"], "port_rules": []}
+    odd = [[{"cidr": "a\"b", "expires": None}], [{"cidr": "a\\b", "expires": None}], [{"cidr": "\u00e9", "expires": None}],
+           [{"cidr": "a\nb", "expires": None}], [{"cidr": "a\x7fb", "expires": None}], [{"cidr": "", "expires": None}],
+           [{"cidr": "10.0.0.0/8", "expires": 5.0}], [{"cidr": "10.0.0.0/8"}], [{"cidr": "10.0.0.0/8", "expires": None, "x": 1}],
+           [{"cidr": 7, "expires": None}], [{"expires": None, "other": 1}], [], blacklist[:1]]
+    for listed in [blacklist] + odd:
+        data = dict(base, blacklist=listed)
+        assert state.compact_json(data) == json.dumps(data, sort_keys=True), listed
+        assert json.loads(state.compact_json(data)) == data
+    assert state.compact_json({"version": 1, "blacklist": blacklist}) == json.dumps({"version": 1, "blacklist": blacklist},
+                                                                                    sort_keys=True)
+
+
+def test_compact_rules_json_joins_a_never_expiring_blacklist(monkeypatch):
+    encoded = []
+    dumps = json.dumps
+    monkeypatch.setattr(state.json, "dumps", lambda obj, **kw: encoded.append(obj.get("blacklist")) or dumps(obj, **kw))
+    blacklist = rules.normalize("blacklist", next(lists(23)))
+    state.compact_json({"version": 1, "blacklist": blacklist})
+    assert encoded == [[]]  # the entries were joined, never encoded one by one
