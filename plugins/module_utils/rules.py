@@ -529,21 +529,20 @@ class KeyCache(dict):
     """{canonical CIDR: cidr_key(CIDR)} that normalize() fills from its own parse, for the capacity count
     and the src maps (sources.keys_of, sources.key_bytes): one parse per CIDR per run. A list that
     _bulk_v4 took (a million plain IPv4 CIDRs) is kept whole instead, as `bulk`: (the normalised list,
-    the CIDRs as listed, each made canonical, their key bytes in that order); expand() puts it in the dict."""
+    the key bytes of its CIDRs in the same order); expand() puts it in the dict."""
     bulk = None
 
     def key_bytes(self, cidrs):
         """The src map key bytes of the CIDRs of the list `cidrs` when it is the normalised bulk list
-        (equal, in order): one per CIDR, in no given order; else None."""
+        (equal, in order), in its order; else None."""
         if self.bulk is None or cidrs != self.bulk[0]:
             return None
-        raw = self.bulk[2]
-        return raw if len(raw) == len(cidrs) else list(dict.fromkeys(raw))  # a CIDR listed twice: its key once
+        return self.bulk[1]
 
     def expand(self):
         """Put the bulk list in the dict (what one cidr_key call per CIDR gives)."""
         if self.bulk is not None:
-            _unique, cidrs, raw = self.bulk
+            cidrs, raw = self.bulk
             self.bulk = None
             self.update(zip(cidrs, zip(_repeat(4), map(_V4_WHERE_OF_LENGTH.__getitem__, map(len, raw)), raw)))
 
@@ -583,7 +582,7 @@ _repeat = itertools.repeat
 # by what follows the address ("/24", or nothing for a bare address): the prefix length
 _V4_TAIL = dict(("/%d" % plen, plen) for plen in range(33))
 _V4_TAIL[""] = 32
-_V4_SUFFIX = {"/": "", "": "/32"}  # what the canonical string adds
+_V4_PLEN_TEXT = tuple("/%d" % plen for plen in range(33))
 _V4_WHERE_OF_LENGTH = {4: "host", 8: "lpm"}  # of an IPv4 key's bytes (an LPM key adds the prefix length)
 _V4_KEY_HEAD = tuple(b"" if plen == 32 else struct.pack("=I", plen) for plen in range(33))  # before the address
 
@@ -608,14 +607,20 @@ def _bulk_v4(texts, keys=None):
     values = list(map(int.from_bytes, packed, _repeat("big")))
     if list(map(operator.and_, values, map(_V4_MASKS.__getitem__, plens))) != values:
         return None  # host bits set ("10.0.0.1/8"): the general path masks them
-    cidrs = list(map(operator.add, texts, map(_V4_SUFFIX.__getitem__, seps))) if "" in seps else texts
-    # the sort key of _canonical_and_order less the family bits (the same for every entry), as a float:
-    # exact below 2 ** 53, and floats sort faster than ints of more than 30 bits
-    order = dict(zip(cidrs, map(operator.add, map(operator.mul, values, _repeat(256.0)), plens)))
-    unique = sorted(order, key=order.__getitem__)
+    # the sort key of _canonical_and_order less the family bits (the same for every entry): address * 256 +
+    # prefix length, as a float (exact below 2 ** 53; floats sort faster than ints of more than 30 bits)
+    order = sorted(map(operator.add, map(operator.mul, values, _repeat(256.0)), plens))
+    # a CIDR listed twice once (the same CIDR, the same number: next to each other)
+    order = list(itertools.compress(order, map(operator.ne, order, itertools.islice(order, 1, None)))) + order[-1:]
+    numbers = list(map(int, order))
+    plens = list(map(operator.and_, numbers, _repeat(0xFF)))
+    packed = list(map(int.to_bytes, map(operator.rshift, numbers, _repeat(8)), _repeat(4), _repeat("big")))
+    # each CIDR written again from its number, as canonical_cidr writes it (the texts were checked to be
+    # written so): the list comes out sorted, with its map keys in the same order (a trie fills faster so)
+    unique = list(map(operator.add, map(_inet_ntoa, packed), map(_V4_PLEN_TEXT.__getitem__, plens)))
     if keys is not None:
         keys.expand()  # a bulk list of an earlier call
-        keys.bulk = (unique, cidrs, list(map(operator.add, map(_V4_KEY_HEAD.__getitem__, plens), packed)))
+        keys.bulk = (unique, list(map(operator.add, map(_V4_KEY_HEAD.__getitem__, plens), packed)))
     return unique
 
 

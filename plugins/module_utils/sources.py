@@ -30,8 +30,6 @@ ANY_SOURCE_KEYS = ((4, "lpm", struct.pack("=I", 0) + bytes(4)), (6, "lpm", struc
 _RAW_KEY = operator.itemgetter(2)
 _CIDR = operator.itemgetter("cidr")
 _EXPIRES = operator.itemgetter("expires")
-_KEY = operator.itemgetter(0)
-_VALUE = operator.itemgetter(1)
 
 
 def map_name(family, where):
@@ -243,8 +241,8 @@ _MAP_OF_LENGTH = {4: (4, "host"), 8: (4, "lpm"), 16: (6, "host"), 20: (6, "lpm")
 
 
 def key_bytes(cidrs, keys=None):
-    """{(family, "host" or "lpm"): [src map key bytes]} of the list of canonical CIDRs `cidrs`, each
-    key once (the keys of a list the cache holds whole come from it, in no given order)."""
+    """{(family, "host" or "lpm"): [src map key bytes]} of the list of canonical CIDRs `cidrs`, in its
+    order (the keys of a list the cache holds whole come from it)."""
     raw = keys.key_bytes(cidrs) if keys is not None else None
     if raw is None:
         raw = list(map(_RAW_KEY, keys_of(cidrs, keys)))
@@ -403,9 +401,9 @@ def write(maps, want, now_ns=None, changed=None):
     for name in SRC_MAPS:
         target = want.get(name, {})
         current = dict(maps[name].items())
-        writes, deletes = [], []
+        written, values, deletes = [], [], []
         if not current:  # a first fill (a million keys): every key is written, no ban to keep
-            writes = list(target.items())
+            written, values = list(target), list(target.values())
         for key, value in target.items() if current else ():
             old = current.get(key)
             if old == value:
@@ -413,7 +411,8 @@ def write(maps, want, now_ns=None, changed=None):
             if old is not None and name in HOST_MAPS and live_ban(old, now_ns):
                 bans[(name, key)] = old  # decided below, once the tries hold the new classes
                 continue
-            writes.append((key, value))
+            written.append(key)
+            values.append(value)
         for key, value in current.items():
             if key in target:
                 continue
@@ -421,15 +420,14 @@ def write(maps, want, now_ns=None, changed=None):
                 bans[(name, key)] = value
             else:
                 deletes.append(key)
-        written = list(map(_KEY, writes))
         if name in HOST_MAPS:
             mark_listed(maps, written)
             host_deleted = host_deleted or bool(deletes)
-        maps[name].update_many(writes)
+        maps[name].update_blobs(b"".join(written), b"".join(values))
         maps[name].delete_many(deletes)
-        touched += len(writes) + len(deletes)
+        touched += len(written) + len(deletes)
         if changed is not None:
-            changed.extend(zip(itertools.repeat(name), written, map(current.get, written), map(_VALUE, writes)))
+            changed.extend(zip(itertools.repeat(name), written, map(current.get, written), values))
             changed.extend((name, key, current[key], None) for key in deletes)
     for (name, key), value in bans.items():
         listed = want.get(name, {}).get(key)

@@ -68,10 +68,9 @@ def test_normalize_bulk_matches_per_entry(kind, monkeypatch):
         assert keys.bulk is None
         if fast[0] == "ok" and fast[1]:
             cidrs = fast[1] if kind == "whitelist" else [entry["cidr"] for entry in fast[1]]
-            # the key bytes of the bulk list: those of the per-entry parse, each once
-            raw = fast_keys.key_bytes(cidrs)
+            raw = fast_keys.key_bytes(cidrs)  # the bulk list's key bytes: those of the per-entry parse
             if fast_keys.bulk is not None:
-                assert sorted(raw) == sorted(key[2] for key in keys.values())
+                assert raw == [keys[cidr][2] for cidr in cidrs]
                 assert fast_keys.key_bytes(cidrs[1:]) is None and fast_keys.key_bytes(list(reversed(cidrs))) is None
         fast_keys.expand()
         assert fast_keys.bulk is None
@@ -170,6 +169,7 @@ def test_counts_and_expected_of_a_bulk_list_match_the_per_entry_keys(kind):
         alone = sources.expected({"blacklist": part}, keys=keys)
         general = sources.to_maps(sources.resolve(iter(()), part, iter(())), lambda exp: 0)
         assert alone == general
+        assert all(list(alone[name]) == list(general[name]) for name in general)
         assert sources.expected({"blacklist": part}) == general
     assert keys.bulk is None
 
