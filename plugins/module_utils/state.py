@@ -360,15 +360,14 @@ def compact_json(data):
     if not blacklist:
         return text
     try:
-        cidrs = list(map(operator.itemgetter("cidr"), blacklist))
-        chars = "".join(cidrs)  # a TypeError unless each is a str
+        joined = _NEVER_EXPIRING.join(map(operator.itemgetter("cidr"), blacklist))  # a TypeError unless each is a str
         plain = (operator.countOf(map(type, blacklist), dict) == len(blacklist)
                  and operator.countOf(map(len, blacklist), 2) == len(blacklist)  # cidr and expires, nothing else
                  and operator.countOf(map(operator.itemgetter("expires"), blacklist), None) == len(blacklist))
     except (KeyError, TypeError):
         plain = False
-    # JSON writes printable ASCII as it is but for '"' and '\\' (a CIDR has none of them)
-    if not (plain and chars.isascii() and chars.isprintable() and '"' not in chars and "\\" not in chars
-            and text.startswith(_BLACKLIST_HEAD)):
+    # JSON writes printable ASCII as it is but for '"' and '\\': the CIDRs hold none (the quotes are the joints')
+    if not (plain and joined.isascii() and joined.isprintable() and "\\" not in joined
+            and joined.count('"') == _NEVER_EXPIRING.count('"') * (len(blacklist) - 1) and text.startswith(_BLACKLIST_HEAD)):
         return json.dumps(data, sort_keys=True, cls=_CEncoder)
-    return '{"blacklist": [{"cidr": "%s", "expires": null}]%s' % (_NEVER_EXPIRING.join(cidrs), text[len(_BLACKLIST_HEAD):])
+    return '{"blacklist": [{"cidr": "%s", "expires": null}]%s' % (joined, text[len(_BLACKLIST_HEAD):])

@@ -181,7 +181,8 @@ def test_compact_rules_json_matches_the_encoder():
     odd = [[{"cidr": "a\"b", "expires": None}], [{"cidr": "a\\b", "expires": None}], [{"cidr": "\u00e9", "expires": None}],
            [{"cidr": "a\nb", "expires": None}], [{"cidr": "a\x7fb", "expires": None}], [{"cidr": "", "expires": None}],
            [{"cidr": "10.0.0.0/8", "expires": 5.0}], [{"cidr": "10.0.0.0/8"}], [{"cidr": "10.0.0.0/8", "expires": None, "x": 1}],
-           [{"cidr": 7, "expires": None}], [{"expires": None, "other": 1}], [], blacklist[:1]]
+           [{"cidr": 7, "expires": None}], [{"expires": None, "other": 1}], [], blacklist[:1],
+           blacklist[:2] + [{"cidr": 'b"', "expires": None}], [{"cidr": '", "expires": null}, {"cidr": "', "expires": None}] * 2]
     for listed in [blacklist] + odd:
         data = dict(base, blacklist=listed)
         assert state.compact_json(data) == json.dumps(data, sort_keys=True), listed
