@@ -237,9 +237,6 @@ def _key_function(keys):
     return key
 
 
-_MAP_OF_LENGTH = {4: (4, "host"), 8: (4, "lpm"), 16: (6, "host"), 20: (6, "lpm")}  # by a src map key's length
-
-
 def key_bytes(cidrs, keys=None):
     """{(family, "host" or "lpm"): [src map key bytes]} of the list of canonical CIDRs `cidrs`, in its
     order (the keys of a list the cache holds whole come from it)."""
@@ -249,8 +246,8 @@ def key_bytes(cidrs, keys=None):
     lengths = list(map(len, raw))
     present = set(lengths)
     if len(present) == 1:
-        return {_MAP_OF_LENGTH[lengths[0]]: raw}
-    return dict((_MAP_OF_LENGTH[length], list(itertools.compress(raw, map(length.__eq__, lengths))))
+        return {rules.FAMILY_WHERE_OF_KEY_LENGTH[lengths[0]]: raw}
+    return dict((rules.FAMILY_WHERE_OF_KEY_LENGTH[length], list(itertools.compress(raw, map(length.__eq__, lengths))))
                 for length in present)
 
 
