@@ -68,9 +68,9 @@ options:
         (C(entries=203.0.113.9,203.0.113.0/28)).
       - A string of several lines is read as the content of an O(src) file, in any format O(src) takes: one
         address or CIDR per line (blank lines and C(#) comments ignored), a JSON list or CSV. With it a
-        blocklist kept on the controller needs no list variable at all
-        (C(entries: "{{ lookup('ansible.builtin.file', 'blocklist.txt') }}")), which is the fastest way for
-        long lists on the controller. Like a list of 2000 entries and more, it goes to the host as one
+        blocklist kept on the controller needs no list variable at all, O(entries) being
+        C("{{ lookup('ansible.builtin.file', 'blocklist.txt') }}"), which is the fastest way for long lists
+        kept on the controller. Like a list of 2000 entries and more, it goes to the host as one
         compressed file, and is not sent at all when the host has applied the very same text last and
         nothing changed since.
       - With O(exclusive=true) and O(state=present), an empty list empties the list of O(kind).
