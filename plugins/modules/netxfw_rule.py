@@ -66,8 +66,8 @@ options:
         bogon prefix) never matches IPv4 sources. Write IPv4 addresses as IPv4.
       - A comma-separated string is read as a list, which is handy ad hoc
         (C(entries=203.0.113.9,203.0.113.0/28)).
-      - A string of several lines is read as the content of an O(src) file, in any format O(src) takes: one
-        address or CIDR per line (blank lines and C(#) comments ignored), a JSON list or CSV. With it a
+      - A string of several lines is read as the content of an O(src) file, in any format O(src) takes (one
+        address or CIDR per line, blank lines and C(#) comments ignored, a JSON list, or CSV). With it a
         blocklist kept on the controller needs no list variable at all, O(entries) being
         C("{{ lookup('ansible.builtin.file', 'blocklist.txt') }}"), which is the fastest way for long lists
         kept on the controller. Like a list of 2000 entries and more, it goes to the host as one
