@@ -1,6 +1,6 @@
 """The netxfw role on the lab: boot restore after a simulated reboot, and no lockouts.
 
-Fresh 2-host lab -> harden.yml (the role; the agent started without systemd) -> packets ->
+Fresh 1-host lab -> harden.yml (the role; the agent started without systemd) -> packets ->
 simulated reboot of nxh1 (XDP and TC detached, pins removed, agent killed) -> packets show the
 firewall gone -> `netxfw restore`, run directly -> the same maps, config, program identity and
 attachments as before -> packets again. Then a deliberate lockout: a policy that blocks the
@@ -11,7 +11,6 @@ Run as root:  /opt/netxfw-venv/bin/python -m pytest tests/integration/test_fleet
 The tests in this file build on each other and run in file order.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,80 +20,25 @@ import pytest
 
 from ansible_collections.netxfw.firewall.plugins.module_utils import layout
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("netxfw_test_harden", os.path.join(_HERE, "test_harden.py"))
-_harden = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_harden)
+from labkit import CLI, HARDEN, LAB_VARS, NEEDS, WaitingLab, agent_pid, host_state, outcomes, probe, without_generation
 
-HARDEN = _harden.HARDEN
-LAB_VARS = _harden.LAB_VARS
-PROBE = _harden.PROBE
 N_HOSTS = 1  # the role on one host: many hosts at once are test_harden.py's part
 HOST = "nxh1"
-CLI = "/usr/local/sbin/netxfw"
 ROLLBACK_TIMEOUT = 8
 
-pytestmark = _harden.pytestmark
-
-# map contents that define the firewall
-DUMP = r"""
-import json, sys
-sys.path.insert(0, "/usr/lib/netxfw")
-from netxfw_engine.engine import Firewall
-from netxfw_engine import layout
-from netxfw_engine.reload import RULE_MAPS
-fw = Firewall()
-maps = fw.open_maps()
-out = {}
-if maps is not None:
-    # the rule maps, the runtime config and configured limits; not traffic-driven state
-    # (counters, conntrack, token buckets), which the layout may grow more of
-    def wanted(name):
-        return name in RULE_MAPS or name == "config"
-    for name, m in sorted(maps.items()):
-        if wanted(name):
-            out[name] = sorted((k.hex(), v.hex()) for k, v in m.items())
-    # which write of rules.json the maps hold: a count of writes, not content
-    generation = layout.encode_u32(layout.CFG_RULES_GENERATION).hex()
-    out["rules_generation"] = [kv for kv in out["config"] if kv[0] == generation]
-    out["config"] = [kv for kv in out["config"] if kv[0] != generation]
-    fw.close_maps(maps)
-print(json.dumps(out, sort_keys=True))
-"""
+pytestmark = NEEDS
 
 
 @pytest.fixture(scope="module")
 def lab(root_netns):
-    with _harden.WaitingLab(hosts=N_HOSTS, force=False) as lab:
+    with WaitingLab(hosts=N_HOSTS, force=False) as lab:
         yield lab
-
-
-root_netns = _harden.root_netns
-ansible_env = _harden.ansible_env
 
 
 def run_harden(lab, env, *args):
     t0 = time.monotonic()
     r = lab.ansible_playbook(HARDEN, "-e", "@" + LAB_VARS, *args, timeout=900, env=env)
     return r, time.monotonic() - t0
-
-
-def probe(lab, src, hosts, *args):
-    return _harden.probe(lab, src, hosts, *args)
-
-
-def host_state(lab, host):
-    dump = lab.host_exec(host, ["/usr/bin/python3", "-c", DUMP], check=True).stdout
-    status = json.loads(lab.host_exec(host, [CLI, "--json", "status", "--sample", "0"], check=True).stdout)
-    return {
-        "maps": json.loads(dump),
-        "loaded": status["loaded"],
-        "identity": status.get("identity"),
-        "config": status.get("config"),
-        "interfaces": status.get("interfaces"),
-        "rules": status.get("rules"),
-        "pins": sorted(lab.host_exec(host, "ls -A /sys/fs/bpf/netxfw 2>/dev/null; true").stdout.split()),
-    }
 
 
 def whitelisted(pairs):
@@ -108,24 +52,6 @@ def assert_same(got, want):
         if got["maps"].get(name) != want["maps"].get(name):
             diff["map " + name] = (got["maps"].get(name), want["maps"].get(name))
     assert not diff, json.dumps(diff, indent=1, sort_keys=True)
-
-
-def without_generation(state):
-    """A rollback rewrites rules.json (exclusive lists back to the snapshot): same content, a
-    later generation number."""
-    state = dict(state, maps=dict(state["maps"]))
-    state["maps"].pop("rules_generation", None)
-    return state
-
-
-def agent_pid(lab, host):
-    r = lab.host_exec(host, "cat /var/lib/netxfw/agent.pid 2>/dev/null")
-    pid = r.stdout.strip()
-    if pid and os.path.exists("/proc/%s" % pid):
-        with open("/proc/%s/cmdline" % pid, "rb") as f:
-            if b"serve" in f.read():
-                return int(pid)
-    return None
 
 
 def test_role_deploys_with_agent(lab, ansible_env):
@@ -161,7 +87,7 @@ def test_reboot_then_restore_brings_back_the_same_state(lab):
     assert before["loaded"] and whitelisted(before["maps"]["src4_host"]), before
     assert set(before["maps"]) >= {"src4_host", "src6_host", "src4_lpm", "src6_lpm", "rules4", "rules6"}, before
     packets = probe(lab, "nxattacker", hosts, "--udp", "9999", "--tcp", "22")
-    assert _harden.outcomes(packets, "udp/9999") == {h: "dropped" for h in hosts}, packets
+    assert outcomes(packets, "udp/9999") == {h: "dropped" for h in hosts}, packets
 
     # simulated reboot: programs detached, pins gone, agent gone (state_dir survives, as on disk)
     pid = agent_pid(lab, HOST)
@@ -182,8 +108,8 @@ def test_reboot_then_restore_brings_back_the_same_state(lab):
     after = host_state(lab, HOST)
     assert_same(after, before)
     packets = probe(lab, "nxattacker", hosts, "--udp", "9999", "--tcp", "22")
-    assert _harden.outcomes(packets, "udp/9999") == {h: "dropped" for h in hosts}, packets
-    assert _harden.outcomes(packets, "tcp/22") == {h: "passed" for h in hosts}, packets
+    assert outcomes(packets, "udp/9999") == {h: "dropped" for h in hosts}, packets
+    assert outcomes(packets, "tcp/22") == {h: "passed" for h in hosts}, packets
     client = probe(lab, "nxclient", [HOST], "--ping", "--tcp", "22")
     assert client[HOST] == {"ping": "passed", "tcp/22": "passed"}, client
 

@@ -16,7 +16,6 @@ Run as root:  /opt/netxfw-venv/bin/python -m pytest tests/integration/test_fleet
 The tests build on each other and run in file order.
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -26,38 +25,24 @@ import time
 
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_harden = _load("netxfw_test_harden", os.path.join(_HERE, "test_harden.py"))
-_fleet = _load("netxfw_test_fleet", os.path.join(_HERE, "test_fleet.py"))
+from labkit import ANSIBLE_BIN, CLI, HARDEN, LAB_VARS, NEEDS, PROBE, WaitingLab, agent_pid, host_state, without_generation
 
 HOST = "nxh1"
-CLI = "/usr/local/sbin/netxfw"
 UPLINKS = ["lan0", "wan1"]
 AGENT_ON = ("-e", "netxfw_agent_run_without_systemd=true")
 
-pytestmark = _harden.pytestmark
-root_netns = _harden.root_netns
-ansible_env = _harden.ansible_env
+pytestmark = NEEDS
 
 
 @pytest.fixture(scope="module")
 def lab(root_netns):
-    with _harden.WaitingLab(hosts=1, force=False, second_uplink=True) as lab:
+    with WaitingLab(hosts=1, force=False, second_uplink=True) as lab:
         yield lab
 
 
 def harden(lab, env, *args, check=True):
     t0 = time.monotonic()
-    r = lab.ansible_playbook(_harden.HARDEN, "-e", "@" + _harden.LAB_VARS, *AGENT_ON, *args, timeout=900, env=env)
+    r = lab.ansible_playbook(HARDEN, "-e", "@" + LAB_VARS, *AGENT_ON, *args, timeout=900, env=env)
     out = r.stdout + r.stderr
     if check:
         assert r.returncode == 0, out
@@ -76,7 +61,7 @@ def status(lab):
 
 
 def probe(lab, src, addr, *args):
-    r = lab.run_in(src, ["/usr/bin/python3", _harden.PROBE, "--json", "--timeout", "2",
+    r = lab.run_in(src, ["/usr/bin/python3", PROBE, "--json", "--timeout", "2",
                          "--target", "%s=%s" % (HOST, addr)] + list(args), timeout=90)
     assert r.returncode == 0, r.stderr
     return dict((e["probe"], e["outcome"]) for e in json.loads(r.stdout))
@@ -85,7 +70,7 @@ def probe(lab, src, addr, *args):
 def simulate_reboot(lab):
     """What a reboot does to the firewall: programs detached, bpffs empty, the agent and any
     rollback timer gone. state_dir survives, as it does on disk."""
-    for pid in (_fleet.agent_pid(lab, HOST), timer_pid(lab)):
+    for pid in (agent_pid(lab, HOST), timer_pid(lab)):
         if pid:
             os.kill(pid, 9)
     cmds = ["ip link set dev %s xdp off; ip link set dev %s xdpgeneric off; tc qdisc del dev %s clsact" % (i, i, i)
@@ -124,7 +109,7 @@ def test_every_uplink_is_covered(lab, ansible_env):
 
 
 def test_reboot_inside_the_window_restores_the_last_confirmed_state(lab):
-    confirmed = _fleet.without_generation(_fleet.host_state(lab, HOST))
+    confirmed = without_generation(host_state(lab, HOST))
     attacker = lab.attacker["ipv4"]
     assert probe(lab, "nxattacker", lab.host(HOST)["ipv4"], "--tcp", "22")["tcp/22"] == "passed"
     armed = json.loads(cli(lab, "rollback-after", "600", "--owner", "test-reboot").stdout)
@@ -138,7 +123,7 @@ def test_reboot_inside_the_window_restores_the_last_confirmed_state(lab):
     r = cli(lab, "restore")
     restored = json.loads(r.stdout)
     assert restored["rolled_back"]["id"] == armed["id"] and restored["rolled_back"]["ok"], restored
-    assert _fleet.without_generation(_fleet.host_state(lab, HOST)) == confirmed
+    assert without_generation(host_state(lab, HOST)) == confirmed
     assert probe(lab, "nxattacker", lab.host(HOST)["ipv4"], "--tcp", "22", "--udp", "9999") == \
         {"tcp/22": "passed", "udp/9999": "dropped"}
     # the window's own id says what happened to it; the next window snapshots the confirmed state
@@ -157,8 +142,8 @@ def test_two_plays_at_once_each_report_their_own_change(lab, ansible_env):
     for n in (1, 2):
         extra = json.dumps({"netxfw_blocklist": ["203.0.113.0/24", "2001:db8:bad::/48", "2001:db8:c0de::%d/128" % n]})
         plays[n] = subprocess.Popen(
-            [os.path.join(_harden._labmod.ANSIBLE_BIN, "ansible-playbook"), "-i", lab.inventory, _harden.HARDEN,
-             "-e", "@" + _harden.LAB_VARS, *AGENT_ON, "-e", extra],
+            [os.path.join(ANSIBLE_BIN, "ansible-playbook"), "-i", lab.inventory, HARDEN,
+             "-e", "@" + LAB_VARS, *AGENT_ON, "-e", extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", **ansible_env))
     try:

@@ -10,151 +10,27 @@ Run as root:  /opt/netxfw-venv/bin/python -m pytest tests/integration/test_harde
 The tests in this file build on each other and run in file order.
 """
 
-import ctypes
-import importlib.util
 import json
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 import time
 
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location(
-    "netxfw_tests_lab", os.path.join(os.path.dirname(_HERE), "lab.py"))
-_labmod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_labmod)
-_spec = importlib.util.spec_from_file_location(
-    "netxfw_tests_collection", os.path.join(os.path.dirname(_HERE), "collection.py"))
-_collection = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_collection)
+from labkit import HARDEN, LAB_VARS, NEEDS, RECAP_RE, SERVICE_PORT, WaitingLab, outcomes, probe
 
-REPO = _labmod.REPO
-HARDEN = os.path.join(REPO, "harden.yml")
-LAB_VARS = os.path.join(REPO, "lab", "harden-lab-vars.yml")
-PROBE = os.path.join(REPO, "lab", "probe.py")
 N_HOSTS = 2  # a fleet: every check runs on each host; a third adds time, not coverage
-SERVICE_PORT = 8080
 CLOSED_UDP = 9999
-LAB_WAIT_SECONDS = 900
 # the lab vars' blocklist, plus one entry for the diff test
 BLOCKLIST = ["203.0.113.0/24", "2001:db8:bad::/48"]
 EXTRA_BLOCK = "2001:db8:beef::/48"
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(not os.path.exists(os.path.join(_labmod.ANSIBLE_BIN, "ansible-playbook")),
-                       reason="needs the controller venv (scripts/install-deps)"),
-]
-
-RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
-                      r"failed=(\d+)", re.M)
-
-
-class WaitingLab(_labmod.Lab):
-    """A Lab that waits for somebody else's lab to go instead of forcing it
-    away, and never tears down a lab it did not build."""
-
-    def up(self):
-        deadline = time.monotonic() + LAB_WAIT_SECONDS
-        while True:
-            p = self.cli("up", "--hosts", str(self.n), *(["--second-uplink"] if self.second_uplink else []),
-                         check=False, timeout=300)
-            if p.returncode == 0:
-                break
-            if "a lab already exists" in p.stderr and time.monotonic() < deadline:
-                time.sleep(10)
-                continue
-            # `up` tears down its own half-built lab itself; an existing
-            # lab is somebody else's and stays
-            raise RuntimeError("lab up failed (%d):\n%s%s" % (p.returncode, p.stdout, p.stderr))
-        with open(os.path.join(self.state_dir, "lab.json")) as f:
-            self.meta = json.load(f)
-        return self
-
-
-CLONE_NEWNET = 0x40000000
-# The network namespace pytest started in, taken at collection, before any
-# fixture runs (PID 1's may not be readable here).
-_START_NETNS = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-
-
-def _setns(fd):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, "setns: %s" % os.strerror(err))
-
-
-@pytest.fixture(scope="module")
-def root_netns():
-    """Run this module in the network namespace pytest started in.
-
-    A session-scoped fixture of another test package may have moved the
-    pytest process into its own netns (with its own 198.51.100.0/24 veth);
-    the lab's bridge and the controller's SSH belong in the original one.
-    """
-    if os.readlink("/proc/self/ns/net") == os.readlink("/proc/self/fd/%d" % _START_NETNS):
-        yield
-        return
-    saved = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(_START_NETNS)
-        yield
-    finally:
-        _setns(saved)
-        os.close(saved)
+pytestmark = NEEDS
 
 
 @pytest.fixture(scope="module")
 def lab(root_netns):
     with WaitingLab(hosts=N_HOSTS, force=False) as lab:
         yield lab
-
-
-@pytest.fixture(scope="module")
-def ansible_env():
-    """The collection as users install it (tests/collection.py: ansible-galaxy build of this
-    checkout, installed into an empty temp collections path), the only one ansible sees."""
-    root = tempfile.mkdtemp(prefix="netxfw-harden-")
-    try:
-        coll = _collection.install_checkout(root).collections_path
-        yield _collection.ansible_env(root, coll, ANSIBLE_FORKS="10")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def listeners(lab):
-    """A bounded HTTP listener on SERVICE_PORT on every host."""
-    www = tempfile.mkdtemp(prefix="netxfw-www-")
-    with open(os.path.join(www, "index.html"), "w") as f:
-        f.write("netxfw lab\n")
-    procs = [lab.popen_in(h, ["timeout", "600", "/usr/bin/python3", "-m", "http.server",
-                              str(SERVICE_PORT), "--bind", "::", "--directory", www],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for h in lab.host_names]
-    for h in lab.host_names:
-        for dummy in range(100):
-            r = lab.run_in(h, ["ss", "-Hltn", "sport = :%d" % SERVICE_PORT])
-            if r.stdout.strip():
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("listener on %s:%d did not come up" % (h, SERVICE_PORT))
-    yield
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
-    shutil.rmtree(www, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ helpers
@@ -198,23 +74,6 @@ def confirmed_parts(stdout, host):
     m = re.search(r"CONFIRMED on %s: ((?:\w+ (?:un)?changed(?:, )?)+)" % re.escape(host), stdout)
     assert m, "no confirmation for %s in:\n%s" % (host, stdout)
     return dict(item.split() for item in m.group(1).split(", "))
-
-
-def probe(lab, src, hosts, *args, family=4):
-    targets = []
-    for h in hosts:
-        targets += ["--target", "%s=%s" % (h, lab.host(h)["ipv%d" % family])]
-    r = lab.run_in(src, ["/usr/bin/python3", PROBE, "--json", "--timeout", "2"] + targets + list(args),
-                   timeout=90)
-    assert r.returncode == 0, r.stderr
-    out = {}
-    for row in json.loads(r.stdout):
-        out.setdefault(row["target"], {})[row["probe"]] = row["outcome"]
-    return out
-
-
-def outcomes(result, probe_name):
-    return {h: v[probe_name] for h, v in result.items()}
 
 
 def host_pins(lab, host):

@@ -7,11 +7,10 @@ that path as the only collections path, run outside the checkout. Packets prove 
 canary file added to the installed tree, found in the release the role deployed on the host, proves
 that the agent and the engine came from the installed collection, not from a checkout.
 
-Run as root:  /opt/netxfw-venv/bin/python -m pytest tests/integration/test_installed_collection.py
+Run as root:  /opt/netxfw-venv/bin/python -m pytest tests/integration/test_installedcollection.py
 The tests in this file build on each other and run in file order.
 """
 
-import importlib.util
 import json
 import os
 import secrets
@@ -24,18 +23,11 @@ import time
 
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("netxfw_test_harden_i", os.path.join(_HERE, "test_harden.py"))
-_harden = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_harden)
-_collection = _harden._collection
+import collection
+from labkit import CLI, LAB_VARS, NEEDS, RECAP_RE, REPO, SERVICE_PORT, WaitingLab, outcomes, probe
 
-REPO = _harden.REPO
-LAB_VARS = _harden.LAB_VARS
-SERVICE_PORT = _harden.SERVICE_PORT
 PLAYBOOK = "netxfw.firewall.harden"
 LIB_DIR = "/usr/lib/netxfw"  # the role's netxfw_lib_dir default
-CLI = "/usr/local/sbin/netxfw"  # the role's netxfw_cli_path default
 CANARY = os.path.join("agent", "netxfw_agent", "installed-canary.txt")
 
 # What a user gets (galaxy.yml says why each is there), top level of the tarball
@@ -48,14 +40,12 @@ NOT_SHIPPED = ("harden.yml", "bench", "tests", "lab", "extensions", "scripts/ins
                "scripts/sanity", "scripts/test", "scripts/venv-requirements.txt",
                "docs/benchmarks", "docs/benchmarks.md", "docs/screenshots", ".ci", ".lab", ".gitignore")
 
-pytestmark = _harden.pytestmark
-root_netns = _harden.root_netns
-listeners = _harden.listeners
+pytestmark = NEEDS
 
 
 @pytest.fixture(scope="module")
 def lab(root_netns):
-    with _harden.WaitingLab(hosts=1, force=False) as lab:
+    with WaitingLab(hosts=1, force=False) as lab:
         yield lab
 
 
@@ -63,7 +53,7 @@ def lab(root_netns):
 def installed():
     work = tempfile.mkdtemp(prefix="netxfw-installed-")
     try:
-        inst = _collection.install_checkout(work)
+        inst = collection.install_checkout(work)
         yield {"work": work, "tarball": inst.tarball, "collections": inst.collections_path, "root": inst.root}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -116,8 +106,8 @@ def test_tarball_holds_what_users_need(installed):
 
 
 def test_only_the_installed_collection_is_visible(installed):
-    env = _collection.ansible_env(installed["work"], installed["collections"])
-    p = subprocess.run([_collection.GALAXY, "collection", "list", "--format", "json"], cwd=installed["work"],
+    env = collection.ansible_env(installed["work"], installed["collections"])
+    p = subprocess.run([collection.GALAXY, "collection", "list", "--format", "json"], cwd=installed["work"],
                        env=env, capture_output=True, text=True, timeout=120, check=True)
     where = [path for path, colls in json.loads(p.stdout).items() if "netxfw.firewall" in colls]
     assert where == [os.path.join(installed["collections"], "ansible_collections")], p.stdout
@@ -126,8 +116,8 @@ def test_only_the_installed_collection_is_visible(installed):
 def test_harden_by_name_from_the_installed_collection(lab, installed, listeners):
     hosts = lab.host_names
     host = hosts[0]
-    before = _harden.probe(lab, "nxattacker", hosts, "--tcp", str(SERVICE_PORT))
-    assert _harden.outcomes(before, "tcp/%d" % SERVICE_PORT) == {host: "passed"}, before
+    before = probe(lab, "nxattacker", hosts, "--tcp", str(SERVICE_PORT))
+    assert outcomes(before, "tcp/%d" % SERVICE_PORT) == {host: "passed"}, before
 
     # A canary in the installed tree only: the release the role deploys must carry it
     token = secrets.token_hex(16)
@@ -137,15 +127,15 @@ def test_harden_by_name_from_the_installed_collection(lab, installed, listeners)
     want = payload(installed["root"], out)["sha256"]
     assert want != payload(REPO, out)["sha256"]
 
-    env = _collection.ansible_env(installed["work"], installed["collections"], ANSIBLE_HOST_KEY_CHECKING="False")
+    env = collection.ansible_env(installed["work"], installed["collections"], ANSIBLE_HOST_KEY_CHECKING="False")
     t0 = time.monotonic()
-    r = subprocess.run([os.path.join(_collection.ANSIBLE_BIN, "ansible-playbook"), "-i", lab.inventory, PLAYBOOK,
+    r = subprocess.run([os.path.join(collection.ANSIBLE_BIN, "ansible-playbook"), "-i", lab.inventory, PLAYBOOK,
                         "-e", "@" + LAB_VARS], cwd=installed["work"], env=env, capture_output=True, text=True,
                        timeout=1200, check=False)
     elapsed = time.monotonic() - t0
     output = r.stdout + r.stderr
     assert r.returncode == 0, output
-    recap = {m.group(1): (int(m.group(4)), int(m.group(5))) for m in _harden.RECAP_RE.finditer(r.stdout)}
+    recap = {m.group(1): (int(m.group(4)), int(m.group(5))) for m in RECAP_RE.finditer(r.stdout)}
     assert recap == {host: (0, 0)}, output  # (unreachable, failed)
     print("\nansible-playbook %s (installed, 1 lab host): %.1fs" % (PLAYBOOK, elapsed))
 
@@ -159,10 +149,10 @@ def test_harden_by_name_from_the_installed_collection(lab, installed, listeners)
     assert status["loaded"] is True, status
 
     for family in (4, 6):
-        client = _harden.probe(lab, "nxclient", hosts, "--tcp", str(SERVICE_PORT), family=family)
-        attacker = _harden.probe(lab, "nxattacker", hosts, "--tcp", "22", "--tcp", str(SERVICE_PORT),
+        client = probe(lab, "nxclient", hosts, "--tcp", str(SERVICE_PORT), family=family)
+        attacker = probe(lab, "nxattacker", hosts, "--tcp", "22", "--tcp", str(SERVICE_PORT),
                                  family=family)
-        assert _harden.outcomes(client, "tcp/%d" % SERVICE_PORT) == {host: "passed"}, (family, client)
+        assert outcomes(client, "tcp/%d" % SERVICE_PORT) == {host: "passed"}, (family, client)
         # the attacker still reaches ssh (open to any), not the service (open to the client only)
-        assert _harden.outcomes(attacker, "tcp/22") == {host: "passed"}, (family, attacker)
-        assert _harden.outcomes(attacker, "tcp/%d" % SERVICE_PORT) == {host: "dropped"}, (family, attacker)
+        assert outcomes(attacker, "tcp/22") == {host: "passed"}, (family, attacker)
+        assert outcomes(attacker, "tcp/%d" % SERVICE_PORT) == {host: "dropped"}, (family, attacker)

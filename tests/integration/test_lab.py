@@ -3,7 +3,6 @@
 Run as root:  /opt/netxfw-venv/bin/python -m pytest tests/integration/test_lab.py
 """
 
-import importlib.util
 import os
 import subprocess
 import time
@@ -11,12 +10,7 @@ import uuid
 
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location(
-    "netxfw_tests_lab", os.path.join(os.path.dirname(_HERE), "lab.py"))
-_labmod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_labmod)
-Lab = _labmod.Lab
+from lab import Lab, REPO
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -136,7 +130,7 @@ def test_layout(lab):
     assert "netxfw_lab_attacker_ipv6=2001:db8:100::fa" in inv
     # the uplink is untouched and not on the lab bridge
     assert not os.path.exists("/sys/class/net/eth0/master")
-    assert not lab.state_dir.startswith(_labmod.REPO)
+    assert not lab.state_dir.startswith(REPO)
     st = lab.cli("status")
     assert st.returncode == 0 and "ready" in st.stdout
 

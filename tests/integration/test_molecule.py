@@ -4,7 +4,6 @@ create (lab up), converge (the netxfw role), idempotence, verify (packets), dest
 Run as root:  /opt/netxfw-venv/bin/python -m pytest tests/integration/test_molecule.py
 """
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -13,16 +12,12 @@ import time
 
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("netxfw_test_harden_m", os.path.join(_HERE, "test_harden.py"))
-_harden = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_harden)
+import collection
+from labkit import NEEDS, REPO
 
-REPO = _harden.REPO
 VENV_BIN = "/opt/netxfw-venv/bin"
-root_netns = _harden.root_netns
 
-pytestmark = _harden.pytestmark + [
+pytestmark = NEEDS + [
     pytest.mark.skipif(not os.path.exists(os.path.join(VENV_BIN, "molecule")),
                        reason="needs molecule in the controller venv (scripts/install-deps)"),
 ]
@@ -34,7 +29,7 @@ def test_molecule_scenario_passes(root_netns):
     try:
         # the collection as users install it: a copy, so files edited in the checkout meanwhile
         # do not turn idempotence into "changed"
-        coll = _harden._collection.install_checkout(root).collections_path
+        coll = collection.install_checkout(root).collections_path
         os.makedirs(os.path.join(root, "tmp"))
         env.update(ANSIBLE_COLLECTIONS_PATH=coll,
                    ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",

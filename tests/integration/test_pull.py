@@ -22,7 +22,6 @@ Run as root:  flock /run/netxfw-tests.lock /opt/netxfw-venv/bin/python -m pytest
 The tests build on each other and run in file order.
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -33,21 +32,10 @@ import time
 import pytest
 import yaml
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_harden = _load("netxfw_test_harden", os.path.join(_HERE, "test_harden.py"))
-_collection = _load("netxfw_tests_collection", os.path.join(os.path.dirname(_HERE), "collection.py"))
+import collection
+from labkit import CLI, HARDEN, LAB_VARS, NEEDS, PROBE, WaitingLab
 
 HOST = "nxh1"
-CLI = "/usr/local/sbin/netxfw"
 # the role installs ansible-core here: the lab hosts have no ansible-pull on PATH (/usr, like
 # /usr/lib/netxfw, is the machine's, shared by the lab hosts; the fixture removes it)
 ANSIBLE_VENV = "/usr/lib/netxfw/ansible"
@@ -76,14 +64,12 @@ LOCAL_YML = "---\n# the host applies harden.yml to itself\n- name: Harden this h
 HOSTS_YML = "all:\n  hosts:\n    %s:\n" % HOST
 ANSIBLE_CFG = "[defaults]\ncollections_path = ./collections\ncollections_scan_sys_path = false\n"
 
-pytestmark = _harden.pytestmark
-root_netns = _harden.root_netns
-ansible_env = _harden.ansible_env
+pytestmark = NEEDS
 
 
 @pytest.fixture(scope="module")
 def lab(root_netns):
-    with _harden.WaitingLab(hosts=1, force=False) as lab:
+    with WaitingLab(hosts=1, force=False) as lab:
         shutil.rmtree(ANSIBLE_VENV, ignore_errors=True)
         try:
             yield lab
@@ -122,7 +108,7 @@ def repo(lab):
         work = os.path.join(tmp, "work")
         git("init", "-q", "-b", "main", work)
         git("remote", "add", "origin", os.path.join(srv, "policy.git"), cwd=work)
-        installed = _collection.install_checkout(os.path.join(tmp, "build"))
+        installed = collection.install_checkout(os.path.join(tmp, "build"))
         shutil.copytree(installed.root, os.path.join(work, "collections", "ansible_collections", "netxfw", "firewall"))
         os.makedirs(os.path.join(work, "group_vars"))
         for name, text in (("local.yml", LOCAL_YML), ("ansible.cfg", ANSIBLE_CFG), ("hosts.yml", HOSTS_YML)):
@@ -211,14 +197,14 @@ def rules(lab, kind):
 
 
 def probe(lab, src, *args):
-    r = lab.run_in(src, ["/usr/bin/python3", _harden.PROBE, "--json", "--timeout", "2",
+    r = lab.run_in(src, ["/usr/bin/python3", PROBE, "--json", "--timeout", "2",
                          "--target", "%s=%s" % (HOST, lab.host(HOST)["ipv4"])] + list(args), timeout=90)
     assert r.returncode == 0, r.stderr
     return dict((e["probe"], e["outcome"]) for e in json.loads(r.stdout))
 
 
 def test_bootstrap_from_the_controller(lab, ansible_env, repo, wheels):
-    r = lab.ansible_playbook(_harden.HARDEN, "-e", "@" + _harden.LAB_VARS, "-e", "netxfw_agent_run_without_systemd=true",
+    r = lab.ansible_playbook(HARDEN, "-e", "@" + LAB_VARS, "-e", "netxfw_agent_run_without_systemd=true",
                              "-e", "netxfw_pull_repo=" + URL, "-e", "netxfw_pull_inventory=hosts.yml",
                              "-e", "netxfw_pull_pip_extra_args='--no-index --find-links %s'" % wheels,
                              timeout=900, env=ansible_env)
