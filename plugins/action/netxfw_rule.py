@@ -86,8 +86,9 @@ class ActionModule(ActionBase):
         list is checked whole (plain_strings). Anything else, a list of mappings or one item that may be
         a template, goes the default way, from the value as given (an expression is evaluated again
         then, as the default path evaluates it)."""
-        if name == "entries" and value is not None:
-            resolved = templar.resolve_to_container(value) if isinstance(value, str) else value
+        resolve = getattr(templar, "resolve_to_container", None)  # an experimental API: the default if it moved
+        if name == "entries" and value is not None and resolve is not None:
+            resolved = resolve(value) if isinstance(value, str) else value
             if isinstance(resolved, str):
                 return resolved  # a string result is final (resolve_to_container stops at containers only)
             if isinstance(resolved, list):
