@@ -157,6 +157,11 @@ def test_entries_as_one_text_like_src(loaded):
     bad = playbook(env, dict(args, entries="198.51.100.9\n198.51.100.300\n", exclusive=False))
     assert bad["failed"] is True and "198.51.100.300" in bad["msg"], bad
     assert len(env.rules()["blacklist"]) == 3002
+    # an async task runs without the plugin's transfer: refused rather than split at commas
+    not_async = env.playbook("netxfw_rule", dict(args, entries="198.51.100.10\n198.51.100.11\n"),
+                             keywords="      async: 60\n      poll: 1\n")
+    assert not_async["failed"] is True and "async" in not_async["msg"], not_async
+    assert len(env.rules()["blacklist"]) == 3002
 
 
 def test_entries_templates_still_templated(loaded):
