@@ -140,7 +140,7 @@ int tc_egress(struct __sk_buff *skb)
 	old = ct.lookup(&k);
 	if (old) {
 		if (p.t.proto == IPPROTO_TCP)
-			ct_egress_tcp(old, fl, v.last_seen_ns);
+			ct_egress_tcp(old, fl, p.ack_seq, v.last_seen_ns);
 		else
 			old->last_seen_ns = v.last_seen_ns;
 	} else {
@@ -152,7 +152,7 @@ int tc_egress(struct __sk_buff *skb)
 			}
 			if (fl & (TH_FIN | TH_RST))
 				return TC_ACT_OK;
-			v.flags = (fl & TH_SYN) ? CT_SYN_SENT : CT_ESTABLISHED;
+			v.flags = ((fl & TH_SYN) ? CT_SYN_SENT : CT_ESTABLISHED) | ct_acked(fl, p.ack_seq);
 		} else {
 			v.flags = p.t.proto == IPPROTO_UDP ? CT_UDP : CT_ICMP_ECHO;
 		}

@@ -42,17 +42,24 @@ static __always_inline int ct_fresh(struct ct_val *v, u64 *now)
 	return (s64)(t - v->last_seen_ns) < (s64)ct_timeout(v->flags);
 }
 
-/* A packet from the peer on a fresh TCP entry: 0 = not a valid answer. Nothing the peer sends moves a
- * flow toward its end: a blind attacker forges the peer's RST or FIN with any sequence number (the
- * kernel ignores one outside its window, RFC 5961), never this host's, and ct_egress_tcp closes on
- * those. After a real RST from the peer the entry lingers: the kernel answers the next packet on the
- * tuple with a RST, which closes it. */
-static __always_inline int ct_ingress_tcp(struct ct_val *v, u8 fl, u64 *now)
+/* A packet from the peer on a fresh TCP entry: 0 = not a valid answer. A blind attacker forges the
+ * peer's RST or FIN with any sequence number (the kernel ignores one outside its window and answers
+ * one inside it with a challenge ACK, RFC 5961), so the peer's FIN moves nothing and its RST closes
+ * the flow only at exactly the sequence number this host acknowledged last, the one RST the kernel
+ * accepts at once: 32 bits to guess. ct_egress_tcp closes on this host's own FIN and RST. After a
+ * peer's RST at another number the entry lingers: the kernel answers the next packet on the tuple
+ * with a RST, which closes it. */
+static __always_inline int ct_ingress_tcp(struct ct_val *v, u8 fl, u32 seq, u64 *now)
 {
 	u64 st = v->flags & CT_STATE_MASK;
 
 	if (st == CT_SYN_SENT && !(fl & (TH_SYN | TH_RST)))
 		return 0; /* nothing but SYN+ACK (or RST) answers our SYN */
+	if ((fl & TH_RST) && (v->flags & CT_F_ACKED) && seq == (u32)(v->flags >> 32)) {
+		v->flags = (v->flags & ~CT_STATE_MASK) | CT_CLOSE;
+		v->last_seen_ns = clock_ns(now);
+		return 1;
+	}
 	fl &= TH_SYN | TH_ACK | TH_RST;
 	if ((st == CT_SYN_SENT && fl == (TH_SYN | TH_ACK)) || (st == CT_SYN_RECV && fl == TH_ACK)) {
 		/* written on transitions only: most packets just read */
@@ -84,7 +91,7 @@ static __always_inline int ct_pass(struct pkt *p, struct ct_val *v, u64 *now, in
 	if ((v->flags & CT_F_RL) && source_over(p, now))
 		return R_DROP_RATELIMIT;
 	if (p->t.proto == IPPROTO_TCP) {
-		if (!ct_ingress_tcp(v, p->tcp_flags, now))
+		if (!ct_ingress_tcp(v, p->tcp_flags, p->seq, now))
 			return NEXT;
 	} else if ((v->flags & CT_STATE_MASK) == CT_UDP) {
 		v->flags = (v->flags & ~CT_STATE_MASK) | CT_UDP_STREAM;
@@ -158,17 +165,26 @@ static __always_inline void track_inbound(struct pkt *p, u64 *now, u64 bytes, u6
 	    (s64)(clock_ns(now) - e->last_seen_ns) >= (s64)cfg(CFG_CT_TCP_SYN_NS))
 		return;
 	v.last_seen_ns = *now;
-	v.flags = CT_ESTABLISHED | CT_F_INBOUND | rl;
+	/* our SYN+ACK acknowledged the sequence number this ACK carries */
+	v.flags = CT_ESTABLISHED | CT_F_INBOUND | rl | CT_F_ACKED | ((u64)p->seq << 32);
 	ct.update(&p->t, &v);
 	ct_syn.delete(&p->t);
 	if (rl)
 		source_proven(p, now, bytes, cls);
 }
 
-/* A packet of this host on a TCP entry (flags already valid): the only packets that close a flow. */
-static __always_inline void ct_egress_tcp(struct ct_val *v, u8 fl, u64 now)
+/* A segment's ACK number, as a ct entry keeps it (CT_F_ACKED), or 0 for a segment without ACK. */
+static __always_inline u64 ct_acked(u8 fl, u32 ack)
+{
+	return (fl & TH_ACK) ? CT_F_ACKED | ((u64)ack << 32) : 0;
+}
+
+/* A packet of this host on a TCP entry (flags already valid): its FIN or RST closes the flow, its ACK
+ * number is what a peer's RST must carry to close it (ct_ingress_tcp). */
+static __always_inline void ct_egress_tcp(struct ct_val *v, u8 fl, u32 ack, u64 now)
 {
 	u64 st = v->flags & CT_STATE_MASK;
+	u64 acked = ct_acked(fl, ack);
 
 	if (fl & TH_RST)
 		st = CT_CLOSE;
@@ -180,7 +196,10 @@ static __always_inline void ct_egress_tcp(struct ct_val *v, u8 fl, u64 now)
 		/* this host talks again after its RST (or on an entry of layout 1, or one an earlier
 		 * program closed on the peer's RST): the flow lives */
 		st = CT_ESTABLISHED;
-	v->flags = (v->flags & ~CT_STATE_MASK) | st;
+	if (acked)
+		v->flags = (v->flags & 0xffffffffULL & ~CT_STATE_MASK) | st | acked;
+	else
+		v->flags = (v->flags & ~CT_STATE_MASK) | st;
 	v->last_seen_ns = now;
 }
 

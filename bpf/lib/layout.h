@@ -86,7 +86,7 @@
 #define SANITY_LAND      8
 
 /* ct_val.flags: bits 0-7 the state, then flag bits; bits 32-63 the ISN of
- * our SYN+ACK (ct_syn) */
+ * our SYN+ACK (ct_syn), or the last acknowledgment number this host sent (a ct entry with CT_F_ACKED) */
 #define CT_LEGACY      0 /* written by layout 1 before states existed: established */
 #define CT_SYN_SENT    1
 #define CT_SYN_RECV    2
@@ -102,6 +102,7 @@
 /* bits 9 and 10: the FINs seen, written by earlier programs of this layout, no longer read */
 #define CT_F_SYNACK    (1ULL << 11) /* ct_syn: our SYN+ACK went out, ISN in bits 32-63 */
 #define CT_F_RL        (1ULL << 12) /* opened by the peer, whose source a rate-limit rule covers */
+#define CT_F_ACKED     (1ULL << 13) /* ct: bits 32-63 hold the last ACK number this host sent */
 
 /* counter reasons */
 enum reason {

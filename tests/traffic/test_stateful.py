@@ -151,20 +151,27 @@ def test_forged_close_does_not_end_the_connection(fw, family, flags):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_after_the_peers_reset_the_kernels_reset_closes(fw, family):
-    """A real RST from the peer ends the fw host's socket but moves no state; the next segment on the tuple
-    reaches the fw host's kernel, whose RST (egress) closes the flow."""
+def test_the_peers_reset_closes_the_flow(fw, family):
+    """A real RST from the peer (an abortive close) carries the sequence number the fw host acknowledged
+    last, the one RST its kernel accepts at once: the flow closes with the fw host's socket, and the
+    tuple is closed to the peer once tcp_fin has passed."""
     a = ADDR[family]
     with outbound_tcp(fw, family, 7105) as (mine, theirs, lport):
         ports = dict(local_port=lport, remote_port=7105)
         wait_flow(fw, lambda f: f["state"] == "established", "established", a["cli"], **ports)
-        hard_close(theirs)                                  # the peer's RST
-        mine.settimeout(5.0)
-        with pytest.raises(ConnectionResetError):
-            mine.recv(16)
-        assert flows(fw, a["cli"], **ports)[0]["state"] == "established"
-        forge_tcp(family, a["cli"], a["fw"], 7105, lport, "PA", 1)   # a late segment: the kernel answers RST
-        wait_flow(fw, lambda f: f["state"] == "close", "close", a["cli"], **ports)
+        mine.sendall(b"hello")                              # the peer's ACK moves no number of its own
+        assert theirs.recv(16) == b"hello"
+        with settings(fw, conntrack_timeouts={"tcp_fin": 1}):
+            hard_close(theirs)                              # the peer's RST
+            mine.settimeout(5.0)
+            with pytest.raises(ConnectionResetError):
+                mine.recv(16)
+            wait_flow(fw, lambda f: f["state"] == "close", "close", a["cli"], **ports)
+            wait_flow(fw, lambda f: not f["live"], "expired (tcp_fin)", a["cli"], **ports)
+            with Delta(fw) as d:
+                forge_tcp(family, a["cli"], a["fw"], 7105, lport, "PA", 1)
+                wait_counter(d, "drop_policy")
+            assert d["pass_conntrack"] == 0, d
 
 
 @pytest.mark.parametrize("family", FAMILIES)

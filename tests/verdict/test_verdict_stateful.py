@@ -165,18 +165,70 @@ def test_this_hosts_reset_closes(deny, fam):
 
 
 @fams
-def test_after_the_peers_reset_the_kernels_reset_closes(deny, fam):
-    """A real RST from the peer: the socket is gone and the entry stays established. The peer's next
-    packet on the tuple reaches the kernel, whose RST (egress) closes the entry."""
+@pytest.mark.parametrize("inbound", [False, True], ids=["outbound", "inbound"])
+@pytest.mark.parametrize("flags", ["R", "RA"])
+def test_peers_reset_at_the_acknowledged_number_closes(deny, fam, inbound, flags):
+    """The peer's RST carrying exactly the sequence number this host acknowledged last is the one the
+    kernel accepts at once (RFC 5961 3.2): the entry closes, and the tuple is gone after tcp_fin. Its
+    ACK number is whatever the peer likes: the kernel does not check it on a RST either."""
+    fw = deny
+    ports = established_flow(fw, fam, inbound)
+    fw.expect(in_tcp(fam, flags, seq=9001, ack=777, **ports), "pass_conntrack")
+    assert state(fw, fam, **ports) == STATE["close"]
+    fw.expect(in_tcp(fam, "PA", seq=9001, ack=5001, **ports), "pass_conntrack")
+    expire(fw, fam, "ct_tcp_fin_ns", **ports)
+    fw.expect(in_tcp(fam, "PA", seq=9001, ack=5001, **ports), "drop_policy")
+
+
+@fams
+def test_the_number_a_reset_must_carry_follows_this_hosts_acks(deny, fam):
+    """After this host acknowledged more data, a RST at the old number is an old or forged one."""
     fw = deny
     established_flow(fw, fam, False)
+    fw.expect(in_tcp(fam, "PA", seq=9001, ack=5001), "pass_conntrack")
+    egress(fw, out_tcp(fam, "A", seq=5001, ack=9501))
     fw.expect(in_tcp(fam, "R", seq=9001), "pass_conntrack")
+    assert state(fw, fam) == STATE["established"]
+    fw.expect(in_tcp(fam, "R", seq=9501), "pass_conntrack")
+    assert state(fw, fam) == STATE["close"]
+
+
+@fams
+def test_a_flow_picked_up_from_this_hosts_ack_knows_its_number(deny, fam):
+    """An entry made by a plain ACK of this host (a connection older than the program) keeps that ACK's
+    number from the start."""
+    fw = deny
+    egress(fw, out_tcp(fam, "A", seq=5001, ack=9001))
+    assert state(fw, fam) == STATE["established"]
+    fw.expect(in_tcp(fam, "R", seq=9001), "pass_conntrack")
+    assert state(fw, fam) == STATE["close"]
+
+
+@fams
+@pytest.mark.parametrize("seq", [9000, 9002, 9001 + 1000, 0], ids=["one-before", "one-after", "in-window", "zero"])
+def test_after_the_peers_reset_elsewhere_the_kernels_reset_closes(deny, fam, seq):
+    """A RST from the peer at another number: the kernel answers one inside its window with a
+    challenge ACK and drops the rest, so the entry stays established. The peer's next packet on the
+    tuple reaches the kernel, whose RST (egress) closes the entry."""
+    fw = deny
+    established_flow(fw, fam, False)
+    fw.expect(in_tcp(fam, "R", seq=seq), "pass_conntrack")
     assert state(fw, fam) == STATE["established"]
     fw.expect(in_tcp(fam, "PA", seq=9001), "pass_conntrack")
     egress(fw, out_tcp(fam, "R", seq=5001))
     assert state(fw, fam) == STATE["close"]
     expire(fw, fam, "ct_tcp_fin_ns")
     fw.expect(in_tcp(fam, "PA", seq=9001), "drop_policy")
+
+
+@fams
+def test_an_entry_without_a_known_ack_is_not_closed_by_a_reset(deny, fam):
+    """An entry written by an earlier program of this layout holds no ACK number (bits 32-63 zero,
+    CT_F_ACKED clear): a RST at sequence number 0 must not pass for one at the acknowledged number."""
+    fw = deny
+    fw.ct_put(key(fam), now_ns(), STATE["established"])
+    fw.expect(in_tcp(fam, "R", seq=0), "pass_conntrack")
+    assert state(fw, fam) == STATE["established"]
 
 
 @fams
