@@ -6,13 +6,16 @@ the collection of another git revision (default main) in one run, on the same da
   100k entries as `entries:` (a playbook variable) and as `src:` (a file on the host), 1M as `src:`;
 - a real, IPv6-heavy set: every country's ranges but five from Debian's geoip-database
   (bench/realdata.py: 303k IPv4 and 392k IPv6 prefixes) as `src:`;
-- `entries:` both ways a playbook gives a list: a play variable (vars_files: ansible-core loads and
-  tags it several times) and a lookup of a file on the controller, one CIDR per line.
+- `entries:` the ways a playbook gives a list: a play variable (vars_files: ansible-core loads and
+  tags it again for every variable lookup), an inventory variable (host_vars beside the playbook:
+  loaded once), a lookup of a file on the controller split into a list (one CIDR per line), and
+  that file's text as one string (this checkout only: REV may not take it).
 
 Each push is an add (from an empty blacklist) and the same task again (the no-op), on REV's
 collection and then on this one before the next push (interleaved, so that a shared machine's
 drifting load weighs on both alike), each one
-ansible-playbook run (-c local, the arguments in the play's vars_files) measured by bench/spawner.py: wall and CPU seconds, and the peak RSS
+ansible-playbook run of that one task (-c local, the arguments in the play's vars_files, the result
+written by the tree callback) measured by bench/spawner.py: wall and CPU seconds, and the peak RSS
 of the module process on the host (the interpreter is bench/rss_python.py, which records it).
 The data plane is loaded without interfaces under a private bpffs. Run as root, under the machine's
 test lock, from the repository:
@@ -38,13 +41,13 @@ import control  # noqa: E402
 VENV_BIN = os.path.dirname(control.VENV_PYTHON)
 # entries: from a file on the controller, one CIDR per line: no playbook variable holds the list
 LOOKUP = "{{ lookup('file', '%s').splitlines() }}"
+TEXT = "{{ lookup('file', '%s') }}"  # the file's text as one string
+HOST_VARS = "{{ nxb_list }}"  # an inventory variable, from host_vars/localhost.json beside the playbook
 TASK = """- hosts: localhost
   gather_facts: false
   vars_files: [%s]
   tasks:
     - netxfw.firewall.%s: "{{ nxb_args }}"
-      register: nxb_result
-    - ansible.builtin.copy: {content: "{{ nxb_result | to_json }}", dest: "{{ nxb_out }}"}
 """
 
 
@@ -77,25 +80,32 @@ class Runner:
         self.state_dir = os.path.join(work, "state-" + label)
         self.runs = 0
 
-    def task(self, module, args, timeout=1800):
+    def task(self, module, args, timeout=1800, host_vars=None):
         self.runs += 1
         tag = os.path.join(self.work, "%s-%d" % (self.label, self.runs))
         args = dict(args, pin_path=self.pin_path, state_dir=self.state_dir)
         with open(tag + "-vars.json", "w") as f:
-            json.dump({"nxb_args": args, "nxb_out": tag + "-out.json"}, f)
-        with open(tag + ".yml", "w") as f:
+            json.dump({"nxb_args": args}, f)
+        play = tag + ".yml"
+        if host_vars is not None:  # a directory of its own: host_vars beside a playbook apply to it
+            play = os.path.join(tag + "-play", "play.yml")
+            os.makedirs(os.path.join(tag + "-play", "host_vars"))
+            with open(os.path.join(tag + "-play", "host_vars", "localhost.json"), "w") as f:
+                json.dump(host_vars, f)
+        with open(play, "w") as f:
             f.write(TASK % (json.dumps(tag + "-vars.json"), module))
         rss_log = tag + "-rss"
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.coll_root, ANSIBLE_LOCALHOST_WARNING="False",
                    ANSIBLE_INVENTORY_UNPARSED_WARNING="False", ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="False",
+                   ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree", ANSIBLE_CALLBACK_TREE_DIR=tag + "-tree",
                    NXB_RSS_LOG=rss_log, NXB_RSS_PYTHON=control.VENV_PYTHON)
         # the list in vars_files, as a play carries it (-e @file loads it twice and deep-copies it)
-        cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-c", "local", "-i", "localhost,", tag + ".yml",
+        cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-c", "local", "-i", "localhost,", play,
                "-e", "ansible_python_interpreter=" + rss_interpreter(self.work)]
         wall, rss, rc, tail = control.run_measured(cmd, timeout, env=env)[1:]
         if rc != 0:
             raise RuntimeError("%s: ansible-playbook %s failed (rc %s): %s" % (self.label, module, rc, tail))
-        with open(tag + "-out.json") as f:
+        with open(os.path.join(tag + "-tree", "localhost")) as f:  # the tree callback's copy of the task's result
             result = json.load(f)
         module_rss = 0.0
         if os.path.exists(rss_log):
@@ -107,10 +117,10 @@ class Runner:
                 "transfer": (result.get("entries_transfer") or {}).get("mode")}
 
 
-def push(runner, name, args, out):
+def push(runner, name, args, out, host_vars=None):
     runner.task("netxfw_rule", {"kind": "blacklist", "entries": [], "exclusive": True})  # empty first
-    add = runner.task("netxfw_rule", dict(args, kind="blacklist", exclusive=True))
-    noop = runner.task("netxfw_rule", dict(args, kind="blacklist", exclusive=True))
+    add = runner.task("netxfw_rule", dict(args, kind="blacklist", exclusive=True), host_vars=host_vars)
+    noop = runner.task("netxfw_rule", dict(args, kind="blacklist", exclusive=True), host_vars=host_vars)
     out[name] = {"add": add, "noop": noop}
     log("lists %s %s: add %.1fs (module %.0f MiB), no-op %.1fs, transfer %s/%s"
         % (runner.label, name, add["wall_seconds"], add["module_rss_mib"], noop["wall_seconds"], add["transfer"],
@@ -158,11 +168,15 @@ def main():
     # interleaved: each push runs on REV's collection and then on this one before the next push, so
     # that the load of a shared machine, which drifts over minutes, weighs on both sides alike
     runners = [Runner(label.replace("/", "_"), root, work) for label, root in collections]
-    pushes = [("entries 100k", {"entries": data["100k"]}), ("src 100k", {"src": files["100k"]}),
-              ("lookup 100k", {"entries": LOOKUP % files["100k"]}), ("src real", {"src": files["real"]}),
-              ("lookup real", {"entries": LOOKUP % files["real"]})]
+    # (name, task arguments, host_vars, whether REV runs it too)
+    pushes = [("entries 100k", {"entries": data["100k"]}, None, True), ("src 100k", {"src": files["100k"]}, None, True),
+              ("host_vars 100k", {"entries": HOST_VARS}, {"nxb_list": data["100k"]}, True),
+              ("lookup 100k", {"entries": LOOKUP % files["100k"]}, None, True),
+              ("text 100k", {"entries": TEXT % files["100k"]}, None, False),
+              ("src real", {"src": files["real"]}, None, True), ("lookup real", {"entries": LOOKUP % files["real"]}, None, True),
+              ("text real", {"entries": TEXT % files["real"]}, None, False)]
     if "1M" in data:
-        pushes.append(("src 1M", {"src": files["1M"]}))
+        pushes.append(("src 1M", {"src": files["1M"]}, None, True))
     if args.only:
         pushes = [push_ for push_ in pushes if push_[0] in args.only]
     started = []
@@ -171,9 +185,10 @@ def main():
             out["results"][label] = {}
             started.append(runner)
             runner.task("netxfw_program", {"interfaces": []})
-        for name, push_args in pushes:
+        for name, push_args, host_vars, on_rev in pushes:
             for (label, _root), runner in zip(collections, runners):
-                push(runner, name, push_args, out["results"][label])
+                if label == "this" or on_rev:
+                    push(runner, name, push_args, out["results"][label], host_vars)
     finally:
         for runner in started:
             runner.task("netxfw_program", {"state": "absent"})

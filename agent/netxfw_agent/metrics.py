@@ -48,6 +48,14 @@ class EngineCollector:
         yield rules
         yield from self._pull()
 
+        attached = GaugeMetricFamily("netxfw_interface_attached",
+                                     "1 when our program is attached to the hook (mode: whatever program is)",
+                                     labels=["interface", "hook", "mode"])
+        for name, state in sorted(info.get("interfaces", {}).items()):
+            attached.add_metric([name, "xdp", state.get("xdp_mode") or "none"], 1 if state["xdp"] else 0)
+            attached.add_metric([name, "tc_egress", "clsact"], 1 if state["tc"] else 0)
+        yield attached
+
         if not info.get("loaded"):
             yield self._duration(started)
             return
@@ -76,12 +84,6 @@ class EngineCollector:
         ct_cap.add_metric([], ct["capacity"])
         yield ct_cap
 
-        attached = GaugeMetricFamily("netxfw_interface_attached", "1 when our program is attached to the hook",
-                                     labels=["interface", "hook", "mode"])
-        for name, state in sorted(info.get("interfaces", {}).items()):
-            attached.add_metric([name, "xdp", state.get("xdp_mode") or "none"], 1 if state["xdp"] else 0)
-            attached.add_metric([name, "tc_egress", "clsact"], 1 if state["tc"] else 0)
-        yield attached
         yield self._duration(started)
 
     def _pull(self):

@@ -17,6 +17,10 @@ RESTORE_FAILED = "restore-failed.json"  # in state_dir: the last boot restore fa
 # the program settings the settings route changes (runtime ones: a map update, never a recompile)
 SETTINGS = ("policy", "icmp_rate", "icmp_burst", "conntrack", "conntrack_timeout")
 NOT_ENFORCING = "NOT ENFORCING on %s: %s; `netxfw restore` attaches the programs again"
+NOT_LOADED = ("NOT LOADED: config.json deploys the firewall on %s, but %s holds no valid pin set; `netxfw restore` "
+              "loads rules.json")
+STALE_PROGRAM = ("STALE PROGRAM on %s: an XDP program no valid pin set names is attached: it enforces the rules "
+                 "it had, not rules.json's; `netxfw restore` replaces it")
 OUT_OF_STEP = ("RULE MAPS OUT OF STEP with %s: a write to them was interrupted, the data plane does not enforce "
                "the stored rules; `netxfw reload` rebuilds them (so does the next rule change)")
 
@@ -95,6 +99,17 @@ def restore_failure(fw):
         return None
 
 
+def not_loaded(info):
+    """Alerts for a deployed firewall whose pins are gone or half there (removed by hand, a reboot
+    without boot restore, a crash while pinning): nothing guards the configured interfaces, or an
+    orphaned program still does with whatever rules it had."""
+    names = (info.get("config") or {}).get("interfaces", [])
+    if info.get("loaded") or not names:
+        return []
+    return [NOT_LOADED % (", ".join(names), info["pin_path"])] + [
+        STALE_PROGRAM % name for name in names if (info.get("interfaces") or {}).get(name, {}).get("xdp_mode")]
+
+
 def detached(info):
     """(interface, why) for each configured interface the loaded programs do not guard: it is gone, or
     someone detached the XDP or the TC egress program by hand (`ip link set dev X xdp off`, `tc`)."""
@@ -135,6 +150,7 @@ def status(fw, sample=0.0):
     if info.get("rules_in_step") is False:
         info["alerts"].append(OUT_OF_STEP % fw.store.rules_path)
     info["alerts"].extend(NOT_ENFORCING % (name, why) for name, why in detached(info))
+    info["alerts"].extend(not_loaded(info))
     if info.get("loaded") and sample > 0:
         before, t0 = info["counters"], time.monotonic()
         time.sleep(sample)

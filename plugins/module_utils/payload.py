@@ -11,8 +11,10 @@ the compressed file in which the netxfw_rule action plugin sends a large list. I
 from ansible (the engine uses it on the host, the action plugin on the controller).
 
 The file: gzip of the JSON document {"format": 1, "count": N, "digest": <request digest or
-null>, "entries": [...]}; the reader checks the format, the count and the digest, so a file
-cut short or meant for another request fails instead of applying a wrong list.
+null>, "entries": [...]}, or for `entries` given as one text (the content of a src file)
+{"format": 1, "count": <characters>, "digest": <its file_digest or null>, "text": "..."}; the reader
+checks the format, the count and the digest, so a file cut short or meant for another request fails
+instead of applying a wrong list.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -33,6 +35,10 @@ SEND_AS_FILE_FROM = 2000
 
 def clean_entries(entries):
     """Strip string entries and drop empty ones ('a, b,' from the command line)."""
+    try:
+        return list(filter(None, map(str.strip, entries or [])))  # all strings: no Python call per entry
+    except TypeError:
+        pass  # a mapping among them
     out = []
     for entry in entries or []:
         if isinstance(entry, str):
@@ -86,8 +92,16 @@ def encode(entries, digest):
     return gzip.compress(text.encode("utf-8"), compresslevel=1, mtime=0)
 
 
+def encode_text(text, digest):
+    """The compressed file's bytes for `entries` given as one text (read on the host as a src file is)
+    and its file_digest."""
+    document = {"format": FORMAT, "count": len(text), "digest": digest, "text": text}
+    return gzip.compress(json.dumps(document, separators=(",", ":")).encode("utf-8"), compresslevel=1, mtime=0)
+
+
 def decode(data, kind, state, exclusive, ttl):
-    """The entries of a file made by encode() for this request. Raises NetxfwError."""
+    """The entries of a file made by encode() for this request, or the bytes of the text of one made
+    by encode_text(). Raises NetxfwError."""
     try:
         document = json.loads(gzip.decompress(data).decode("utf-8"))
     except (OSError, EOFError, ValueError) as exc:  # gzip.BadGzipFile is an OSError
@@ -96,6 +110,8 @@ def decode(data, kind, state, exclusive, ttl):
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise NetxfwError("the entries file sent by the netxfw_rule action plugin has an unknown format; the "
                           "controller's netxfw.firewall collection and this module must be the same version")
+    if "text" in document:
+        return _decode_text(document, kind, state, exclusive, ttl)
     entries = document.get("entries")
     if not isinstance(entries, list) or document.get("count") != len(entries):
         raise NetxfwError("the entries file sent by the netxfw_rule action plugin is incomplete; run the task again")
@@ -104,3 +120,15 @@ def decode(data, kind, state, exclusive, ttl):
         raise NetxfwError("the entries file sent by the netxfw_rule action plugin does not match its digest (another "
                           "kind, state or exclusive than the task's); run the task again")
     return entries
+
+
+def _decode_text(document, kind, state, exclusive, ttl):
+    text = document["text"]
+    if not isinstance(text, str) or document.get("count") != len(text):
+        raise NetxfwError("the entries file sent by the netxfw_rule action plugin is incomplete; run the task again")
+    data = text.encode("utf-8", "surrogatepass")
+    digest = document.get("digest")
+    if digest is not None and digest != file_digest(kind, data, state, exclusive, ttl):
+        raise NetxfwError("the entries file sent by the netxfw_rule action plugin does not match its digest (another "
+                          "kind, state or exclusive than the task's); run the task again")
+    return data

@@ -198,7 +198,10 @@ def info(firewall, data=None):
     try:
         out = {"loaded": maps is not None, "pin_path": firewall.pin_path, "state_dir": firewall.store.state_dir,
                "config": config}
+        configured = (config or {}).get("interfaces", [])
         if maps is None:
+            # what runs there anyway: a program whose pins were removed (or half written) still enforces
+            out["interfaces"] = program.attachments(firewall.pin_path, configured)
             return out
         out["identity"] = firewall.loaded_identity(maps)
         out["counters"] = read_counters(maps)
@@ -209,7 +212,7 @@ def info(firewall, data=None):
         out["conntrack"] = conntrack_summary(maps)
         out["ratelimit"] = ratelimit_summary(maps)
         out["bans"] = bans(maps)
-        names = sorted(set((config or {}).get("interfaces", [])) | set(firewall.attached_interfaces()))
+        names = sorted(set(configured) | set(firewall.attached_interfaces()))
         out["interfaces"] = program.attachments(firewall.pin_path, names)
         out["rules_in_step"] = _maps_in_step(firewall, maps, data)
         return out

@@ -97,7 +97,8 @@ identity:
 interfaces:
   description:
     - Per interface (configured or carrying the program), its XDP mode and whether the netxfw XDP
-      and TC programs are the ones attached. Empty when not loaded.
+      and TC programs are the ones attached. When not loaded, the configured interfaces, where an
+      XDP mode is that of a program no valid pin set names (it still filters, with the rules it had).
   returned: always
   type: dict
   sample: {"eth1": {"xdp_mode": "native", "xdp": true, "tc": true}}

@@ -66,11 +66,21 @@ options:
         bogon prefix) never matches IPv4 sources. Write IPv4 addresses as IPv4.
       - A comma-separated string is read as a list, which is handy ad hoc
         (C(entries=203.0.113.9,203.0.113.0/28)).
+      - A string of several lines is read as the content of an O(src) file, in any format O(src) takes (one
+        address or CIDR per line, blank lines and C(#) comments ignored, a JSON list, or CSV). With it a
+        blocklist kept on the controller needs no list variable at all, O(entries) being
+        C("{{ lookup('ansible.builtin.file', 'blocklist.txt') }}"), which is the fastest way for long lists
+        kept on the controller. Like a list of 2000 entries and more, it goes to the host as one
+        compressed file, and is not sent at all when the host has applied the very same text last and
+        nothing changed since.
       - With O(exclusive=true) and O(state=present), an empty list empties the list of O(kind).
       - Exactly one of O(entries) and O(src) is required.
       - A long list (2000 entries and more) goes to the host as one compressed file, and when the host has
         already applied the very same request and nothing changed since, it is not sent at all (the action
         plugin of this module does it; RV(entries_transfer) tells which way was taken).
+      - A list of plain strings (addresses and CIDRs) that holds no template is taken as it is, without
+        templating each item; a list of which one item may be a template (it holds C({)) and lists of
+        mappings are templated as any task argument is.
     type: list
     elements: raw
   src:
@@ -215,6 +225,12 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ blocklist.added_count }} added, {{ blocklist.removed_count }} removed"
 
+- name: A blocklist kept on the controller, one CIDR per line, is the whole blacklist (one text, no list variable)
+  netxfw.firewall.netxfw_rule:
+    kind: blacklist
+    entries: "{{ lookup('ansible.builtin.file', 'files/blocklist.txt') }}"
+    exclusive: true
+
 - name: Unblock an address
   netxfw.firewall.netxfw_rule:
     kind: blacklist
@@ -272,7 +288,7 @@ loaded:
 entries_transfer:
   description:
     - How O(entries) reached the host, when the action plugin of this module sent a long list its own way.
-  returned: when O(entries) held 2000 entries or more
+  returned: when O(entries) held 2000 entries or more, or was a string of several lines
   type: dict
   contains:
     mode:
@@ -282,7 +298,7 @@ entries_transfer:
       type: str
       sample: cache
     entries:
-      description: How many entries the list held.
+      description: How many entries the list held; V(null) when O(entries) was one text (the host parses it).
       type: int
       sample: 100000
     bytes:
@@ -358,11 +374,11 @@ def read_src_bytes(path):
     return exchange.read_bytes(path, "src %s" % path, SRC_MISSING)
 
 
-def read_src(path, kind, raw=None):
+def read_src(path, kind, raw=None, label=None):
     """The entries of `kind` held by the file at `path` on the managed host (its bytes `raw` when
-    read already), in any form `netxfw import` reads (exchange.parse_rules: a JSON list or export
-    document, CSV, or one CIDR per line). NetxfwError."""
-    label = "src %s" % path
+    read already, named `label` in errors), in any form `netxfw import` reads (exchange.parse_rules: a
+    JSON list or export document, CSV, or one CIDR per line). NetxfwError."""
+    label = label or "src %s" % path
     raw = read_src_bytes(path) if raw is None else raw
     parsed = exchange.parse_rules(exchange.decode_text(raw, label), None, kind, label)
     if kind not in parsed:
@@ -371,7 +387,8 @@ def read_src(path, kind, raw=None):
 
 
 def read_entries_file(path, params):
-    """The entries of the file the action plugin sent (payload.decode). Raises NetxfwError."""
+    """The entries of the file the action plugin sent, or the bytes of the text it holds when `entries`
+    was one text (payload.decode). Raises NetxfwError."""
     try:
         with open(path, "rb") as stream:
             data = stream.read()
@@ -396,9 +413,10 @@ def main():
             raw = read_src_bytes(params["src"])
         except NetxfwError as exc:
             module.fail_json(msg=str(exc))
-        alias = file_digest(params["kind"], raw, params["state"], params["exclusive"], params["ttl"])
     elif params["entries_file"] is not None:
         entries = run_engine(module, lambda: read_entries_file(params["entries_file"], params), "netxfw_rule")
+        if isinstance(entries, bytes):  # `entries` was one text: read as a src file's bytes
+            raw, entries = entries, None
     elif params["entries"] is not None:
         entries = clean_entries(params["entries"])
     engine = load_engine(module)
@@ -413,11 +431,13 @@ def main():
             "netxfw_rule",
         )
 
+    if raw is not None:
+        alias = file_digest(params["kind"], raw, params["state"], params["exclusive"], params["ttl"])
     if alias is not None:
         result = apply(None, alias)  # the same file as a request applied last: not even parsed
     if result is None and raw is not None:
         try:
-            entries = read_src(params["src"], params["kind"], raw)
+            entries = read_src(params["src"], params["kind"], raw, None if params["src"] else "entries")
         except NetxfwError as exc:
             module.fail_json(msg=str(exc))
     if result is None:

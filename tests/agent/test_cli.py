@@ -194,6 +194,33 @@ def test_status_alerts_when_the_program_is_detached_by_hand(clean):
         lab.cli("rule", "remove", "blacklist", PEER4)
 
 
+def test_status_alerts_when_a_program_filters_without_its_pins(clean):
+    """A pin removed by hand (or left half written): the data plane is not loaded as far as the engine can
+    tell, yet the orphaned program still filters with the rules it had, not rules.json's. status, the API and
+    /metrics say both; restore replaces the program with rules.json's rules."""
+    lab = clean
+    lab.cli("rule", "add", "blacklist", PEER4)
+    try:
+        os.unlink(os.path.join(lab.pin_path, "meta"))
+        lab.cli("rule", "remove", "blacklist", PEER4)  # rules.json only: no valid pin set to write to
+        assert not lab.ping(HOST4)  # what the alert is about: the old rules still hold
+        text = lab.cli("status", "--sample", "0").stdout
+        assert text.startswith("!! NOT LOADED: config.json deploys the firewall on %s, but %s holds no valid pin set"
+                               % (HOST_IF, lab.pin_path)), text
+        assert "!! STALE PROGRAM on %s: an XDP program no valid pin set names is attached" % HOST_IF in text, text
+        alerts = lab.request("GET", "/api/v1/status")[1]["alerts"]
+        assert [a.split(":")[0] for a in alerts] == ["NOT LOADED", "STALE PROGRAM on " + HOST_IF], alerts
+        metrics = lab.request("GET", "/metrics")[1]
+        assert "netxfw_loaded 0.0" in metrics, metrics
+        # the program's own pin is still there: the engine knows the program, not its maps
+        assert re.search(r'netxfw_interface_attached\{hook="xdp",interface="%s",mode="(native|generic)"\} 1\.0'
+                         % HOST_IF, metrics), metrics
+    finally:
+        lab.cli("restore")
+    assert lab.ping(HOST4)
+    assert not lab.cli("status", "--sample", "0").stdout.startswith("!!")
+
+
 def test_status_and_conntrack(clean):
     lab = clean
     assert lab.ping(HOST4, count=2)

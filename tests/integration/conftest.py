@@ -15,7 +15,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(_HERE))
 sys.path.insert(0, _HERE)
 import collection  # noqa: E402
-from labkit import SERVICE_PORT  # noqa: E402
+from labkit import SERVICE_PORT, stop  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
 # The network namespace pytest started in, taken at collection, before any
@@ -82,11 +82,5 @@ def listeners(lab):
             pytest.fail("listener on %s:%d did not come up" % (h, SERVICE_PORT))
     yield
     for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
+        stop(p)
     shutil.rmtree(www, ignore_errors=True)

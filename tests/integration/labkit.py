@@ -9,6 +9,7 @@ tests share (root_netns, ansible_env, listeners) live there.
 import json
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -54,6 +55,16 @@ class WaitingLab(labs.Lab):
         with open(os.path.join(self.state_dir, "lab.json")) as f:
             self.meta = json.load(f)
         return self
+
+
+def stop(proc):
+    """Terminate a helper process (a listener, a git daemon), then kill it if it does not go."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def probe(lab, src, hosts, *args, family=4):

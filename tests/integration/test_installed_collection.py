@@ -150,8 +150,7 @@ def test_harden_by_name_from_the_installed_collection(lab, installed, listeners)
 
     for family in (4, 6):
         client = probe(lab, "nxclient", hosts, "--tcp", str(SERVICE_PORT), family=family)
-        attacker = probe(lab, "nxattacker", hosts, "--tcp", "22", "--tcp", str(SERVICE_PORT),
-                                 family=family)
+        attacker = probe(lab, "nxattacker", hosts, "--tcp", "22", "--tcp", str(SERVICE_PORT), family=family)
         assert outcomes(client, "tcp/%d" % SERVICE_PORT) == {host: "passed"}, (family, client)
         # the attacker still reaches ssh (open to any), not the service (open to the client only)
         assert outcomes(attacker, "tcp/22") == {host: "passed"}, (family, attacker)

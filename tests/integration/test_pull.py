@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 import collection
-from labkit import CLI, HARDEN, LAB_VARS, NEEDS, PROBE, WaitingLab
+from labkit import CLI, HARDEN, LAB_VARS, NEEDS, PROBE, WaitingLab, stop
 
 HOST = "nxh1"
 # the role installs ansible-core here: the lab hosts have no ansible-pull on PATH (/usr, like
@@ -130,12 +130,7 @@ def repo(lab):
         yield r
     finally:
         if daemon is not None:
-            daemon.terminate()
-            try:
-                daemon.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait(timeout=10)
+            stop(daemon)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

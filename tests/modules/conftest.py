@@ -151,10 +151,10 @@ class Env:
         result["rc"] = proc.returncode
         return result
 
-    def playbook(self, module, args, python=None, check=False, diff=False):
+    def playbook(self, module, args, python=None, check=False, diff=False, keywords=""):
         """One netxfw.firewall.<module> task through ansible-playbook in the firewall namespace, its
-        arguments as JSON in a vars file (as a playbook's variables carry a long list); the registered
-        result (a failure included)."""
+        arguments as JSON in a vars file (as a playbook's variables carry a long list), more task
+        keywords as YAML lines in `keywords`; the registered result (a failure included)."""
         self.runs += 1
         tag = os.path.join(self.tmp, "play-%d" % self.runs)
         args = dict(args, pin_path=self.pin_path, state_dir=self.state_dir)
@@ -162,10 +162,10 @@ class Env:
             json.dump({"nxt_args": args, "nxt_out": tag + "-result.json"}, stream)
         with open(tag + ".yml", "w") as stream:
             stream.write("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-                         "    - netxfw.firewall.%s: \"{{ nxt_args }}\"\n"
+                         "    - netxfw.firewall.%s: \"{{ nxt_args }}\"\n%s"
                          "      register: nxt_result\n      ignore_errors: true\n"
                          "    - ansible.builtin.copy: {content: \"{{ nxt_result | to_json }}\", dest: \"{{ nxt_out }}\"}\n"
-                         "      check_mode: false\n" % module)
+                         "      check_mode: false\n" % (module, keywords))
         cmd = ["nsenter", "--net=/run/netns/" + self.fw_ns, ANSIBLE_BIN + "-playbook", "-c", "local", "-i", "localhost,",
                "-e", "@" + tag + "-vars.json", "-e", "ansible_python_interpreter=" + (python or MODULE_PYTHON),
                tag + ".yml"] + (["--check"] if check else []) + (["--diff"] if diff else [])

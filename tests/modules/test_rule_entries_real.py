@@ -121,3 +121,71 @@ def test_module_alone_with_the_internal_options(loaded):
         stream.write(payload.encode(["203.0.113.9"], digest)[:-9])
     cut = env.run("netxfw_rule", dict(args, entries_file=path))
     assert cut["rc"] == 1 and "damaged" in cut["msg"], cut
+
+
+def test_entries_as_one_text_like_src(loaded):
+    """`entries: "{{ lookup('file', ...) }}"`: one text, the content of a src file, sent as a file and
+    then answered by the request cache; the same results as the module's src on the same file."""
+    env = loaded
+    entries = long_list(3000)
+    path = os.path.join(env.tmp, "blocklist.txt")
+    with open(path, "w") as stream:
+        stream.write("# a blocklist\n\n" + "\n".join(entries[:10]) + "  # ten\n" + "\n".join(entries[10:]) + "\n")
+    args = {"kind": "blacklist", "entries": "{{ lookup('ansible.builtin.file', '%s') }}" % path, "exclusive": True}
+    check = playbook(env, args, check=True, diff=True)
+    direct = env.run("netxfw_rule", {"kind": "blacklist", "src": path, "exclusive": True, "max_listed": 5},
+                     check=True, diff=True)
+    assert check["changed"] is True and check["added_count"] == 3000, check
+    assert check["entries_transfer"]["mode"] == "file" and check["entries_transfer"]["entries"] is None
+    same(check, direct)
+    assert env.rules().get("blacklist", []) == []
+    assert env.ping_from_peer()
+
+    added = playbook(env, args, diff=True)
+    assert added["changed"] is True and added["added_count"] == 3000, added
+    assert added["entries_transfer"]["mode"] == "file" and 0 < added["entries_transfer"]["bytes"] < os.path.getsize(path)
+    assert not env.ping_from_peer()
+    again = playbook(env, args, diff=True)
+    assert again["changed"] is False and again["entries_transfer"] == {"mode": "cache", "entries": None, "bytes": 0}
+    # the same bytes as src: the request cache knows them already
+    as_src = playbook(env, {"kind": "blacklist", "src": path, "exclusive": True})
+    assert as_src["changed"] is False and as_src["added_count"] == 0, as_src
+
+    # a short text goes as a file at once (no cache question first); a wrong line fails it whole
+    short = playbook(env, dict(args, entries="198.51.100.7\n198.51.100.8\n", exclusive=False))
+    assert short["changed"] is True and short["added_count"] == 2 and short["entries_transfer"]["mode"] == "file"
+    bad = playbook(env, dict(args, entries="198.51.100.9\n198.51.100.300\n", exclusive=False))
+    assert bad["failed"] is True and "198.51.100.300" in bad["msg"], bad
+    assert len(env.rules()["blacklist"]) == 3002
+    # an async task runs without the plugin's transfer: refused rather than split at commas
+    not_async = env.playbook("netxfw_rule", dict(args, entries="198.51.100.10\n198.51.100.11\n"),
+                             keywords="      async: 60\n      poll: 1\n")
+    assert not_async["failed"] is True and "async" in not_async["msg"], not_async
+    assert len(env.rules()["blacklist"]) == 3002
+
+
+def test_entries_templates_still_templated(loaded):
+    """The plugin templates `entries` itself: an item that is a template is still templated, a string
+    that is not trusted as a template (a file's lines) is not, and an expression giving the list works."""
+    env = loaded
+    entries = long_list(2500)
+    templated = playbook(env, {"kind": "blacklist", "entries": entries[:-1] + ["{{ '203.0.113.%d' % (70 + 7) }}"]})
+    assert templated["changed"] is True and templated["added_count"] == 2500, templated
+    cidrs = set(e["cidr"] for e in env.rules()["blacklist"])
+    assert "203.0.113.77/32" in cidrs and PEER_ADDR + "/32" not in cidrs
+
+    path = os.path.join(env.tmp, "lines.txt")
+    with open(path, "w") as stream:
+        stream.write("\n".join(entries) + "\n")
+    lookup = "{{ lookup('ansible.builtin.file', '%s').splitlines() }}" % path
+    expression = playbook(env, {"kind": "blacklist", "entries": lookup, "exclusive": True})
+    assert expression["changed"] is True and expression["entries_transfer"]["entries"] == 2500, expression
+    assert set(e["cidr"] for e in env.rules()["blacklist"]) == cidrs - {"203.0.113.77/32"} | {PEER_ADDR + "/32"}
+    cached = playbook(env, {"kind": "blacklist", "entries": lookup, "exclusive": True})
+    assert cached["changed"] is False and cached["entries_transfer"]["mode"] == "cache", cached
+
+    with open(path, "a") as stream:
+        stream.write("{{ '203.0.113.5' }}\n")  # a file's content is no template: it stays as written
+    untrusted = playbook(env, {"kind": "blacklist", "entries": lookup, "exclusive": True})
+    assert untrusted["failed"] is True and "{{ '203.0.113.5' }}" in untrusted["msg"], untrusted
+    assert "203.0.113.5/32" not in set(e["cidr"] for e in env.rules()["blacklist"])

@@ -89,3 +89,23 @@ def test_digest_is_the_documented_bytes():
     mixed = ["198.51.100.1", {"cidr": "203.0.113.0/24", "expires": None}]
     assert payload.request_digest("blacklist", mixed, "present", True, None) == hashlib.sha256(
         (head % 2).encode() + b'json\0["198.51.100.1",{"cidr":"203.0.113.0/24","expires":null}]').hexdigest()
+
+
+def test_text_round_trip_is_bound_to_its_src_digest():
+    """`entries` as one text goes as the text, digested as the host digests a src file's bytes."""
+    text = "203.0.113.9\n# a comment\n2001:db8::/48\n"
+    digest = payload.file_digest("blacklist", text.encode(), "present", True, None)
+    data = payload.encode_text(text, digest)
+    assert payload.decode(data, "blacklist", "present", True, None) == text.encode()
+    assert payload.encode_text(text, digest) == data
+    with pytest.raises(NetxfwError, match="does not match its digest"):
+        payload.decode(data, "blacklist", "present", False, None)
+    assert payload.decode(payload.encode_text(text, None), "blacklist", "present", False, 60) == text.encode()
+    cut = json.loads(gzip.decompress(data))
+    cut["text"] = cut["text"][:-3]
+    with pytest.raises(NetxfwError, match="incomplete"):
+        payload.decode(gzip.compress(json.dumps(cut).encode()), "blacklist", "present", True, None)
+
+
+def test_clean_entries_of_strings_only():
+    assert payload.clean_entries([" 203.0.113.9", "", "  ", "2001:db8::/48 "]) == ["203.0.113.9", "2001:db8::/48"]
