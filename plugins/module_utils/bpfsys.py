@@ -10,11 +10,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import array
 import ctypes
 import ctypes.util
 import errno
 import operator
 import os
+import struct
 
 from .errors import NetxfwError
 
@@ -327,6 +329,34 @@ class Map:
         return items
 
     def _lookup_batch(self):
+        items = []
+        ks, vs = self.key_size, self.value_size
+        for kraw, vraw, count in self._batches():
+            for n in range(count):
+                items.append((kraw[n * ks:(n + 1) * ks], vraw[n * vs:(n + 1) * vs]))
+        return items
+
+    def array_values(self):
+        """The values of an array map in index order, as one bytes object (batch reads: a few syscalls
+        for the 2 MiB prefilter, no pair per entry)."""
+        ks, vs = self.key_size, self.value_size
+        if self.type != BPF_MAP_TYPE_ARRAY or ks != 4:
+            raise ValueError("array_values of map %s, not an array" % self.name)
+        chunks, done = [], 0
+        try:
+            for kraw, vraw, count in self._batches():
+                if array.array("I", kraw[:count * ks]) != array.array("I", range(done, done + count)):
+                    raise ValueError("a batch lookup of array map %s out of index order" % self.name)
+                chunks.append(vraw[:count * vs])
+                done += count
+        except BpfCallError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            chunks = [self.lookup(struct.pack("=I", index)) for index in range(self.max_entries)]
+        return b"".join(chunks)
+
+    def _batches(self):
+        """(keys buffer, values buffer, entries in them) of each batch lookup over the whole map."""
         lib = _lib()
         chunk = max(1, min(BATCH_CHUNK, self.max_entries))
         keys = ctypes.create_string_buffer(self.key_size * chunk)
@@ -334,7 +364,6 @@ class Map:
         in_batch = ctypes.create_string_buffer(max(self.key_size, 8))
         out_batch = ctypes.create_string_buffer(max(self.key_size, 8))
         opts = _MapBatchOpts(ctypes.sizeof(_MapBatchOpts), 0, 0)
-        items = []
         first = True
         while True:
             count = ctypes.c_uint32(chunk)
@@ -346,39 +375,43 @@ class Map:
                 err = -ret if ret != -1 else ctypes.get_errno()
                 if err != errno.ENOENT:
                     raise BpfCallError(err, "batch lookup in map %s" % self.name)
-            kraw, vraw = keys.raw, values.raw
-            ks, vs = self.key_size, self.value_size
-            for n in range(count.value):
-                items.append((kraw[n * ks:(n + 1) * ks], vraw[n * vs:(n + 1) * vs]))
+            yield keys.raw, values.raw, count.value
             if err == errno.ENOENT:
-                return items
+                return
             ctypes.memmove(in_batch, out_batch, len(out_batch))
             first = False
 
     def update_many(self, pairs):
         """Write (key, value) pairs: batch syscalls where supported, else one by one."""
         pairs = list(pairs)
+        self.update_blobs(b"".join(map(operator.itemgetter(0), pairs)), b"".join(map(operator.itemgetter(1), pairs)))
+
+    def update_blobs(self, keys, values):
+        """Write the entries whose keys are laid end to end in the bytes `keys` and their values likewise
+        in `values` (no pair per entry): batch syscalls where supported, else one by one."""
+        ks, vs = self.key_size, self.value_size
+        count = len(keys) // ks
+        if len(keys) != count * ks or len(values) != count * vs:
+            raise ValueError("update of map %s: %d key bytes and %d value bytes are not whole entries"
+                             % (self.name, len(keys), len(values)))
         if self._batch_ok:
             try:
-                for start in range(0, len(pairs), BATCH_CHUNK):
-                    self._update_batch(pairs[start:start + BATCH_CHUNK])
+                for start in range(0, count, BATCH_CHUNK):
+                    end = min(count, start + BATCH_CHUNK)
+                    self._update_batch(keys[start * ks:end * ks], values[start * vs:end * vs], end - start)
                 return
             except BpfCallError as exc:
                 if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
                     raise
                 self._batch_ok = False
         update = _lib().bpf_map_update_elem
-        for key, value in pairs:
-            ret = update(self.fd, key, value, BPF_ANY)
+        for n in range(count):
+            ret = update(self.fd, keys[n * ks:(n + 1) * ks], values[n * vs:(n + 1) * vs], BPF_ANY)
             if ret < 0:
                 _check(ret, "update of map %s" % self.name)
 
-    def _update_batch(self, pairs):
-        if not pairs:
-            return
-        keys = b"".join(map(operator.itemgetter(0), pairs))
-        values = b"".join(map(operator.itemgetter(1), pairs))
-        count = ctypes.c_uint32(len(pairs))
+    def _update_batch(self, keys, values, count):
+        count = ctypes.c_uint32(count)
         opts = _MapBatchOpts(ctypes.sizeof(_MapBatchOpts), 0, 0)
         _check(
             _lib().bpf_map_update_batch(self.fd, keys, values, ctypes.byref(count), ctypes.byref(opts)),

@@ -258,7 +258,7 @@ class Firewall:
         repeated = request is not None and any(r.get("request") == request for r in self.store.recent_requests(kind))
         if entries is None and not repeated:
             return None
-        keys = {}  # each CIDR parsed once: normalize, the capacity check and the source classes share it
+        keys = rules.KeyCache()  # each CIDR parsed once: normalize, the capacity check and the source classes share it
         wanted = None if repeated else rules.normalize(kind, entries, ttl=ttl, state=state, keys=keys)
         program.require_root()
         with self.store.lock(create=not check_mode):

@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import functools
 import ipaddress
 import itertools
 import math
@@ -167,6 +168,8 @@ _V6_MASKS = tuple(((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1) for plen in range
 # prefix lengths written plainly (no sign, space or leading zero)
 _PLEN4 = dict((str(plen), plen) for plen in range(33))
 _PLEN6 = dict((str(plen), plen) for plen in range(129))
+# the (family, "host" or "lpm") of cidr_key by the length of its key bytes (an LPM key adds the prefix length)
+FAMILY_WHERE_OF_KEY_LENGTH = {4: (4, "host"), 8: (4, "lpm"), 16: (6, "host"), 20: (6, "lpm")}
 
 
 def _fast_v4(text):
@@ -323,8 +326,8 @@ def normalize(kind, entries, ttl=None, now=None, state="present", keys=None):
 
     For the blacklist, `ttl` (seconds) sets expires = now + ttl on entries that give no expiry.
     With state absent, entries need only their identity (the kind's `absent` fields may be left out).
-    keys: a dict that receives {canonical CIDR: cidr_key(CIDR)} of whitelist and blacklist entries
-    (the cache sources.counts and sources.expected take), from the same parse.
+    keys: a KeyCache that receives the cidr_key of each whitelist and blacklist entry (the cache
+    sources.counts and sources.expected take), from the same parse.
     """
     spec = rule_kind(kind)
     if entries is None:
@@ -525,8 +528,35 @@ def _canonical_and_order(text):
     return str(network), network.version << 136 | int(network.network_address) << 8 | network.prefixlen
 
 
+class KeyCache(dict):
+    """{canonical CIDR: cidr_key(CIDR)} that normalize() fills from its own parse, for the capacity count
+    and the src maps (sources.keys_of, sources.key_bytes): one parse per CIDR per run. A list that
+    _bulk took (a million plain CIDRs) is kept whole instead: bulk_cidrs, the normalised list, and
+    bulk_keys, the key bytes of its CIDRs in the same order; expand() puts them in the dict."""
+    bulk_cidrs = bulk_keys = None
+
+    def set_bulk(self, cidrs, raw):
+        self.expand()  # a bulk list of an earlier call
+        self.bulk_cidrs, self.bulk_keys = cidrs, raw
+
+    def key_bytes(self, cidrs):
+        """The src map key bytes of the CIDRs of the list `cidrs` when it is the normalised bulk list
+        (equal, in order), in its order; else None."""
+        if self.bulk_cidrs is None or cidrs != self.bulk_cidrs:
+            return None
+        return self.bulk_keys
+
+    def expand(self):
+        """Put the bulk list in the dict (what one cidr_key call per CIDR gives)."""
+        cidrs, raw = self.bulk_cidrs, self.bulk_keys
+        self.bulk_cidrs = self.bulk_keys = None
+        if cidrs is not None:
+            places = list(map(FAMILY_WHERE_OF_KEY_LENGTH.__getitem__, map(len, raw)))
+            self.update(zip(cidrs, zip(map(operator.itemgetter(0), places), map(operator.itemgetter(1), places), raw)))
+
+
 def _by_order(order_by_item, keys=None):
-    """The items sorted by their order; `keys` (a dict), if given, receives {item: cidr_key(item)}
+    """The items sorted by their order; `keys` (a KeyCache), if given, receives {item: cidr_key(item)}
     worked out from each order, so that the capacity count and the src maps need no second parse."""
     if keys is not None:
         keys.update(zip(order_by_item, map(_key_of_order, order_by_item.values())))
@@ -550,49 +580,85 @@ def _key_of_order(order):
 def _unique_whitelist(entries, keys=None):
     """Sorted as sort_entries sorts, with each sort key computed while parsing."""
     if isinstance(entries, list) and _all_strings(entries):
-        bulk = _bulk_v4(entries, keys)
+        bulk = _bulk(entries, keys)
         if bulk is not None:
             return bulk
     return _by_order(dict(map(_canonical_and_order, entries)), keys)
 
 
 _repeat = itertools.repeat
-# by what follows the address ("/24", or nothing for a bare address): the prefix length
-_V4_TAIL = dict(("/%d" % plen, plen) for plen in range(33))
-_V4_TAIL[""] = 32
-_V4_SUFFIX = {"/": "", "": "/32"}  # what the canonical string adds
-_V4_WHERE = tuple("host" if plen == 32 else "lpm" for plen in range(33))
-_V4_KEY_HEAD = tuple(b"" if plen == 32 else struct.pack("=I", plen) for plen in range(33))  # before the address
+_pton6 = functools.partial(_inet_pton, _AF_INET6)
+_ntop6 = functools.partial(_inet_ntop, _AF_INET6)
 
 
-def _bulk_v4(texts, keys=None):
+class _Family(collections.namedtuple("_Family", "pton ntop tail masks scale plen_text key_head width")):
+    """What _bulk_family needs of one address family: parse and print an address, {what follows the
+    address ("/24", or nothing for a bare address): prefix length}, the masks, the sort number's
+    scale (a float for IPv4: exact below 2 ** 53, and floats sort faster than ints of more than 30
+    bits), "/n" by prefix length, what a key puts before the address by prefix length, address bytes."""
+
+
+def _family(pton, ntop, bits, masks, scale):
+    tail = dict(("/%d" % plen, plen) for plen in range(bits + 1))
+    tail[""] = bits
+    return _Family(pton, ntop, tail, masks, scale, tuple("/%d" % plen for plen in range(bits + 1)),
+                   tuple(b"" if plen == bits else struct.pack("=I", plen) for plen in range(bits + 1)), bits // 8)
+
+
+_BULK_FAMILIES = {4: _family(_inet_aton, _inet_ntoa, 32, _V4_MASKS, 256.0),
+                  6: _family(_pton6, _ntop6, 128, _V6_MASKS, 256)}
+
+
+def _bulk(texts, keys=None):
     """What _by_order(dict(map(_canonical_and_order, texts)), keys) gives, when every text is a plainly
-    written IPv4 address or CIDR with its host bits clear (else None: the general path decides, and
-    words any error). The checks of _fast_cidr, each a C loop over the whole list: a million CIDRs
-    take a few C passes instead of a million Python calls."""
+    written IPv4 address or CIDR, or an IPv6 one as ipaddress prints it, with its host bits clear (else
+    None: the general path decides, and words any error). The checks of _fast_cidr, each a C loop over
+    the whole list: a million CIDRs take a few C passes instead of a million Python calls. `keys` (a
+    KeyCache) gets the list whole (set_bulk)."""
+    is_v6 = list(map(operator.contains, texts, _repeat(":")))
+    v6 = list(itertools.compress(texts, is_v6)) if True in is_v6 else []
+    v4 = list(itertools.compress(texts, map(operator.not_, is_v6))) if v6 else texts
+    out4 = _bulk_family(v4, _BULK_FAMILIES[4])
+    out6 = _bulk_family(v6, _BULK_FAMILIES[6]) if out4 is not None else None
+    if out6 is None:
+        return None
+    cidrs, raw = (out4[0] + out6[0], out4[1] + out6[1]) if v6 else out4  # IPv4 sorts first
+    if keys is not None:
+        keys.set_bulk(cidrs, raw)
+    return cidrs
+
+
+def _bulk_family(texts, family):
+    """(the sorted canonical CIDRs, their key bytes in the same order) of texts of one family as _bulk
+    takes them, else None."""
     parts = list(map(str.partition, texts, _repeat("/")))
     addrs = list(map(operator.itemgetter(0), parts))
+    if family.width == 16 and True in map(operator.contains, addrs, _repeat(".")):
+        return None  # ::ffff:a.b.c.d and the like: ipaddress and inet_ntop print them differently
     try:
-        packed = list(map(_inet_aton, addrs))
+        packed = list(map(family.pton, addrs))
     except (OSError, ValueError):
         return None
-    if list(map(_inet_ntoa, packed)) != addrs:  # not written plainly ("1.2.3", "01.2.3.4", "1.2.3.4 "...)
+    if list(map(family.ntop, packed)) != addrs:  # not written plainly ("1.2.3", "01.2.3.4", "1.2.3.4 ", "::0"...)
         return None
-    seps = list(map(operator.itemgetter(1), parts))
-    plens = list(map(_V4_TAIL.get, map(operator.add, seps, map(operator.itemgetter(2), parts))))
+    plens = list(map(family.tail.get, map(operator.add, map(operator.itemgetter(1), parts),
+                                          map(operator.itemgetter(2), parts))))
     if None in plens:  # "/08", "/ 8", "/33", "/"...
         return None
     values = list(map(int.from_bytes, packed, _repeat("big")))
-    if list(map(operator.and_, values, map(_V4_MASKS.__getitem__, plens))) != values:
+    if list(map(operator.and_, values, map(family.masks.__getitem__, plens))) != values:
         return None  # host bits set ("10.0.0.1/8"): the general path masks them
-    cidrs = list(map(operator.add, texts, map(_V4_SUFFIX.__getitem__, seps))) if "" in seps else texts
-    # the sort key of _canonical_and_order less the family bits (the same for every entry), as a float:
-    # exact below 2 ** 53, and floats sort faster than ints of more than 30 bits
-    order = dict(zip(cidrs, map(operator.add, map(operator.mul, values, _repeat(256.0)), plens)))
-    if keys is not None:
-        keys.update(zip(cidrs, zip(_repeat(4), map(_V4_WHERE.__getitem__, plens),
-                                   map(operator.add, map(_V4_KEY_HEAD.__getitem__, plens), packed))))
-    return sorted(order, key=order.__getitem__)
+    # the sort key of _canonical_and_order less the family bits (the same for every entry): address * 256 + prefix length
+    order = sorted(map(operator.add, map(operator.mul, values, _repeat(family.scale)), plens))
+    # one number per CIDR (a CIDR listed twice, however written, gives the same number twice: next to each other)
+    order = list(itertools.compress(order, map(operator.ne, order, itertools.islice(order, 1, None)))) + order[-1:]
+    numbers = list(map(int, order))
+    plens = list(map(operator.and_, numbers, _repeat(0xFF)))
+    packed = list(map(int.to_bytes, map(operator.rshift, numbers, _repeat(8)), _repeat(family.width), _repeat("big")))
+    # each CIDR written again from its number, as canonical_cidr writes it (the texts were checked to be
+    # written so): the list comes out sorted, with its map keys in the same order (a trie fills faster so)
+    return (list(map(operator.add, map(family.ntop, packed), map(family.plen_text.__getitem__, plens))),
+            list(map(operator.add, map(family.key_head.__getitem__, plens), packed)))
 
 
 def _all_strings(entries):
@@ -607,7 +673,7 @@ def _unique_blacklist(entries, default_expires, now, keys=None):
     """Sorted as sort_entries sorts, with each sort key computed while parsing."""
     if isinstance(entries, list) and _all_strings(entries):
         # every entry takes the default expiry (a list of a million CIDRs): no expiry to merge
-        cidrs = _bulk_v4(entries, keys)
+        cidrs = _bulk(entries, keys)
         if cidrs is None:
             cidrs = _by_order(dict(map(_canonical_and_order, entries)), keys)
         return [{"cidr": cidr, "expires": default_expires} for cidr in cidrs]

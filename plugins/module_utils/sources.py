@@ -13,7 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import collections
+import array
 import itertools
 import operator
 import struct
@@ -27,12 +27,9 @@ SRC_MAPS = HOST_MAPS + ("src4_lpm", "src6_lpm")
 ANY_SOURCE_KEYS = ((4, "lpm", struct.pack("=I", 0) + bytes(4)), (6, "lpm", struct.pack("=I", 0) + bytes(16)))
 
 
-_FAMILY_AND_WHERE = operator.itemgetter(0, 1)
 _RAW_KEY = operator.itemgetter(2)
 _CIDR = operator.itemgetter("cidr")
 _EXPIRES = operator.itemgetter("expires")
-_KEY = operator.itemgetter(0)
-_VALUE = operator.itemgetter(1)
 
 
 def map_name(family, where):
@@ -213,10 +210,11 @@ def _split(keys, values):
 
 
 def keys_of(cidrs, keys=None):
-    """[rules.cidr_key(cidr) for cidr in cidrs], through the cache `keys` when given (filling it in):
-    a million cached keys come out of one map() instead of a million calls."""
+    """[rules.cidr_key(cidr) for cidr in cidrs], through the cache `keys` (a rules.KeyCache) when given
+    (filling it in): a million cached keys come out of one map() instead of a million calls."""
     if keys is None:
         return [rules.cidr_key(cidr) for cidr in cidrs]
+    keys.expand()
     out = list(map(keys.get, cidrs))
     if None in out:
         for index, k in enumerate(out):
@@ -229,6 +227,7 @@ def _key_function(keys):
     """rules.cidr_key, remembering its results in `keys` when given (one parse per CIDR per run)."""
     if keys is None:
         return rules.cidr_key
+    keys.expand()
 
     def key(cidr):
         k = keys.get(cidr)
@@ -236,6 +235,20 @@ def _key_function(keys):
             k = keys[cidr] = rules.cidr_key(cidr)
         return k
     return key
+
+
+def key_bytes(cidrs, keys=None):
+    """{(family, "host" or "lpm"): [src map key bytes]} of the list of canonical CIDRs `cidrs`, in its
+    order (the keys of a list the cache holds whole come from it)."""
+    raw = keys.key_bytes(cidrs) if keys is not None else None
+    if raw is None:
+        raw = list(map(_RAW_KEY, keys_of(cidrs, keys)))
+    lengths = list(map(len, raw))
+    present = set(lengths)
+    if len(present) == 1:
+        return {rules.FAMILY_WHERE_OF_KEY_LENGTH[lengths[0]]: raw}
+    return dict((rules.FAMILY_WHERE_OF_KEY_LENGTH[length], list(itertools.compress(raw, map(length.__eq__, lengths))))
+                for length in present)
 
 
 def expected(data, now_wall=None, now_mono_ns=None, keys=None):
@@ -252,7 +265,10 @@ def expected(data, now_wall=None, now_mono_ns=None, keys=None):
     if not any(others) and operator.countOf(map(_EXPIRES, blacklist), None) == len(blacklist):
         # a blacklist alone, nothing expiring (a million CIDRs): to_maps(resolve(...)) without its dict
         value = _class_value((layout.SRC_BL, None), expiry_ns)
-        return _split(keys_of(list(map(_CIDR, blacklist)), keys), lambda: itertools.repeat(value))
+        out = dict((name, {}) for name in SRC_MAPS)
+        for (family, where), raw in key_bytes(list(map(_CIDR, blacklist)), keys).items():
+            out[map_name(family, where)] = dict.fromkeys(raw, value)
+        return out
     return to_maps(resolve(others[0], blacklist, others[1], others[2], keys), expiry_ns)
 
 
@@ -285,19 +301,15 @@ def expired_ban(value, now_ns):
     return bool(bits & layout.SRC_BAN) and 0 < expires <= now_ns
 
 
-def _filter_masks(keys, words):
-    masks = {}
-    get = masks.get
-    for bit in layout.src_filter_bits(keys, words):
-        word = bit >> 6
-        masks[word] = get(word, 0) | 1 << (bit & 63)
-    return masks
+def _filter_array(m):
+    """Every prefilter word, in index order (an array of native u64s: "=Q")."""
+    return array.array("Q", m.array_values())
 
 
 def _filter_words(m, indices):
     """{word index: u64} of the prefilter words `indices` (more than a few thousand: all, one batch read)."""
     if len(indices) > 4096:
-        return dict((struct.unpack("=I", k)[0], layout.decode_u64(v)) for k, v in m.items())
+        return dict(enumerate(_filter_array(m)))
     out = {}
     for index in indices:
         raw = m.lookup(layout.encode_u32(index))
@@ -305,16 +317,23 @@ def _filter_words(m, indices):
     return out
 
 
-def _filter_write(maps, masks, exact):
-    """Set the bits of `masks` ({word: bits}) in the prefilter; exact: every other bit cleared. Returns the
-    number of words written (only those that change)."""
+def _filter_write(maps, bits, exact):
+    """Set the prefilter bits `bits` (bit indices, layout.src_filter_bits); exact: every other bit cleared.
+    Returns the number of words written (only those that change)."""
     m = maps[FILTER_MAP]
-    current = _filter_words(m, range(m.max_entries) if exact else masks)
-    writes = []
-    for index, old in current.items():
-        new = masks.get(index, 0) | (0 if exact else old)
-        if new != old:
-            writes.append((layout.encode_u32(index), layout.encode_u64(new)))
+    if exact or len(bits) > 4096:  # every word: one batch read, the bits set in an array, compared in C
+        old = _filter_array(m)
+        new = array.array("Q", bytes(len(old) * old.itemsize)) if exact else array.array("Q", old)
+        for bit in bits:
+            new[bit >> 6] |= 1 << (bit & 63)
+        index = list(itertools.compress(range(len(new)), map(operator.ne, old, new)))
+        m.update_blobs(array.array("I", index).tobytes(), array.array("Q", map(new.__getitem__, index)).tobytes())
+        return len(index)
+    masks = {}
+    for bit in bits:
+        masks[bit >> 6] = masks.get(bit >> 6, 0) | 1 << (bit & 63)
+    writes = [(layout.encode_u32(index), layout.encode_u64(old | masks[index]))
+              for index, old in _filter_words(m, masks).items() if old | masks[index] != old]
     m.update_many(writes)
     return len(writes)
 
@@ -337,9 +356,9 @@ def _ban_bits_lost(maps):
     for _attempt in range(3):  # a bit lost again: another ban on the same word meanwhile
         bans = [key for name in HOST_MAPS for key, value in maps[name].items()
                 if layout.decode_u64(value) & layout.SRC_BAN]
-        masks = _filter_masks(bans, maps[FILTER_MAP].max_entries)
-        current = _filter_words(maps[FILTER_MAP], masks)
-        lost = dict((index, bits) for index, bits in masks.items() if current[index] & bits != bits)
+        bits = layout.src_filter_bits(bans, maps[FILTER_MAP].max_entries)
+        current = _filter_words(maps[FILTER_MAP], set(bit >> 6 for bit in bits))
+        lost = [bit for bit in bits if not current[bit >> 6] >> (bit & 63) & 1]
         if not lost:
             return
         _filter_write(maps, lost, False)
@@ -348,7 +367,7 @@ def _ban_bits_lost(maps):
 def mark_listed(maps, keys):
     """Set the prefilter bits of src4_host/src6_host keys: BEFORE they are written (the lookup of a key whose
     bit is clear is skipped: a blacklisted address would pass). No-op without the prefilter map."""
-    if FILTER_MAP in maps and _filter_write(maps, _filter_masks(keys, maps[FILTER_MAP].max_entries), False):
+    if FILTER_MAP in maps and _filter_write(maps, layout.src_filter_bits(keys, maps[FILTER_MAP].max_entries), False):
         _ban_bits_lost(maps)
 
 
@@ -359,7 +378,7 @@ def rebuild_filter(maps, keys=None):
         return
     if keys is None:
         keys = [key for name in HOST_MAPS for key, _value in maps[name].items()]
-    if _filter_write(maps, _filter_masks(keys, maps[FILTER_MAP].max_entries), True):
+    if _filter_write(maps, layout.src_filter_bits(keys, maps[FILTER_MAP].max_entries), True):
         _ban_bits_lost(maps)
 
 
@@ -379,9 +398,9 @@ def write(maps, want, now_ns=None, changed=None):
     for name in SRC_MAPS:
         target = want.get(name, {})
         current = dict(maps[name].items())
-        writes, deletes = [], []
+        written, values, deletes = [], [], []
         if not current:  # a first fill (a million keys): every key is written, no ban to keep
-            writes = list(target.items())
+            written, values = list(target), list(target.values())
         for key, value in target.items() if current else ():
             old = current.get(key)
             if old == value:
@@ -389,7 +408,8 @@ def write(maps, want, now_ns=None, changed=None):
             if old is not None and name in HOST_MAPS and live_ban(old, now_ns):
                 bans[(name, key)] = old  # decided below, once the tries hold the new classes
                 continue
-            writes.append((key, value))
+            written.append(key)
+            values.append(value)
         for key, value in current.items():
             if key in target:
                 continue
@@ -397,15 +417,14 @@ def write(maps, want, now_ns=None, changed=None):
                 bans[(name, key)] = value
             else:
                 deletes.append(key)
-        written = list(map(_KEY, writes))
         if name in HOST_MAPS:
             mark_listed(maps, written)
             host_deleted = host_deleted or bool(deletes)
-        maps[name].update_many(writes)
+        maps[name].update_blobs(b"".join(written), b"".join(values))
         maps[name].delete_many(deletes)
-        touched += len(writes) + len(deletes)
+        touched += len(written) + len(deletes)
         if changed is not None:
-            changed.extend(zip(itertools.repeat(name), written, map(current.get, written), map(_VALUE, writes)))
+            changed.extend(zip(itertools.repeat(name), written, map(current.get, written), values))
             changed.extend((name, key, current[key], None) for key in deletes)
     for (name, key), value in bans.items():
         listed = want.get(name, {}).get(key)
@@ -431,7 +450,7 @@ def counts(data, kind, keys=None):
     """{(family, "host" or "lpm"): entries} of the whitelist or blacklist, for its capacity check."""
     listed = data.get(kind, [])
     cidrs = listed if kind == "whitelist" else list(map(_CIDR, listed))
-    return dict(collections.Counter(map(_FAMILY_AND_WHERE, keys_of(cidrs, keys))))
+    return dict((where, len(raw)) for where, raw in key_bytes(list(cidrs), keys).items())
 
 
 def blocks(cls, now_ns):

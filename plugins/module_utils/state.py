@@ -17,6 +17,7 @@ __metaclass__ = type
 import contextlib
 import fcntl
 import json
+import operator
 import os
 import tempfile
 import threading
@@ -314,7 +315,7 @@ class StateStore:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as stream:
                 if compact:
-                    json.dump(data, stream, sort_keys=True, cls=_CEncoder)
+                    stream.write(compact_json(data))
                 else:
                     json.dump(data, stream, indent=2, sort_keys=True)
                 stream.write("\n")
@@ -345,3 +346,28 @@ COMPACT_ABOVE = 10000
 class _CEncoder(json.JSONEncoder):
     def iterencode(self, o, _one_shot=False):
         return super(_CEncoder, self).iterencode(o, _one_shot=True)
+
+
+_BLACKLIST_HEAD = '{"blacklist": []'  # of a document whose first key in sorted order is the blacklist, empty
+_NEVER_EXPIRING = '", "expires": null}, {"cidr": "'  # between two blacklist entries' CIDRs
+
+
+def compact_json(data):
+    """json.dumps(data, sort_keys=True) by the C encoder; a blacklist of entries that are all {"cidr": CIDR,
+    "expires": None} (a million) is joined as one string: the same text without encoding a dict per entry."""
+    blacklist = data.get("blacklist")
+    text = json.dumps(data if not blacklist else dict(data, blacklist=[]), sort_keys=True, cls=_CEncoder)
+    if not blacklist:
+        return text
+    try:
+        joined = _NEVER_EXPIRING.join(map(operator.itemgetter("cidr"), blacklist))  # a TypeError unless each is a str
+        plain = (operator.countOf(map(type, blacklist), dict) == len(blacklist)
+                 and operator.countOf(map(len, blacklist), 2) == len(blacklist)  # cidr and expires, nothing else
+                 and operator.countOf(map(operator.itemgetter("expires"), blacklist), None) == len(blacklist))
+    except (KeyError, TypeError):
+        plain = False
+    # JSON writes printable ASCII as it is but for '"' and '\\': the CIDRs hold none (the quotes are the joints')
+    if not (plain and joined.isascii() and joined.isprintable() and "\\" not in joined
+            and joined.count('"') == _NEVER_EXPIRING.count('"') * (len(blacklist) - 1) and text.startswith(_BLACKLIST_HEAD)):
+        return json.dumps(data, sort_keys=True, cls=_CEncoder)
+    return '{"blacklist": [{"cidr": "%s", "expires": null}]%s' % (joined, text[len(_BLACKLIST_HEAD):])

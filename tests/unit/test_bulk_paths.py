@@ -1,16 +1,19 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The whole-list paths of a large add (rules._bulk_v4, the empty-list diff, the blacklist-alone
+"""The whole-list paths of a large add (rules._bulk, the empty-list diff, the blacklist-alone
 resolve, to_maps' split, layout.src_filter_bits) give exactly what the per-entry paths give: the
 same entries, keys, order, map contents and errors, on a random mix with the edge cases."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import ipaddress
+import json
 import random
+import socket
 
 import pytest
 
-from ansible_collections.netxfw.firewall.plugins.module_utils import layout, rules, sources
+from ansible_collections.netxfw.firewall.plugins.module_utils import layout, rules, sources, state
 from ansible_collections.netxfw.firewall.plugins.module_utils.errors import NetxfwError
 
 EDGE = ["10.0.0.0/8", "10.0.0.1/8", " 10.0.0.0/8 ", "10.0.0.0/8 ", "10.0.0.0 /8", "10.0.0.0/08", "10.0.0.0/+8",
@@ -34,16 +37,47 @@ def v4_texts(rnd, count):
     return out
 
 
+EDGE6 = ["2001:DB8::/32", "2001:db8::1/32", "::ffff:198.51.100.7", "::ffff:198.51.100.7/128", "2001:db8:0::/48",
+         "2001:db8::/129", "2001:db8::/048", "fe80::1%eth0", "::/0", "::", "::1", ":::", "2001:db8::/", "1::2:3:4:5:6:7",
+         "2001:0db8::/32", " 2001:db8::/32", "2001:db8::/32 ", "1:0:0:2::/64", "2001:db8::/+32", "2001:db8:::/48",
+         "2001:db8::/32/1", "::1.2.3.4", "1:2:3:4:5:6:7:8:9"]
+
+
+def v6_texts(rnd, count):
+    """IPv6 CIDRs and addresses as ipaddress prints them (runs of zero groups of every length), with
+    duplicates written both ways."""
+    out = []
+    for dummy in range(count):
+        value = 0
+        for group in range(8):
+            value = value << 16 | (0 if rnd.random() < 0.5 else rnd.randrange(1 << 16))
+        plen = rnd.choice((128, 128, 64, 48, 32, 0, rnd.randrange(129)))
+        value &= ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
+        text = str(ipaddress.IPv6Address(value))
+        if "." in socket.inet_ntop(socket.AF_INET6, ipaddress.IPv6Address(value).packed):
+            continue  # ::a.b.c.d, ::ffff:a.b.c.d: the C library prints them otherwise (EDGE6 has them)
+        out.append(text if plen == 128 and rnd.random() < 0.3 else "%s/%d" % (text, plen))
+    out += [text.split("/")[0] if text.endswith("/128") else text + "/128" if "/" not in text else text
+            for text in out[:count // 10]]
+    return out
+
+
 def lists(seed):
-    """Lists the bulk path takes (plain IPv4 alone) and lists with one edge case each."""
+    """Lists the bulk path takes (plain IPv4 alone, then IPv4 and IPv6 mixed) and lists with one edge
+    case each."""
     rnd = random.Random(seed)
     plain = v4_texts(rnd, 2000)
     yield plain
     yield []
-    for edge in EDGE:
-        mixed = list(plain[:200])
-        mixed.insert(rnd.randrange(len(mixed) + 1), edge)
-        yield mixed
+    both = plain[:1000] + v6_texts(rnd, 1000)
+    rnd.shuffle(both)
+    yield both
+    yield v6_texts(rnd, 300)
+    for edge in EDGE + EDGE6:
+        for base in (plain[:200], both[:200]):
+            mixed = list(base)
+            mixed.insert(rnd.randrange(len(mixed) + 1), edge)
+            yield mixed
 
 
 def outcome(call):
@@ -56,22 +90,33 @@ def outcome(call):
 @pytest.mark.parametrize("kind", ["whitelist", "blacklist"])
 def test_normalize_bulk_matches_per_entry(kind, monkeypatch):
     for entries in lists(15):
-        keys = {}
+        keys = rules.KeyCache()
         fast = outcome(lambda: rules.normalize(kind, entries, keys=keys))
         fast_keys = keys
         with monkeypatch.context() as patch:
-            patch.setattr(rules, "_bulk_v4", lambda texts, keys=None: None)
-            keys = {}
+            patch.setattr(rules, "_bulk", lambda texts, keys=None: None)
+            keys = rules.KeyCache()
             slow = outcome(lambda: rules.normalize(kind, entries, keys=keys))
         assert fast == slow, entries
+        assert keys.bulk_cidrs is None
+        if fast[0] == "ok" and fast[1]:
+            cidrs = fast[1] if kind == "whitelist" else [entry["cidr"] for entry in fast[1]]
+            raw = fast_keys.key_bytes(cidrs)  # the bulk list's key bytes: those of the per-entry parse
+            if fast_keys.bulk_cidrs is not None:
+                assert raw == [keys[cidr][2] for cidr in cidrs]
+                assert fast_keys.key_bytes(cidrs[1:]) is None and fast_keys.key_bytes(list(reversed(cidrs))) is None
+        fast_keys.expand()
+        assert fast_keys.bulk_cidrs is None
         assert fast_keys == keys
 
 
-def test_bulk_path_is_taken_for_plain_ipv4():
+def test_bulk_path_is_taken_for_plain_ipv4_and_ipv6():
     entries = next(lists(16))
-    assert rules._bulk_v4(entries) is not None
-    assert rules._bulk_v4(entries + ["10.0.0.1/8"]) is None
-    assert rules._bulk_v4(entries + ["2001:db8::/32"]) is None
+    assert rules._bulk(entries) is not None
+    assert rules._bulk(entries + ["2001:db8::/32", "2001:db8::7"]) is not None
+    assert rules._bulk(entries + ["10.0.0.1/8"]) is None
+    assert rules._bulk(entries + ["2001:db8::1/32"]) is None
+    assert rules._bulk(entries + ["::ffff:198.51.100.7"]) is None
 
 
 @pytest.mark.parametrize("kind", ["whitelist", "blacklist"])
@@ -136,10 +181,57 @@ def test_src_filter_bits_match_one_by_one():
 
 
 def test_expected_of_a_blacklist_alone_matches_the_general_path():
-    keys = {}
+    keys = rules.KeyCache()
     blacklist = rules.normalize("blacklist", next(lists(20)) + ["2001:db8::/48", "2001:db8::1"], keys=keys)
     alone = sources.expected({"blacklist": blacklist}, keys=keys)
     general = sources.to_maps(sources.resolve(iter(()), blacklist, iter(())), lambda exp: 0)
     assert alone == general
     assert all(list(alone[name]) == list(general[name]) for name in general)
     assert sum(map(len, alone.values())) == len(blacklist)
+
+
+@pytest.mark.parametrize("kind", ["whitelist", "blacklist"])
+@pytest.mark.parametrize("which", [0, 2])
+def test_counts_and_expected_of_a_bulk_list_match_the_per_entry_keys(kind, which):
+    # plain IPv4, then IPv4 and IPv6, some listed twice: lists _bulk takes, kept whole in the cache
+    entries = list(lists(21))[which]
+    keys = rules.KeyCache()
+    listed = rules.normalize(kind, entries, keys=keys)
+    assert keys.bulk_cidrs is not None
+    blacklist = listed if kind == "blacklist" else [{"cidr": cidr, "expires": None} for cidr in listed]
+    data = {kind: listed}
+    assert sources.counts(data, kind, keys) == sources.counts(data, kind)
+    assert keys.bulk_cidrs is not None  # answered from the bulk list
+    for part in (blacklist, blacklist[1:]):  # the normalised list, and another one (the cache expands)
+        alone = sources.expected({"blacklist": part}, keys=keys)
+        general = sources.to_maps(sources.resolve(iter(()), part, iter(())), lambda exp: 0)
+        assert alone == general
+        assert all(list(alone[name]) == list(general[name]) for name in general)
+        assert sources.expected({"blacklist": part}) == general
+    assert keys.bulk_cidrs is None
+
+
+def test_compact_rules_json_matches_the_encoder():
+    """state.compact_json joins a never-expiring blacklist: the text json.dumps gives, else json.dumps decides."""
+    blacklist = rules.normalize("blacklist", next(lists(22)))
+    base = {"version": 1, "generation": 7, "whitelist": ["198.51.100.0/24"], "port_rules": []}
+    odd = [[{"cidr": "a\"b", "expires": None}], [{"cidr": "a\\b", "expires": None}], [{"cidr": "\u00e9", "expires": None}],
+           [{"cidr": "a\nb", "expires": None}], [{"cidr": "a\x7fb", "expires": None}], [{"cidr": "", "expires": None}],
+           [{"cidr": "10.0.0.0/8", "expires": 5.0}], [{"cidr": "10.0.0.0/8"}], [{"cidr": "10.0.0.0/8", "expires": None, "x": 1}],
+           [{"cidr": 7, "expires": None}], [{"expires": None, "other": 1}], [], blacklist[:1],
+           blacklist[:2] + [{"cidr": 'b"', "expires": None}], [{"cidr": '", "expires": null}, {"cidr": "', "expires": None}] * 2]
+    for listed in [blacklist] + odd:
+        data = dict(base, blacklist=listed)
+        assert state.compact_json(data) == json.dumps(data, sort_keys=True), listed
+        assert json.loads(state.compact_json(data)) == data
+    assert state.compact_json({"version": 1, "blacklist": blacklist}) == json.dumps({"version": 1, "blacklist": blacklist},
+                                                                                    sort_keys=True)
+
+
+def test_compact_rules_json_joins_a_never_expiring_blacklist(monkeypatch):
+    encoded = []
+    dumps = json.dumps
+    monkeypatch.setattr(state.json, "dumps", lambda obj, **kw: encoded.append(obj.get("blacklist")) or dumps(obj, **kw))
+    blacklist = rules.normalize("blacklist", next(lists(23)))
+    state.compact_json({"version": 1, "blacklist": blacklist})
+    assert encoded == [[]]  # the entries were joined, never encoded one by one
